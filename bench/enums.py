@@ -1,0 +1,57 @@
+"""String-valued enums for the suite's closed vocabularies, normalised at every public entry point."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class StrEnum(str, Enum):
+    """A str-valued enum whose ``parse`` accepts members, values and case/dash variants."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: object) -> StrEnum:
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip().lower().replace("-", "_")
+        for member in cls:
+            if member.value == text:
+                return member
+        choices = ", ".join(m.value for m in cls)
+        raise ValueError(f"unknown {cls.__name__.lower()} {value!r}; choose one of: {choices}")
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [m.value for m in cls]
+
+
+class Dataset(StrEnum):
+    CIFAR10 = "cifar10"
+    CIFAR100 = "cifar100"
+    MNIST = "mnist"
+    FASHION_MNIST = "fashion_mnist"
+
+
+class Norm(StrEnum):
+    LINF = "linf"
+    L2 = "l2"
+
+
+class Training(StrEnum):
+    NATURAL = "natural"
+    PGD_AT = "pgd_at"
+    TRADES = "trades"
+
+
+class Preset(StrEnum):
+    SMOKE = "smoke"
+    DEMO = "demo"
+    PAPER = "paper"
+
+
+class Device(StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
