@@ -1,0 +1,7 @@
+"""The genotype error type: bad genotype data, with the file and the fault in one line."""
+
+from __future__ import annotations
+
+
+class GenotypeError(ValueError):
+    """A malformed or unknown genotype (the message names the file, when there is one)."""

@@ -1,0 +1,7 @@
+"""The model error type: unknown or unavailable model names, bad overrides, bad datasets."""
+
+from __future__ import annotations
+
+
+class ModelError(ValueError):
+    """Bad model request (the message is one line and names the fault)."""
