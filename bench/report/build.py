@@ -1,0 +1,155 @@
+"""``bench report``: store -> tables (md, tex, csv), figures (png, pdf), agreement, index pages.
+
+Output layout under ``out_dir``::
+
+    tables/<key>.md|.tex|.csv   figures/<key>.png|.pdf   agreement.md   index.md   index.html
+
+The output depends only on the store (sorted everywhere, no timestamps other than the store's,
+figures without creation dates), so the committed demo report regenerates byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.report.agreement import Claim, Tau, agreement_markdown, check_claims, column_taus
+from bench.report.context import ReportContext
+from bench.report.environment import RunInfo, run_infos
+from bench.report.headers import dataset_name
+from bench.report.loading import load_store
+from bench.report.paper import NameMap
+from bench.report.render import to_csv, to_latex, to_markdown
+from bench.report.scope import Scope, choose_scope
+from bench.report.sweeps import SWEEPS, Sweep, load_sweep
+from bench.report.table_model import Table
+
+FIGURE_KEYS = (*SWEEPS, "transfer_heatmap")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What to report: dataset/preset (None = the store's most common) and extra name mappings."""
+
+    dataset: str | None = None
+    preset: str | None = None
+    model_map: Mapping[str, str] = field(default_factory=dict)
+    figures: bool = True
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    key: str
+    title: str
+    files: tuple[Path, ...]
+
+
+@dataclass
+class Report:
+    """Everything a report holds; the index pages are rendered from it."""
+
+    store_path: Path
+    scope: Scope
+    tables: list[Table]
+    figures: list[FigureFile]
+    skipped_figures: list[tuple[str, str]]
+    taus: list[Tau]
+    claims: list[Claim]
+    runs: list[RunInfo]
+    failed_cells: int
+    out_dir: Path
+
+    @property
+    def files(self) -> list[Path]:
+        out = [
+            self.out_dir / "tables" / f"{t.key}.{ext}"
+            for t in self.tables
+            if not t.skipped
+            for ext in ("md", "tex", "csv")
+        ]
+        out += [p for f in self.figures for p in f.files]
+        return out + [self.out_dir / n for n in ("agreement.md", "index.md", "index.html")]
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8", newline="\n")
+
+
+def write_tables(tables: list[Table], out_dir: Path) -> None:
+    for table in tables:
+        if table.skipped:
+            continue
+        base = out_dir / "tables" / table.key
+        _write(base.with_suffix(".md"), to_markdown(table))
+        _write(base.with_suffix(".tex"), to_latex(table))
+        _write(base.with_suffix(".csv"), to_csv(table))
+
+
+def draw_figures(
+    ctx: ReportContext, sweeps: dict[str, Sweep], tables: dict[str, Table], out_dir: Path
+) -> tuple[list[FigureFile], list[tuple[str, str]]]:
+    """Figure 3a-c and the transfer heat map; returns (drawn, skipped with reasons)."""
+    from bench.report import figures
+
+    models = [s.model for sw in sweeps.values() for s in sw.series]
+    styles = figures.styles_for(models)
+    paper_rows = {m: ctx.names.paper_row(m) for m in models}
+    label = dataset_name(ctx.scope.dataset)
+    drawn, skipped = [], []
+    for key, sweep in sweeps.items():
+        if not sweep.series:
+            skipped.append((key, f"no {sweep.kind} rows for {sweep.attack}"))
+            continue
+        files = figures.sweep_figure(sweep, styles, out_dir, paper_rows, ctx.paper, label)
+        drawn.append(FigureFile(key, figures.TITLES[key], tuple(files)))
+    matrix = tables.get("table3")
+    if matrix is None or matrix.skipped:
+        skipped.append(("transfer_heatmap", "no transfer-matrix rows"))
+    else:
+        files = figures.heatmap_figure(matrix, out_dir, label)
+        drawn.append(
+            FigureFile("transfer_heatmap", figures.TITLES["transfer_heatmap"], tuple(files))
+        )
+    return drawn, skipped
+
+
+def build_report(
+    store_path: str | Path, out_dir: str | Path, options: ReportOptions | None = None
+) -> Report:
+    """Read the store and write the whole report under ``out_dir``; returns what was written."""
+    from bench.report.index_html import index_html
+    from bench.report.index_md import index_markdown
+    from bench.report.tables import build_tables
+
+    options = options or ReportOptions()
+    out_dir = Path(out_dir)
+    store = load_store(store_path)
+    scope = choose_scope(store.results, options.dataset, options.preset)
+    ctx = ReportContext.build(store, scope, NameMap(options.model_map))
+    tables = build_tables(ctx)
+    by_key = {t.key: t for t in tables}
+    sweeps = {key: load_sweep(ctx, key) for key in SWEEPS}
+    write_tables(tables, out_dir)
+    figures, skipped_figs = [], []
+    if options.figures:
+        figures, skipped_figs = draw_figures(ctx, sweeps, by_key, out_dir / "figures")
+    taus = [tau for t in tables for tau in column_taus(t)]
+    claims = check_claims(by_key, sweeps, ctx.names.is_racl)
+    report = Report(
+        Path(store_path),
+        scope,
+        tables,
+        figures,
+        skipped_figs,
+        taus,
+        claims,
+        run_infos(store.runs),
+        len(store.failed),
+        out_dir,
+    )
+    _write(out_dir / "agreement.md", agreement_markdown(taus, claims))
+    _write(out_dir / "index.md", index_markdown(report))
+    _write(out_dir / "index.html", index_html(report))
+    return report

@@ -1,0 +1,57 @@
+"""Header lines of a table: dataset, preset, images, attack settings, comparability warning."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bench.report.lookup import Measure
+from bench.report.scope import Scope
+from bench.report.table_model import format_eps
+
+DATASET_NAMES = {
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "mnist": "MNIST",
+    "fashion_mnist": "Fashion-MNIST",
+}
+TRAINING_NAMES = {"natural": "natural (clean images)", "pgd_at": "PGD-AT", "trades": "TRADES"}
+
+
+def dataset_name(dataset: str | None) -> str:
+    return DATASET_NAMES.get(dataset or "", str(dataset))
+
+
+def images_line(measures: Iterable[Measure]) -> str:
+    ns = sorted({m.n for m in measures})
+    if not ns:
+        return "Test images per cell: -"
+    span = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+    return f"Test images per cell: {span}"
+
+
+def attack_line(label: str, measures: list[Measure]) -> str:
+    """``PGD20: 20 steps, step 0.01`` from the measures of one column."""
+    steps = sorted({m.steps for m in measures if m.steps is not None})
+    sizes = sorted({round(m.step_size, 6) for m in measures if m.step_size is not None})
+    parts = []
+    if steps:
+        parts.append(f"{'/'.join(map(str, steps))} step(s)")
+    if sizes:
+        parts.append(f"step size {'/'.join(format_eps(s) for s in sizes)}")
+    return f"{label}: {', '.join(parts)}" if parts else ""
+
+
+def scope_lines(scope: Scope, paper_dataset: str | None, eps: float | None) -> list[str]:
+    """Dataset/preset/budget lines plus the warning when the setting is not the paper's."""
+    lines = [
+        f"Dataset: {dataset_name(scope.dataset)} (paper: {dataset_name(paper_dataset)}); "
+        f"preset: {scope.preset or '-'}; L-inf budget eps = {format_eps(eps)}",
+        "Cells: ours (paper, ours - paper), accuracy in %; '-' = not in the store / not in "
+        "the paper.",
+    ]
+    if scope.preset != "paper" or (paper_dataset and scope.dataset != paper_dataset):
+        lines.append(
+            "Demo-scale numbers (other dataset, smaller models, fewer images and epochs) are "
+            "not comparable in absolute terms with the paper's; compare orderings, not values."
+        )
+    return lines

@@ -1,0 +1,68 @@
+"""Figure 3 data from the store: accuracy vs PGD iterations (3a) and vs eps for PGD/FGSM (3b, 3c).
+
+``step_sweep`` rows give one point per recorded iteration count; ``eps_sweep`` rows one point per
+budget (the harness evaluates budgets worst-case over the ascending sweep, see DESIGN.md). Points
+of several seeds are pooled like table cells. PGD-AT models are preferred, as in the paper's
+Figure 3; otherwise the most common training present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bench.report.context import ReportContext
+
+SWEEPS = {
+    "figure3a": ("step_sweep", "pgd", "steps"),
+    "figure3b": ("eps_sweep", "pgd", "eps"),
+    "figure3c": ("eps_sweep", "fgsm", "eps"),
+}
+
+
+@dataclass(frozen=True)
+class Series:
+    """One model's curve: x values ascending, accuracy in percent, images per point."""
+
+    model: str
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+    n: int
+
+
+@dataclass(frozen=True)
+class Sweep:
+    key: str
+    kind: str
+    attack: str
+    axis: str
+    training: str | None
+    series: tuple[Series, ...]
+
+
+def _series(rows: pd.DataFrame, model: str, axis: str) -> Series:
+    sub = rows[rows["model"] == model].copy()
+    sub["_x"] = sub[axis].astype(float).round(8)
+    if sub["correct"].notna().all():
+        grouped = sub.groupby("_x").agg(correct=("correct", "sum"), n=("n", "sum"))
+        acc = 100.0 * grouped["correct"] / grouped["n"]
+    else:
+        grouped = sub.groupby("_x").agg(acc=("accuracy", "mean"), n=("n", "sum"))
+        acc = grouped["acc"]
+    return Series(model, tuple(grouped.index), tuple(acc), int(grouped["n"].min()))
+
+
+def load_sweep(ctx: ReportContext, key: str) -> Sweep:
+    """The curves of one Figure 3 panel (empty ``series`` when the store has none)."""
+    kind, attack, axis = SWEEPS[key]
+    frame = ctx.index.frame
+    rows = frame[(frame["kind"] == kind) & (frame["attack"] == attack) & frame[axis].notna()]
+    training = ctx.training_for(kind, attack=attack) if not rows.empty else None
+    rows = rows[rows["training"] == training]
+    if axis == "steps" and ctx.scope.eps is not None:
+        same = (rows["eps"] - ctx.scope.eps).abs() < 1e-6
+        rows = rows[same] if same.any() else rows
+    models = sorted(set(rows["model"]), key=lambda m: (not ctx.names.is_racl(m), m))
+    series = tuple(_series(rows, m, axis) for m in models)
+    return Sweep(key, kind, attack, axis, training, series)

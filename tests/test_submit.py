@@ -1,0 +1,118 @@
+"""bench submit: RobustBench model_info fields and rounding, refusal without AutoAttack."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.errors import UserError
+from bench.report import SubmissionMeta, build_entry, validate_entry
+from bench.report.submission import FIELDS, robustbench_check
+
+STORE = Path(__file__).parent / "fixtures" / "report_store.sqlite"
+
+
+def test_entry_fields_types_and_two_decimal_strings():
+    meta = SubmissionMeta(name="RACL", authors="A, B", link="https://x", venue="NeurIPS 2021")
+    entry = build_entry(STORE, "racl_published", meta=meta)
+    assert tuple(entry) == FIELDS
+    assert entry["autoattack_acc"] == "86.00" and entry["reported"] == "86.00"
+    assert entry["clean_acc"] == "98.00"  # clean row of the same checkpoint (PGD-AT)
+    assert entry["eps"] == "0.3" and entry["dataset"] == "mnist"
+    assert entry["additional_data"] is False and entry["number_forward_passes"] == 1
+    assert entry["name"] == "RACL" and entry["architecture"] == "racl_published"
+    assert "100 mnist test images" in entry["footnote"]
+
+
+def test_rounding_of_pooled_accuracy(tmp_path):
+    path = tmp_path / "odd.sqlite"
+    shutil.copyfile(STORE, path)
+    with sqlite3.connect(path) as conn:  # 2/3 -> 66.666...% must read "66.67"
+        conn.execute(
+            "UPDATE results SET n = 3, correct = 2, accuracy = 66.6666667 "
+            "WHERE attack = 'autoattack'"
+        )
+    assert build_entry(path, "racl_published")["autoattack_acc"] == "66.67"
+
+
+def test_refuses_without_autoattack(tmp_path, capsys):
+    with pytest.raises(UserError, match="no standard AutoAttack"):
+        build_entry(STORE, "darts")
+    out = tmp_path / "entry.json"
+    code = main(["submit", "darts", "--store", str(STORE), "--out", str(out)])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bench: error: no standard AutoAttack")
+
+
+def test_refuses_a_non_standard_autoattack_version(tmp_path):
+    path = tmp_path / "rand.sqlite"
+    shutil.copyfile(STORE, path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE results SET attack_key = replace(attack_key, 'standard', 'rand') "
+            "WHERE attack = 'autoattack'"
+        )
+    with pytest.raises(UserError, match="no standard AutoAttack"):
+        build_entry(path, "racl_published")
+
+
+def test_cli_writes_json(tmp_path, capsys):
+    out = tmp_path / "entry.json"
+    args = ["submit", "racl_published", "--store", str(STORE), "--out", str(out)]
+    assert main([*args, "--name", "RACL", "--venue", "NeurIPS 2021"]) == 0
+    entry = json.loads(out.read_text())
+    assert entry["venue"] == "NeurIPS 2021" and entry["autoattack_acc"] == "86.00"
+    printed = capsys.readouterr().out
+    assert "AutoAttack 86.00%" in printed and "no mnist leaderboard" in printed
+
+
+def test_unknown_threat_model_and_dataset_are_user_errors():
+    with pytest.raises(UserError, match="Linf or L2"):
+        build_entry(STORE, "racl_published", threat_model="L1")
+    with pytest.raises(UserError, match="no standard AutoAttack .*L2|no standard AutoAttack"):
+        build_entry(STORE, "racl_published", threat_model="L2")
+    with pytest.raises(UserError, match="on cifar10"):
+        build_entry(STORE, "racl_published", dataset="cifar10")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("clean_acc", "84.4", "percentage"),
+        ("clean_acc", 84.36, "string"),
+        ("eps", "8 over 255", "eps"),
+        ("additional_data", "no", "boolean"),
+        ("number_forward_passes", 0, "positive"),
+        ("autoattack_acc", "99.00", "exceeds"),
+    ],
+)
+def test_own_validation_rejects_bad_fields(field, value, message):
+    entry = build_entry(STORE, "racl_published")
+    entry[field] = value
+    with pytest.raises(UserError, match=message):
+        validate_entry(entry)
+    entry = build_entry(STORE, "racl_published")
+    entry["extra"] = "x"
+    with pytest.raises(UserError, match="unexpected"):
+        validate_entry(entry)
+
+
+def test_robustbench_validation_is_skipped_with_a_note_when_not_importable():
+    note = robustbench_check(build_entry(STORE, "racl_published"))
+    assert note.startswith(("robustbench not importable", "validated with robustbench"))
+
+
+def test_run_autoattack_without_the_runner_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bench.runner", None)  # as if the harness were absent
+    out = tmp_path / "entry.json"
+    args = ["submit", "darts", "--store", str(STORE), "--out", str(out), "--run-autoattack"]
+    assert main(args) == 2 and not out.exists()
+    assert "needs the harness (bench.runner)" in capsys.readouterr().err
