@@ -1,0 +1,54 @@
+"""PGD: Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
+
+Signed-gradient ascent on the cross-entropy with step ``alpha`` from a uniform random start in the
+linf ball, projected onto the ball and clamped to [0, 1] after every step.
+
+Cost rule: with a fixed step and the same start, PGD-k is the prefix of PGD-K (k < K), so
+:func:`pgd_checkpoints` records every requested iteration count from ONE run of PGD-K.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from torch import Tensor, nn
+
+from bench.attacks.base import Attack
+from bench.attacks.spec import AttackSpec
+from bench.errors import UserError
+
+
+class PGD(Attack):
+    """Projected Gradient Descent (linf): ``x <- Proj(x + alpha * sign(grad))``."""
+
+    def step(self, x_adv: Tensor, grad: Tensor, state: dict[str, Tensor]) -> Tensor:
+        return x_adv + self.spec.alpha * grad.sign()
+
+
+def pgd_checkpoints(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    spec: AttackSpec,
+    checkpoints: list[int],
+    *,
+    init_delta: Tensor | None = None,
+    **knobs,
+) -> dict[int, Tensor]:
+    """Adversarial images after ``k`` steps for every ``k`` in ``checkpoints``, from one run.
+
+    Runs ``max(checkpoints)`` steps of the spec's PGD (its step size and random start; pass
+    ``init_delta`` or seed the RNG to fix the start). ``knobs`` go to :class:`PGD`
+    (``channels_last``, ``amp_dtype``).
+    """
+    if spec.name != "pgd":
+        raise UserError(f"iteration checkpoints need a pgd attack, got {spec.label()}")
+    wanted = sorted({int(k) for k in checkpoints})
+    if not wanted or wanted[0] < 1:
+        raise UserError(f"iteration checkpoints must be integers >= 1, got {checkpoints}")
+    attack = PGD(replace(spec, steps=wanted[-1], step_size=spec.alpha), **knobs)
+    out: dict[int, Tensor] = {}
+    for k, x_adv in enumerate(attack.run(model, x, y, init_delta=init_delta), start=1):
+        if k in wanted:
+            out[k] = x_adv
+    return out

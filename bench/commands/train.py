@@ -1,0 +1,100 @@
+"""``bench train``: train one zoo model (natural, PGD-AT or TRADES) into the checkpoint cache."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+
+from bench.enums import Dataset, Device, Training
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a zoo model once and cache its checkpoint by config hash",
+        description="Train MODEL on DATASET (paper adversarial budgets by default) and print "
+        "the checkpoint path and config hash. A configuration already trained is loaded instead.",
+    )
+    p.add_argument("model", help="zoo model name (see `bench zoo`)")
+    p.add_argument("--dataset", default="cifar10", choices=Dataset.values())
+    p.add_argument("--training", default="pgd_at", choices=Training.values())
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, help="learning rate (default: the paper setting)")
+    p.add_argument("--n-train", type=int, help="first N training images (default: all)")
+    p.add_argument("--eps", help="training budget, e.g. 8/255 (default: the paper's)")
+    p.add_argument("--attack-steps", type=int, help="adversary steps (default 7)")
+    p.add_argument("--attack-step-size", help="adversary step, e.g. 2/255")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-augment", action="store_true", help="no crop/flip augmentation")
+    p.add_argument("--width", type=int, help="shortcut for --override width=N")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="model override, e.g. layers=8 (repeatable)")  # fmt: skip
+    p.add_argument("--checkpoint-dir", default="checkpoints")
+    p.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
+    p.add_argument("--device", default="auto", choices=Device.values())
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def parse_overrides(items: list[str], width: int | None = None) -> dict[str, object]:
+    """``["layers=8", "auxiliary=True"]`` -> dict; values read as Python literals, else strings."""
+    from bench.errors import UserError
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UserError(f"--override expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = text.strip()
+    if width is not None:
+        out["width"] = width
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.attacks import parse_eps
+    from bench.checkpoint import build_model
+    from bench.training import TrainConfig, config_hash, ensure_trained
+
+    overrides = parse_overrides(args.override, args.width)
+    build_model(args.model, args.dataset, overrides)  # unknown model / bad override: fail fast
+    settings: dict[str, object] = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "n_train": args.n_train,
+        "seed": args.seed,
+    }
+    if args.no_augment:
+        settings["augment"] = False
+    if args.lr is not None:
+        settings["lr"] = args.lr
+    if args.eps is not None:
+        settings["eps"] = parse_eps(args.eps)
+    if args.attack_steps is not None:
+        settings["attack_steps"] = args.attack_steps
+    if args.attack_step_size is not None:
+        settings["attack_step_size"] = parse_eps(args.attack_step_size)
+    cfg = TrainConfig.paper(args.training, args.dataset, **settings)
+    _, meta = ensure_trained(
+        args.model,
+        args.dataset,
+        cfg,
+        model_overrides=overrides,
+        checkpoint_dir=args.checkpoint_dir,
+        device=args.device,
+        data_dir=args.data_dir,
+        progress=not args.no_progress,
+    )
+    digest = config_hash(args.model, overrides, args.dataset, cfg)
+    metrics = meta.get("metrics") or {}
+    print(f"checkpoint: {args.checkpoint_dir}/{digest}.safetensors")
+    print(f"config hash: {digest}  content hash: {meta['content_hash'][:16]}")
+    if metrics.get("epochs"):
+        last = metrics["epochs"][-1]
+        print(f"train loss {last['loss']:.4f}  train acc {last['acc']:.2f}%  "
+              f"({metrics['wall_time_s']:.1f} s)")  # fmt: skip
+    return 0

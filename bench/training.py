@@ -1,0 +1,373 @@
+"""Training: natural, PGD adversarial training and TRADES, with checkpoints cached by config hash.
+
+- Natural: cross-entropy on clean images.
+- PGD-AT (Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR
+  2018): cross-entropy on linf PGD examples (uniform random start, ``attack_steps`` signed steps
+  of ``attack_step_size``). Choice: the examples are generated with the model in TRAIN mode
+  (batch statistics, as in Madry's and most public PGD-AT code), so the network is attacked
+  exactly as it is then trained. Paper settings (RACL 3.1): CIFAR eps 8/255, 7 steps, step 2/255;
+  MNIST eps 76.5/255 = 0.3, step 20/255 (the paper gives no MNIST step count: we use 7).
+- TRADES (Zhang et al., "Theoretically Principled Trade-off between Robustness and Accuracy",
+  ICML 2019): ``CE(f(x), y) + beta * KL(f(x_adv) || f(x))``; the adversary maximises the KL from
+  ``x + 0.001 * N(0, 1)``, generated in EVAL mode as in the TRADES reference code.
+
+SGD with momentum, cosine learning rate per iteration, gradient clipping, auxiliary-head loss
+(weight 0.4, DARTS) when the model leaves ``aux_logits``, and a linearly growing drop-path
+probability when the model has ``drop_path_prob``. :func:`ensure_trained` trains a configuration
+once and caches the checkpoint under its config hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.attacks.base import project
+from bench.enums import Dataset, Device, Norm, Training
+from bench.errors import UserError
+from bench.progress import progress_bar
+
+SCHEDULES = ("cosine", "constant")
+HASH_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained (everything that changes the weights is part of the hash)."""
+
+    training: Training = Training.NATURAL
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    grad_clip: float = 5.0
+    eps: float = 8 / 255
+    attack_steps: int = 7
+    attack_step_size: float = 2 / 255
+    trades_beta: float = 6.0
+    n_train: int | None = None
+    augment: bool = True
+    seed: int = 0
+    auxiliary_weight: float = 0.4
+    drop_path_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "training", Training.parse(self.training))
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
+        _check(0.0 <= self.eps <= 1.0, f"eps must lie in [0, 1], got {self.eps}")
+        _check(self.attack_steps >= 1, f"attack steps must be >= 1, got {self.attack_steps}")
+        _check(self.attack_step_size > 0, f"attack step must be > 0, got {self.attack_step_size}")
+        _check(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}")
+        _check(self.n_train is None or self.n_train >= 1, f"n_train must be >= 1: {self.n_train}")
+        _check(0.0 <= self.drop_path_prob < 1.0, "drop_path_prob must lie in [0, 1)")
+
+    @classmethod
+    def paper(cls, training: str | Training, dataset: str | Dataset, **overrides) -> TrainConfig:
+        """The paper's adversarial budget for a dataset (RACL 3.1), plus ``overrides``.
+
+        CIFAR: eps 8/255, 7 steps of 2/255, SGD lr 0.1, weight decay 5e-4, batch 128. MNIST-like:
+        eps 0.3 (76.5/255), 7 steps of 20/255, lr 0.01. Epochs are the caller's choice (default 1).
+        """
+        ds = Dataset.parse(dataset)
+        if ds in (Dataset.MNIST, Dataset.FASHION_MNIST):
+            base = {"eps": 76.5 / 255, "attack_step_size": 20 / 255, "lr": 0.01, "augment": False}
+        else:
+            base = {"eps": 8 / 255, "attack_step_size": 2 / 255}
+        settings = {"training": Training.parse(training), "attack_steps": 7, **base, **overrides}
+        return cls(**settings)
+
+    def to_dict(self) -> dict:
+        """JSON-safe field values (enums as their strings)."""
+        out = asdict(self)
+        out["training"] = self.training.value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def config_hash(
+    model_name: str, model_overrides: dict | None, dataset: str | Dataset, cfg: TrainConfig
+) -> str:
+    """16 hex digits of sha256 over the canonical JSON of everything that defines the weights."""
+    payload = {
+        "hash_version": HASH_VERSION,
+        "model": model_name,
+        "model_overrides": dict(sorted((model_overrides or {}).items())),
+        "dataset": Dataset.parse(dataset).value,
+        "config": cfg.to_dict(),
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def resolve_device(device: str | Device | torch.device) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; asking for an absent CUDA is a user error."""
+    if isinstance(device, torch.device):
+        return device
+    try:
+        choice = Device.parse(device)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if choice is Device.AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice is Device.CUDA and not torch.cuda.is_available():
+        raise UserError("device cuda requested but no CUDA GPU is available; use --device cpu")
+    return torch.device(choice.value)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(
+    model: nn.Module,
+    loader,
+    cfg: TrainConfig,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Train ``model`` in place; returns metrics (per-epoch loss/accuracy, wall time)."""
+    dev = resolve_device(device)
+    seed_everything(cfg.seed)
+    model.to(dev)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    total_steps = cfg.epochs * max(len(loader), 1)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        if cfg.schedule == "cosine"
+        else None
+    )
+    epochs: list[dict] = []
+    start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        _set_epoch(model, loader, cfg, epoch)
+        epochs.append(_train_epoch(model, loader, cfg, dev, optimizer, scheduler, epoch, progress))
+    wall = time.perf_counter() - start
+    images = sum(e["images"] for e in epochs)
+    return {
+        "epochs": epochs,
+        "train_loss": epochs[-1]["loss"],
+        "train_acc": epochs[-1]["acc"],
+        "wall_time_s": round(wall, 3),
+        "images_per_s": round(images / wall, 2) if wall > 0 else None,
+        "device": str(dev),
+    }
+
+
+def _train_epoch(model, loader, cfg, dev, optimizer, scheduler, epoch, progress) -> dict:
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    t0 = time.perf_counter()
+    desc = f"train {epoch + 1}/{cfg.epochs}"
+    bar = progress_bar(total=_loader_size(loader), desc=desc, enabled=progress)
+    for x, y in loader:
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        loss, logits = OBJECTIVES[cfg.training](model, x, y, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += loss.item() * y.shape[0]
+        correct += int((logits.argmax(1) == y).sum())
+        seen += y.shape[0]
+        bar.update(y.shape[0])
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
+    bar.close()
+    if seen == 0:
+        raise UserError("the training loader yielded no images")
+    return {
+        "epoch": epoch + 1,
+        "loss": round(loss_sum / seen, 6),
+        "acc": round(100.0 * correct / seen, 4),
+        "images": seen,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+# -- objectives: (model, x, y, cfg) -> (loss, logits used for the accuracy) ------------------
+
+
+def _with_aux(model: nn.Module, logits: Tensor, y: Tensor, cfg: TrainConfig) -> Tensor:
+    loss = F.cross_entropy(logits, y)
+    aux = getattr(_core(model), "aux_logits", None)
+    if aux is not None and cfg.auxiliary_weight > 0:
+        loss = loss + cfg.auxiliary_weight * F.cross_entropy(aux, y)
+    return loss
+
+
+def natural_objective(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig):
+    logits = model(x)
+    return _with_aux(model, logits, y, cfg), logits
+
+
+def pgd_at_objective(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig):
+    x_adv = pgd_train_examples(model, x, y, cfg)
+    logits = model(x_adv)
+    return _with_aux(model, logits, y, cfg), logits
+
+
+def trades_objective(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig):
+    model.eval()
+    x_adv = trades_examples(model, x, cfg)
+    model.train()
+    logits = model(x)
+    natural = _with_aux(model, logits, y, cfg)
+    robust = F.kl_div(
+        F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean"
+    )
+    return natural + cfg.trades_beta * robust, logits
+
+
+OBJECTIVES = {
+    Training.NATURAL: natural_objective,
+    Training.PGD_AT: pgd_at_objective,
+    Training.TRADES: trades_objective,
+}
+
+
+def pgd_train_examples(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig) -> Tensor:
+    """Madry's linf PGD from a uniform random start, in the model's current mode."""
+    noise = torch.empty_like(x).uniform_(-cfg.eps, cfg.eps)
+    x_adv = torch.clamp(x + noise, 0.0, 1.0)
+    for _ in range(cfg.attack_steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y)
+        grad = torch.autograd.grad(loss, x_adv)[0]
+        x_adv = project(x_adv.detach() + cfg.attack_step_size * grad.sign(), x, cfg.eps, Norm.LINF)
+    return x_adv.detach()
+
+
+def trades_examples(model: nn.Module, x: Tensor, cfg: TrainConfig) -> Tensor:
+    """TRADES adversary: maximise KL(f(x') || f(x)) from ``x + 0.001 N(0, 1)``."""
+    with torch.no_grad():
+        p_natural = F.softmax(model(x), dim=1)
+    x_adv = x + 0.001 * torch.randn_like(x)
+    for _ in range(cfg.attack_steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), p_natural, reduction="sum")
+        grad = torch.autograd.grad(kl, x_adv)[0]
+        x_adv = project(x_adv.detach() + cfg.attack_step_size * grad.sign(), x, cfg.eps, Norm.LINF)
+    return x_adv.detach()
+
+
+# -- the cache ---------------------------------------------------------------------------------
+
+
+def ensure_trained(
+    model_name: str,
+    dataset: str | Dataset,
+    cfg: TrainConfig,
+    *,
+    model_overrides: dict | None = None,
+    checkpoint_dir: str | Path,
+    device: str | torch.device = "auto",
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[nn.Module, dict]:
+    """Load the checkpoint of this configuration, training and saving it first if absent.
+
+    The checkpoint lives at ``<checkpoint_dir>/<config_hash>.safetensors`` (+ ``.json``); the
+    sidecar records the config, seeds, metrics (per-epoch loss/accuracy, wall time) and hash.
+    """
+    from bench import checkpoint as ckpt
+    from bench.data import train_loader
+
+    ds = Dataset.parse(dataset)
+    overrides = dict(model_overrides or {})
+    digest = config_hash(model_name, overrides, ds, cfg)
+    stem = Path(checkpoint_dir) / digest
+    dev = resolve_device(device)
+    if (stem.parent / f"{digest}{ckpt.SIDECAR_SUFFIX}").is_file():
+        return ckpt.load_checkpoint(stem, device=dev)
+    seed_everything(cfg.seed)
+    model = ckpt.build_model(model_name, ds.value, overrides)
+    loader = train_loader(
+        ds, cfg.batch_size, data_dir, n=cfg.n_train, augment=cfg.augment, seed=cfg.seed
+    )
+    metrics = train(model, loader, cfg, dev, progress=progress)
+    meta = {
+        "model": model_name,
+        "model_overrides": overrides,
+        "genotype": _genotype_of(model_name),
+        "dataset": ds.value,
+        "training": cfg.to_dict(),
+        "config_hash": digest,
+        "seeds": {"torch": cfg.seed, "numpy": cfg.seed, "python": cfg.seed, "data": cfg.seed},
+        "metrics": metrics,
+        "torch_version": torch.__version__,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    info = ckpt.save_checkpoint(model, stem, meta)
+    return model.eval(), {**meta, "content_hash": info.content_hash, "path": str(info.weights)}
+
+
+def _genotype_of(model_name: str) -> dict | str | None:
+    """The genotype's JSON dict when the model is a cell network, else None."""
+    from models import ModelError, get_model_info
+
+    try:
+        name = get_model_info(model_name).genotype
+    except ModelError:
+        return None
+    if not name:
+        return None
+    try:
+        import genotypes
+
+        return {"name": name, **asdict(genotypes.load(name))}
+    except Exception:  # noqa: BLE001 - metadata only: never fail a training run over it
+        return str(name)
+
+
+def _set_epoch(model: nn.Module, loader, cfg: TrainConfig, epoch: int) -> None:
+    core = _core(model)
+    if hasattr(core, "drop_path_prob"):
+        core.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
+    for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        inner = getattr(sampler, "sampler", sampler)
+        if hasattr(inner, "set_epoch"):
+            inner.set_epoch(epoch)
+
+
+def _core(model: nn.Module) -> nn.Module:
+    """The wrapped network of a DistributedDataParallel model (else the model itself)."""
+    return getattr(model, "module", model)
+
+
+def _loader_size(loader) -> int | None:
+    try:
+        return len(loader.dataset)
+    except TypeError:
+        return None
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)

