@@ -1,0 +1,395 @@
+"""The results store: one SQLite file (stdlib ``sqlite3``, WAL) holding runs, checkpoints, result
+cells and trust checks, with the schema documented in ``docs/ARCHITECTURE.md``.
+
+Every result cell is written in its own transaction (``INSERT OR REPLACE`` keyed by ``key``, the
+sha256 of the cell's identity, see :func:`result_key`), so a run killed at any moment resumes
+with nothing lost and nothing counted twice. Per-sample correctness is stored bit-packed
+(``numpy.packbits``) and decoded only on request. A file that is not a results store is refused
+with a one-line :class:`~bench.errors.UserError` and never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import UserError
+
+SCHEMA_VERSION = 1
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+IDENTITY_FIELDS = (
+    "kind",
+    "checkpoint",
+    "dataset",
+    "data_slice",
+    "attack_key",
+    "eps",
+    "steps",
+    "source_checkpoint",
+    "seed",
+)
+
+RESULT_COLUMNS = (
+    "key",
+    "run_id",
+    "kind",
+    "model",
+    "checkpoint",
+    "dataset",
+    "data_slice",
+    "n",
+    "training",
+    "preset",
+    "seed",
+    "attack",
+    "attack_key",
+    "eps",
+    "steps",
+    "step_size",
+    "norm",
+    "source",
+    "source_checkpoint",
+    "correct",
+    "accuracy",
+    "per_sample",
+    "elapsed_s",
+    "error",
+    "created_at",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, started_at REAL, finished_at REAL, status TEXT, argv TEXT,
+    preset TEXT, device TEXT, torch_version TEXT, git_commit TEXT, seed INTEGER,
+    summary_json TEXT
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    hash TEXT PRIMARY KEY, model TEXT, dataset TEXT, training TEXT, config_json TEXT,
+    metrics_json TEXT, path TEXT, created_at REAL
+);
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT PRIMARY KEY, run_id INTEGER, kind TEXT, model TEXT, checkpoint TEXT, dataset TEXT,
+    data_slice TEXT, n INTEGER, training TEXT, preset TEXT, seed INTEGER, attack TEXT,
+    attack_key TEXT, eps REAL, steps INTEGER, step_size REAL, norm TEXT, source TEXT,
+    source_checkpoint TEXT, correct INTEGER, accuracy REAL, per_sample BLOB, elapsed_s REAL,
+    error TEXT, created_at REAL
+);
+CREATE INDEX IF NOT EXISTS results_model ON results (model, dataset, training);
+CREATE TABLE IF NOT EXISTS trust (
+    run_id INTEGER, check_name TEXT, model TEXT, dataset TEXT, training TEXT, detail TEXT,
+    passed INTEGER, created_at REAL
+);
+"""
+
+
+def _canonical_eps(eps: float | None) -> float | None:
+    return None if eps is None else round(float(eps), 6)
+
+
+def result_key(identity: Mapping[str, Any]) -> str:
+    """sha256 (hex) over the canonical JSON of a cell's identity fields (see IDENTITY_FIELDS).
+
+    Missing fields count as null; eps is rounded to 6 decimals so that ``8/255`` typed two ways
+    gives one key.
+    """
+    unknown = set(identity) - set(IDENTITY_FIELDS)
+    if unknown:
+        raise ValueError(f"not identity fields: {sorted(unknown)}")
+    canon = {name: identity.get(name) for name in IDENTITY_FIELDS}
+    canon["eps"] = _canonical_eps(canon["eps"])
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def pack_per_sample(correct: Any) -> bytes:
+    """Bit-pack a boolean vector (numpy array, torch tensor or list) with ``numpy.packbits``."""
+    if hasattr(correct, "detach"):
+        correct = correct.detach().cpu().numpy()
+    return np.packbits(np.asarray(correct, dtype=bool).ravel()).tobytes()
+
+
+def unpack_per_sample(blob: bytes | None, n: int) -> np.ndarray | None:
+    """Decode a bit-packed correctness vector of ``n`` samples into a numpy bool array."""
+    if blob is None:
+        return None
+    bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n)
+    return bits.astype(bool)
+
+
+def _check_is_sqlite(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    if path.is_dir():
+        raise UserError(f"results store {path} is a directory, not a file")
+    with path.open("rb") as fh:
+        head = fh.read(len(_SQLITE_MAGIC))
+    if head != _SQLITE_MAGIC:
+        raise UserError(f"{path} is not a results store (not an SQLite file); refusing to touch it")
+
+
+class ResultStore:
+    """SQLite results store (WAL, ``synchronous=NORMAL``, busy timeout) - see module docstring."""
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        _check_is_sqlite(self.path)
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._init_schema()
+        except sqlite3.DatabaseError as err:
+            raise UserError(f"{self.path} is not a usable results store: {err}") from None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _init_schema(self) -> None:
+        tables = {
+            r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if tables and "schema_version" not in tables:
+            raise UserError(f"{self.path} is an SQLite file but not a racl-bench results store")
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            row = self._conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                self._conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise UserError(
+                    f"{self.path} has store schema version {row[0]}; this racl-bench reads "
+                    f"up to {SCHEMA_VERSION}: upgrade racl-bench"
+                )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check`` (``"ok"`` for a healthy file)."""
+        return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # -- runs ------------------------------------------------------------------------------
+    def begin_run(self, meta: Mapping[str, Any]) -> int:
+        """Insert a ``runs`` row (status ``running``) and return its id."""
+        cols = ("argv", "preset", "device", "torch_version", "git_commit", "seed")
+        values = [meta.get(c) for c in cols]
+        if isinstance(values[0], (list, tuple)):
+            values[0] = json.dumps(list(values[0]))
+        with self._transaction():
+            cur = self._conn.execute(
+                "INSERT INTO runs (started_at, status, argv, preset, device, torch_version,"
+                " git_commit, seed) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
+                (time.time(), *values),
+            )
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str, summary: Mapping[str, Any]) -> None:
+        """Mark a run finished with its status and JSON summary (counts, timings)."""
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, summary_json = ? WHERE id = ?",
+                (time.time(), status, json.dumps(summary, sort_keys=True, default=str), run_id),
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT * FROM runs ORDER BY id").fetchall()
+        return [dict(r) for r in rows]
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def put_checkpoint(
+        self,
+        hash: str,
+        *,
+        model: str,
+        dataset: str,
+        training: str,
+        config: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        path: str | Path | None = None,
+    ) -> None:
+        """Record (or refresh) a trained checkpoint under its hash."""
+        with self._transaction():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    hash,
+                    model,
+                    dataset,
+                    training,
+                    json.dumps(config or {}, sort_keys=True, default=str),
+                    json.dumps(metrics or {}, sort_keys=True, default=str),
+                    None if path is None else str(path),
+                    time.time(),
+                ),
+            )
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT * FROM checkpoints ORDER BY created_at").fetchall()
+        return [dict(r) for r in rows]
+
+    # -- results ---------------------------------------------------------------------------
+    def has(self, key: str) -> bool:
+        """True when a successful row with this key exists (failed rows are retried)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM results WHERE key = ? AND error IS NULL", (key,)
+        ).fetchone()
+        return row is not None
+
+    def cached_keys(self, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` that has a successful row (one query per 500 keys)."""
+        keys = list(keys)
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key FROM results WHERE error IS NULL AND key IN ({marks})"
+            found.update(r[0] for r in self._conn.execute(query, chunk))
+        return found
+
+    def put_result(self, row: Mapping[str, Any]) -> str:
+        """Write one result cell in its own transaction; returns its key.
+
+        ``row`` carries the ``results`` columns; ``key`` is derived from the identity fields when
+        absent; ``per_sample`` may be a bool vector (packed here) or packed bytes; ``created_at``
+        defaults to now.
+        """
+        data = {c: row.get(c) for c in RESULT_COLUMNS}
+        if data["key"] is None:
+            data["key"] = result_key({f: row.get(f) for f in IDENTITY_FIELDS})
+        ps = data["per_sample"]
+        if ps is not None and not isinstance(ps, (bytes, bytearray, memoryview)):
+            data["per_sample"] = pack_per_sample(ps)
+        if data["created_at"] is None:
+            data["created_at"] = time.time()
+        for name in ("training", "dataset", "kind", "norm"):
+            if data[name] is not None:
+                data[name] = str(data[name])
+        marks = ",".join("?" * len(RESULT_COLUMNS))
+        with self._transaction():
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO results ({','.join(RESULT_COLUMNS)}) VALUES ({marks})",
+                [data[c] for c in RESULT_COLUMNS],
+            )
+        return str(data["key"])
+
+    def get(self, key: str, *, decode_per_sample: bool = False) -> dict[str, Any] | None:
+        """One result row by key (or None)."""
+        row = self._conn.execute("SELECT * FROM results WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _row_dict(row, decode_per_sample)
+
+    def rows(self, *, decode_per_sample: bool = False, **filters: Any) -> list[dict[str, Any]]:
+        """Result rows matching column filters (a value, or a list/tuple/set of values).
+
+        ``per_sample`` stays packed bytes unless ``decode_per_sample`` is true, in which case it
+        is a numpy bool array of length ``n``. Ordered by model, kind, attack, eps, steps.
+        """
+        where, params = [], []
+        for column, value in filters.items():
+            if column not in RESULT_COLUMNS:
+                raise UserError(f"unknown results column {column!r}")
+            if value is None:
+                where.append(f"{column} IS NULL")
+            elif isinstance(value, (list, tuple, set, frozenset)):
+                values = [str(v) if hasattr(v, "value") else v for v in value]
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                params.extend(values)
+            else:
+                where.append(f"{column} = ?")
+                params.append(str(value) if hasattr(value, "value") else value)
+        query = "SELECT * FROM results"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY model, dataset, training, kind, attack, source, eps, steps, key"
+        return [_row_dict(r, decode_per_sample) for r in self._conn.execute(query, params)]
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete result rows by key (``--fresh``); returns how many were removed."""
+        keys = list(keys)
+        removed = 0
+        with self._transaction():
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                cur = self._conn.execute(f"DELETE FROM results WHERE key IN ({marks})", chunk)
+                removed += cur.rowcount
+        return removed
+
+    # -- trust -----------------------------------------------------------------------------
+    def add_trust(
+        self,
+        run_id: int | None,
+        check_name: str,
+        *,
+        model: str,
+        dataset: str | None,
+        training: str | None,
+        detail: str,
+        passed: bool,
+    ) -> None:
+        """Store one trust-check verdict."""
+        with self._transaction():
+            self._conn.execute(
+                "INSERT INTO trust VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    check_name,
+                    model,
+                    None if dataset is None else str(dataset),
+                    None if training is None else str(training),
+                    detail,
+                    int(bool(passed)),
+                    time.time(),
+                ),
+            )
+
+    def trust_rows(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        query, params = "SELECT * FROM trust", ()
+        if run_id is not None:
+            query, params = query + " WHERE run_id = ?", (run_id,)
+        rows = self._conn.execute(query + " ORDER BY rowid", params).fetchall()
+        return [dict(r) for r in rows]
+
+
+def _row_dict(row: sqlite3.Row, decode_per_sample: bool) -> dict[str, Any]:
+    data = dict(row)
+    if decode_per_sample and data.get("per_sample") is not None:
+        data["per_sample"] = unpack_per_sample(data["per_sample"], int(data["n"]))
+    return data
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        else:
+            self._conn.execute("ROLLBACK")

@@ -1,0 +1,202 @@
+"""Trust checks: invariants any sound robustness evaluation satisfies, run over stored rows.
+
+Following the sanity checks of Carlini et al. 2019 ("On Evaluating Adversarial Robustness",
+section 5) and Athalye et al. 2018 (obfuscated gradients): robust accuracy never exceeds clean
+accuracy; accuracy does not rise with the budget or (beyond noise) with the number of PGD
+iterations; an iterative attack is at least as strong as a single step; a transfer (black-box)
+attack is no stronger than the white-box attack of the same kind on the target; an unbounded-ish
+budget (eps 0.5, enough to turn any image into a uniform grey one) drives accuracy near zero.
+
+Each check over one (model, dataset, training) group gives a :class:`TrustResult`; a failing
+one is stored in the ``trust`` table and shown in the summary, never dropped. Tolerances are one
+sample (100/n points) where the comparison crosses different attacks or runs, and
+``max(one sample, 1 point)`` for the iteration sweep, whose checkpoints are plain PGD iterates
+(not a running best) and may fluctuate by a sample or two.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+LARGE_EPS = 0.5
+NEAR_ZERO_ACCURACY = 10.0
+NUM_CLASSES = {"cifar100": 100}
+
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class TrustResult:
+    """Verdict of one check for one model (checkpoint group)."""
+
+    check: str
+    model: str
+    passed: bool
+    detail: str
+    dataset: str | None = None
+    training: str | None = None
+
+
+def _ok(rows: Iterable[Row]) -> list[Row]:
+    return [r for r in rows if r.get("error") is None and r.get("accuracy") is not None]
+
+
+def _one_sample(row: Row) -> float:
+    return 100.0 / max(int(row.get("n") or 1), 1)
+
+
+def _name(row: Row) -> str:
+    steps = f"-{row['steps']}" if row.get("steps") and row.get("attack") != "fgsm" else ""
+    eps = f" eps={row['eps']:.4g}" if row.get("eps") is not None else ""
+    src = f" from {row['source']}" if row.get("source") else ""
+    return f"{row['kind']} {row.get('attack') or 'clean'}{steps}{eps}{src}"
+
+
+def _summarise(violations: list[str], compared: int) -> tuple[bool, str]:
+    if violations:
+        more = f" (+{len(violations) - 3} more)" if len(violations) > 3 else ""
+        return False, "; ".join(violations[:3]) + more
+    return True, f"{compared} comparison{'s' if compared != 1 else ''} ok"
+
+
+def robust_le_clean(rows: list[Row]) -> tuple[int, list[str]]:
+    """Every attacked accuracy <= the clean accuracy on the same data slice."""
+    clean = {r["data_slice"]: r for r in rows if r["kind"] == "clean"}
+    compared, bad = 0, []
+    for r in rows:
+        ref = clean.get(r["data_slice"])
+        if r["kind"] == "clean" or ref is None:
+            continue
+        compared += 1
+        if r["accuracy"] > ref["accuracy"] + 1e-9:
+            bad.append(f"{_name(r)}: {r['accuracy']:.2f}% > clean {ref['accuracy']:.2f}%")
+    return compared, bad
+
+
+def _monotone(rows: list[Row], axis: str, tol: Callable[[Row], float]) -> tuple[int, list[str]]:
+    compared, bad = 0, []
+    ordered = sorted(rows, key=lambda r: r[axis])
+    for prev, cur in zip(ordered, ordered[1:], strict=False):
+        compared += 1
+        if cur["accuracy"] > prev["accuracy"] + tol(cur) + 1e-9:
+            bad.append(
+                f"{_name(cur)}: {cur['accuracy']:.2f}% > {prev['accuracy']:.2f}% at "
+                f"{axis}={prev[axis]:.4g}"
+            )
+    return compared, bad
+
+
+def _step_ratio(row: Row) -> float | None:
+    if row.get("step_size") is None or not row.get("eps"):
+        return None
+    return round(row["step_size"] / row["eps"], 4)
+
+
+def eps_monotone(rows: list[Row]) -> tuple[int, list[str]]:
+    """Accuracy non-increasing in eps within each eps sweep (exact: worst case over budgets)."""
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r["kind"] == "eps_sweep":
+            groups[(r["attack"], r.get("steps"), _step_ratio(r), r["data_slice"])].append(r)
+    compared, bad = 0, []
+    for group in groups.values():
+        c, b = _monotone(group, "eps", lambda r: 0.0)
+        compared, bad = compared + c, bad + b
+    return compared, bad
+
+
+def steps_monotone(rows: list[Row]) -> tuple[int, list[str]]:
+    """Accuracy non-increasing in PGD iterations within each step sweep (up to noise)."""
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r["kind"] == "step_sweep":
+            key = (r["attack"], round(r["eps"], 6), r.get("step_size"), r["data_slice"])
+            groups[key].append(r)
+    compared, bad = 0, []
+    for group in groups.values():
+        c, b = _monotone(group, "steps", lambda r: max(_one_sample(r), 1.0))
+        compared, bad = compared + c, bad + b
+    return compared, bad
+
+
+def pgd_le_fgsm(rows: list[Row]) -> tuple[int, list[str]]:
+    """PGD accuracy <= FGSM accuracy at the same eps, slice and kind (white-box or eps sweep)."""
+    fgsm = {
+        (r["kind"], round(r["eps"], 6), r["data_slice"]): r
+        for r in rows
+        if r["attack"] == "fgsm" and r["kind"] in ("whitebox", "eps_sweep")
+    }
+    compared, bad = 0, []
+    for r in rows:
+        if r["attack"] != "pgd" or r["kind"] not in ("whitebox", "eps_sweep"):
+            continue
+        ref = fgsm.get((r["kind"], round(r["eps"], 6), r["data_slice"]))
+        if ref is None:
+            continue
+        compared += 1
+        if r["accuracy"] > ref["accuracy"] + _one_sample(r) + 1e-9:
+            bad.append(f"{_name(r)}: {r['accuracy']:.2f}% > FGSM {ref['accuracy']:.2f}%")
+    return compared, bad
+
+
+def transfer_ge_whitebox(rows: list[Row]) -> tuple[int, list[str]]:
+    """A transferred attack onto this model is no stronger than the same attack white-box."""
+    white = {(r["attack_key"], r["data_slice"]): r for r in rows if r["kind"] == "whitebox"}
+    compared, bad = 0, []
+    for r in rows:
+        if r["kind"] != "transfer":
+            continue
+        ref = white.get((r["attack_key"], r["data_slice"]))
+        if ref is None:
+            continue
+        compared += 1
+        if r["accuracy"] + _one_sample(r) + 1e-9 < ref["accuracy"]:
+            bad.append(f"{_name(r)}: {r['accuracy']:.2f}% < white-box {ref['accuracy']:.2f}%")
+    return compared, bad
+
+
+def large_eps_near_zero(rows: list[Row]) -> tuple[int, list[str]]:
+    """White-box accuracy at eps >= 0.5 is near zero (<= max(10%, chance) + one sample)."""
+    compared, bad = 0, []
+    for r in rows:
+        if r["kind"] != "whitebox" or (r.get("eps") or 0.0) < LARGE_EPS - 1e-9:
+            continue
+        compared += 1
+        chance = 100.0 / NUM_CLASSES.get(str(r.get("dataset")), 10)
+        limit = max(NEAR_ZERO_ACCURACY, chance) + _one_sample(r)
+        if r["accuracy"] > limit + 1e-9:
+            bad.append(f"{_name(r)}: {r['accuracy']:.2f}% > {limit:.2f}% (gradient masking?)")
+    return compared, bad
+
+
+CHECKS: dict[str, Callable[[list[Row]], tuple[int, list[str]]]] = {
+    "robust_le_clean": robust_le_clean,
+    "eps_monotone": eps_monotone,
+    "steps_monotone": steps_monotone,
+    "pgd_le_fgsm": pgd_le_fgsm,
+    "transfer_ge_whitebox": transfer_ge_whitebox,
+    "large_eps_near_zero": large_eps_near_zero,
+}
+
+
+def run_checks(rows: Iterable[Row]) -> list[TrustResult]:
+    """Every check over every (model, dataset, training, checkpoint) group found in ``rows``.
+
+    A check with nothing to compare in a group (e.g. no eps sweep was run) gives no result.
+    """
+    groups: dict[tuple[str, str, str, str], list[Row]] = defaultdict(list)
+    for r in _ok(rows):
+        key = (r["model"], str(r["dataset"]), str(r["training"]), str(r.get("checkpoint")))
+        groups[key].append(r)
+    results = []
+    for (model, dataset, training, _ckpt), group in sorted(groups.items()):
+        for check, fn in CHECKS.items():
+            compared, bad = fn(group)
+            if compared == 0:
+                continue
+            passed, detail = _summarise(bad, compared)
+            results.append(TrustResult(check, model, passed, detail, dataset, training))
+    return results
