@@ -1,0 +1,89 @@
+"""``bench search``: run a RACL (or PC-DARTS / without-CL) search and write a genotype.
+
+RACL: Dong et al., "Adversarially Robust Neural Architecture Search with Confidence Learning",
+AAAI 2021. The genotype lands in the first folder of ``genotypes.genotype_dirs()`` (or
+``--out-dir``) as ``<name>.json``, so ``bench zoo`` and ``create_model(name)`` find it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+METHODS = ("racl", "racl_no_cl", "pc_darts")
+STRENGTHS = ("median", "mean", "lcb")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="search a cell genotype with RACL (or PC-DARTS) and add it to the zoo",
+        description="Search a DARTS-space cell with RACL's Lipschitz confidence constraint "
+        "(or the PC-DARTS / without-CL baselines) and write genotypes/<name>.json.",
+    )
+    parser.add_argument("--name", required=True, help="genotype name (letters, digits, _ . -)")
+    parser.add_argument("--preset", default="demo", choices=("smoke", "demo", "paper"))
+    parser.add_argument("--dataset", help="dataset (default: the preset's: mnist / cifar10)")
+    parser.add_argument("--method", default="racl", choices=METHODS)
+    parser.add_argument("--eta", type=float, default=0.9, help="confidence level (default 0.9)")
+    parser.add_argument("--rho", type=float, default=1e-3, help="ADMM penalty (default 0.001)")
+    parser.add_argument(
+        "--log-lipschitz-target",
+        type=float,
+        help="ln lambda* (default: the network's log bound at the first architecture step)",
+    )
+    parser.add_argument("--strength", default="median", choices=STRENGTHS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
+    parser.add_argument(
+        "--rho-scale",
+        type=float,
+        help="multiply rho for short searches (preset default: paper 1, demo 150, smoke 100)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
+    parser.add_argument("--out-dir", help="genotype folder (default: first of genotype_dirs())")
+    parser.add_argument("--run-dir", help="log/checkpoint folder (default runs/search/<name>)")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", dest="resume", action="store_true", default=True,
+                        help="continue after the last finished epoch (default)")  # fmt: skip
+    resume.add_argument("--fresh", dest="resume", action="store_false",
+                        help="start over, discarding the run folder's state")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.errors import UserError
+    from racl_search.api import search
+    from racl_search.config import make_config
+    from racl_search.errors import SearchError
+
+    try:
+        config = make_config(
+            args.preset, dataset=args.dataset, method=args.method, eta=args.eta, rho=args.rho,
+            log_lipschitz_target=args.log_lipschitz_target, strength=args.strength,
+            seed=args.seed, epochs=args.epochs, rho_scale=args.rho_scale,
+        )  # fmt: skip
+        result = search(
+            config,
+            args.name,
+            device=args.device,
+            data_dir=args.data_dir,
+            out_dir=Path(args.out_dir) if args.out_dir else None,
+            run_dir=Path(args.run_dir) if args.run_dir else None,
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
+    except SearchError as err:
+        raise UserError(str(err)) from None
+    meta = result.metadata
+    print(f"wrote {result.path}")
+    print(f"genotype {result.name}: {result.genotype}")
+    c = meta.get("final_c")
+    if c is not None:
+        held = "holds" if c <= 0 else "violated"
+        print(f"final c = {c:+.4f} ({held}), theta = {meta.get('theta'):.5f}")
+    print(f"search time {meta['search_time_s']:.0f} s over {meta['epochs']} epochs")
+    return 0

@@ -1,0 +1,101 @@
+"""Resumable search state without pickle: one safetensors file of tensors + one JSON file.
+
+Each finished epoch writes ``state-<epoch>.safetensors`` (model, architecture, optimizer moments,
+RNG state) and then ``state.json`` naming it, both atomically (temporary file + ``os.replace``);
+older tensor files are removed afterwards. A kill at any moment leaves the last finished epoch
+loadable. Nested state (an optimizer's ``state_dict``) is split into tensors and a JSON skeleton
+whose dict keys keep their types (``{"__dict__": [[key, value], ...]}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+STATE_JSON = "state.json"
+
+
+def split_tensors(obj: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:
+    """Replace each tensor in a nested dict/list by a reference; collect it in ``tensors``."""
+    if isinstance(obj, Tensor):
+        key = prefix
+        tensors[key] = obj.detach().cpu().clone().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {
+            "__dict__": [[k, split_tensors(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]
+        }
+    if isinstance(obj, list | tuple):
+        return [split_tensors(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    return obj
+
+
+def join_tensors(obj: Any, tensors: dict[str, Tensor]) -> Any:
+    """Inverse of :func:`split_tensors`."""
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: join_tensors(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [join_tensors(v, tensors) for v in obj]
+    return obj
+
+
+def _atomic(path: Path, write: Callable[[str], object]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_run_state(run_dir: Path, epoch: int, state: dict[str, Any]) -> Path:
+    """Write the state of finished ``epoch`` (nested dicts of tensors and JSON values)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, Tensor] = {}
+    skeleton = split_tensors(state, "s", tensors)
+    weights = run_dir / f"state-{epoch}.safetensors"
+    _atomic(weights, lambda tmp: save_file(tensors, tmp))
+    meta = {"epoch": epoch, "tensors": weights.name, "state": skeleton}
+    _atomic(run_dir / STATE_JSON, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
+    for old in run_dir.glob("state-*.safetensors"):
+        if old != weights:
+            old.unlink(missing_ok=True)
+    return weights
+
+
+def load_run_state(run_dir: Path) -> tuple[int, dict[str, Any]] | None:
+    """``(last finished epoch, state)`` or None when the folder holds no complete state."""
+    meta_path = run_dir / STATE_JSON
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    weights = run_dir / meta["tensors"]
+    if not weights.is_file():
+        return None
+    return int(meta["epoch"]), join_tensors(meta["state"], load_file(str(weights)))
+
+
+def rng_state() -> dict[str, Tensor]:
+    """The CPU (and CUDA, when present) generator states."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Tensor]) -> None:
+    torch.set_rng_state(state["cpu"].to(torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].to(torch.uint8))

@@ -1,0 +1,353 @@
+"""The search loop: alternate architecture (val half) and weight (train half) steps, per epoch.
+
+Schedule of PC-DARTS (Xu et al., ICLR 2020) as used by RACL (Dong et al., AAAI 2021, Sec. 3.1):
+each step first updates the architecture on a batch of the architecture half (from epoch
+``warmup_epochs`` on), then the weights on a batch of the weight half (SGD, cosine learning
+rate, gradient clipping). The weight step uses the method's mixture weights (a fresh log-normal
+sample for RACL). Each finished epoch is logged (stdout and ``log.jsonl``) and checkpointed;
+a rerun resumes after the last finished epoch. The result is derived and written as a genotype.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from genotypes import Genotype, save_genotype
+from racl_search.admm import AdmmConfig, AdmmState, ArchitectureStep, read_bound
+from racl_search.architecture import ArchitectureParameters
+from racl_search.config import SearchConfig
+from racl_search.derive import derive_genotype
+from racl_search.enums import SearchMethod, Strength, weight_mode
+from racl_search.errors import SearchError
+from racl_search.run_state import load_run_state, rng_state, save_run_state, set_rng_state
+from racl_search.supernet import Supernet, SupernetConfig
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a finished search produced."""
+
+    name: str
+    genotype: Genotype
+    path: Path
+    metadata: dict[str, Any]
+
+
+@dataclass
+class SearchModules:
+    """The trainable pieces of one search and their optimizers."""
+
+    net: Supernet
+    arch: ArchitectureParameters
+    arch_step: ArchitectureStep
+    w_opt: torch.optim.SGD
+
+
+def build(config: SearchConfig, device: torch.device) -> SearchModules:
+    """Supernet, architecture parameters and optimizers, seeded by ``config.seed``."""
+    torch.manual_seed(config.seed)
+    net = Supernet(
+        SupernetConfig(
+            dataset=config.dataset, init_channels=config.init_channels, layers=config.layers,
+            steps=config.steps, partial_k=config.partial_k, bn_scale=config.bn_scale,
+        )
+    ).to(device)  # fmt: skip
+    arch = ArchitectureParameters(net.topology, len(net.config.primitives), config.sigma_init)
+    arch = arch.to(device)
+    admm = AdmmConfig(
+        eta=config.eta, rho=config.rho * config.rho_scale, log_target=config.log_lipschitz_target,
+        lr=config.arch_lr, betas=config.arch_betas, weight_decay=config.arch_weight_decay,
+        sequential_sigma=config.sequential_sigma,
+    )  # fmt: skip
+    step = ArchitectureStep(SearchMethod.parse(config.method), arch, net, admm)
+    w_opt = torch.optim.SGD(
+        net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    return SearchModules(net, arch, step, w_opt)
+
+
+def cosine_lr(config: SearchConfig, epoch: int) -> float:
+    """PC-DARTS's cosine annealing, evaluated per epoch (stateless, so resume is exact)."""
+    t = epoch / config.epochs
+    return config.lr_min + 0.5 * (config.lr - config.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def split_halves(x: Tensor, y: Tensor, config: SearchConfig) -> tuple[tuple[Tensor, Tensor], ...]:
+    """A seeded subset of ``n_images``, split into a weight half and an architecture half."""
+    n = min(config.n_images, x.shape[0])
+    if n < 4:
+        raise SearchError(f"the search needs at least 4 images, the split has {x.shape[0]}")
+    gen = torch.Generator().manual_seed(config.seed)
+    idx = torch.randperm(x.shape[0], generator=gen)[:n]
+    half = n // 2
+    return (x[idx[:half]], y[idx[:half]]), (x[idx[half : 2 * half]], y[idx[half : 2 * half]])
+
+
+def weight_step(mods: SearchModules, x: Tensor, y: Tensor, config: SearchConfig) -> tuple:
+    """One SGD step of the supernet weights; returns ``(loss, correct)``."""
+    mods.net.train()
+    with torch.no_grad():
+        alpha, beta = mods.arch.weights(weight_mode(SearchMethod.parse(config.method)))
+    logits = mods.net(x, alpha, beta)
+    loss = F.cross_entropy(logits, y)
+    mods.w_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(mods.net.parameters(), config.grad_clip)
+    mods.w_opt.step()
+    return float(loss.detach()), int((logits.argmax(1) == y).sum())
+
+
+def run_epoch(
+    mods: SearchModules,
+    data: tuple,
+    config: SearchConfig,
+    epoch: int,
+    device: torch.device,
+    progress: bool,
+) -> dict[str, float]:
+    """One epoch over the weight half; architecture steps interleaved after the warm-up."""
+    (xw, yw), (xa, ya) = data
+    for group in mods.w_opt.param_groups:
+        group["lr"] = cosine_lr(config, epoch)
+    gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+    order_w, order_a = (
+        torch.randperm(len(xw), generator=gen),
+        torch.randperm(len(xa), generator=gen),
+    )
+    bs = config.batch_size
+    n_steps = max(1, len(xw) // bs)
+    search_arch = epoch >= config.warmup_epochs
+    sums = {"train_loss": 0.0, "train_correct": 0, "arch_ce": 0.0, "seen": 0}
+    bar = _progress(n_steps, f"epoch {epoch + 1}/{config.epochs}", progress)
+    for s in range(n_steps):
+        iw, ia = order_w[s * bs : (s + 1) * bs], order_a[s * bs : (s + 1) * bs]
+        if search_arch and len(ia):
+            mods.net.train()
+            out = mods.arch_step(xa[ia].to(device), ya[ia].to(device))
+            sums["arch_ce"] += out["arch_ce"] * len(ia)
+        loss, correct = weight_step(mods, xw[iw].to(device), yw[iw].to(device), config)
+        sums["train_loss"] += loss * len(iw)
+        sums["train_correct"] += correct
+        sums["seen"] += len(iw)
+        bar.update(1)
+    bar.close()
+    seen = max(1, sums["seen"])
+    row = {
+        "train_loss": sums["train_loss"] / seen,
+        "train_acc": 100.0 * sums["train_correct"] / seen,
+    }
+    row["arch_ce"] = sums["arch_ce"] / seen if search_arch else float("nan")
+    row["lr"] = cosine_lr(config, epoch)
+    return row
+
+
+@torch.no_grad()
+def evaluate(mods: SearchModules, x: Tensor, y: Tensor, config: SearchConfig, device) -> tuple:
+    """Loss and accuracy of the supernet (median / softmax weights) on the architecture half."""
+    mods.net.eval()
+    method = SearchMethod.parse(config.method)
+    mode = weight_mode(method if method is not SearchMethod.RACL else SearchMethod.RACL_NO_CL)
+    alpha, beta = mods.arch.weights(mode)
+    loss, correct = 0.0, 0
+    for s in range(0, len(x), 256):
+        xb, yb = x[s : s + 256].to(device), y[s : s + 256].to(device)
+        logits = mods.net(xb, alpha, beta)
+        loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(1) == yb).sum())
+    return loss / len(x), 100.0 * correct / len(x)
+
+
+@torch.no_grad()
+def bound_stats(mods: SearchModules, config: SearchConfig) -> dict[str, float]:
+    """The network bound now: ``c``, ``theta``, log median and log eta-quantile."""
+    method = SearchMethod.parse(config.method)
+    log_lambda = mods.net.log_lipschitz()
+    bound = read_bound(method, mods.arch, mods.net, log_lambda)
+    state = mods.arch_step.state
+    row = {
+        "theta": state.theta,
+        "log_bound_mu": float(bound.mu),
+        "log_bound_var": float(bound.var),
+        "log_bound_median": bound.log_quantile(0.5),
+        "log_bound_q_eta": bound.log_quantile(config.eta),
+    }
+    if state.log_target is not None and method is not SearchMethod.PC_DARTS:
+        row["c"] = float(mods.arch_step.constraint(log_lambda)[0])
+        row["log_target"] = state.log_target
+    return row
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    """A tqdm bar on a TTY unless ``RACL_BENCH_NO_PROGRESS=1``; else a no-op counter."""
+    from tqdm.auto import tqdm
+
+    show = enabled and os.environ.get("RACL_BENCH_NO_PROGRESS") != "1" and sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=not show)
+
+
+def snapshot(mods: SearchModules, history: list, elapsed: float) -> dict[str, Any]:
+    """Everything needed to resume after this epoch."""
+    state = mods.arch_step.state
+    return {
+        "net": mods.net.state_dict(),
+        "arch": mods.arch.state_dict(),
+        "w_opt": mods.w_opt.state_dict(),
+        "mu_opt": mods.arch_step.mu_opt.state_dict(),
+        "sigma_opt": mods.arch_step.sigma_opt.state_dict(),
+        "rng": rng_state(),
+        "admm": {"theta": state.theta, "log_target": state.log_target, "steps": state.steps},
+        "history": history,
+        "elapsed": elapsed,
+    }
+
+
+def restore(mods: SearchModules, saved: dict[str, Any], device: torch.device) -> None:
+    mods.net.load_state_dict(saved["net"])
+    mods.arch.load_state_dict(saved["arch"])
+    mods.w_opt.load_state_dict(saved["w_opt"])
+    mods.arch_step.mu_opt.load_state_dict(saved["mu_opt"])
+    mods.arch_step.sigma_opt.load_state_dict(saved["sigma_opt"])
+    admm = saved["admm"]
+    mods.arch_step.state = AdmmState(admm["theta"], admm["log_target"], int(admm["steps"]))
+    set_rng_state(saved["rng"])
+    mods.net.to(device)
+    mods.arch.to(device)
+
+
+def run_search(
+    config: SearchConfig,
+    x: Tensor,
+    y: Tensor,
+    *,
+    name: str,
+    out_dir: Path,
+    run_dir: Path,
+    device: str | torch.device = "cpu",
+    resume: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    stop_after_epoch: int | None = None,
+) -> SearchResult | None:
+    """Search on ``(x, y)`` (the dataset's train split) and write ``out_dir/<name>.json``.
+
+    ``resume`` continues from ``run_dir``'s last finished epoch when its config hash matches;
+    ``stop_after_epoch`` ends early after that many epochs (returns None; for tests of resume).
+    """
+    device = torch.device(device)
+    mods = build(config, device)
+    data = split_halves(x, y, config)
+    history: list[dict[str, Any]] = []
+    start, elapsed = 0, 0.0
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "config.json"
+    if resume and (saved := load_run_state(run_dir)) is not None:
+        if run_dir_hash(run_dir) != config.config_hash():
+            raise SearchError(
+                f"{run_dir} holds a search with another config; use --fresh or another --name"
+            )
+        epoch, state = saved
+        restore(mods, state, device)
+        start, history, elapsed = epoch + 1, list(state["history"]), float(state["elapsed"])
+        log(f"resuming {name} after epoch {epoch + 1}/{config.epochs}")
+    else:
+        _clear(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta_path.write_text(
+        json.dumps({"config_hash": config.config_hash(), "config": config.to_dict()}, indent=1)
+    )
+    for epoch in range(start, config.epochs):
+        t0 = time.perf_counter()
+        row = {"epoch": epoch + 1, **run_epoch(mods, data, config, epoch, device, progress)}
+        row["val_loss"], row["val_acc"] = evaluate(mods, *data[1], config, device)
+        row.update(bound_stats(mods, config))
+        elapsed += time.perf_counter() - t0
+        row["elapsed_s"] = elapsed
+        history.append(row)
+        _log_row(run_dir, row, log)
+        save_run_state(run_dir, epoch, snapshot(mods, history, elapsed))
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch < config.epochs:
+            return None
+    return finish(mods, config, history, elapsed, name=name, out_dir=Path(out_dir))
+
+
+def run_dir_hash(run_dir: Path) -> str | None:
+    """The config hash of the search whose state ``run_dir`` holds (None if none)."""
+    meta_path = Path(run_dir) / "config.json"
+    if not meta_path.is_file():
+        return None
+    return json.loads(meta_path.read_text()).get("config_hash")
+
+
+def _clear(run_dir: Path) -> None:
+    for pattern in ("state*.safetensors", "state.json", "log.jsonl", "config.json"):
+        for path in run_dir.glob(pattern):
+            path.unlink()
+
+
+def _log_row(run_dir: Path, row: dict[str, Any], log: Callable[[str], None]) -> None:
+    with (run_dir / "log.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    parts = [f"epoch {row['epoch']}"]
+    for key, fmt in (
+        ("train_loss", ".3f"), ("train_acc", ".1f"), ("arch_ce", ".3f"), ("val_acc", ".1f"),
+        ("c", "+.4f"), ("theta", ".5f"), ("log_bound_median", ".2f"), ("log_bound_q_eta", ".2f"),
+        ("elapsed_s", ".0f"),
+    ):  # fmt: skip
+        if key in row and not (isinstance(row[key], float) and math.isnan(row[key])):
+            parts.append(f"{key}={row[key]:{fmt}}")
+    log("  ".join(parts))
+
+
+def finish(
+    mods: SearchModules,
+    config: SearchConfig,
+    history: list,
+    elapsed: float,
+    *,
+    name: str,
+    out_dir: Path,
+) -> SearchResult:
+    """Derive the genotype and write it with the search's metadata."""
+    method = SearchMethod.parse(config.method)
+    genotype = derive_genotype(mods.arch, method, Strength.parse(config.strength), config.eta)
+    last = history[-1] if history else {}
+    metadata = {
+        "config": config.to_dict(),
+        "config_hash": config.config_hash(),
+        "seed": config.seed,
+        "method": config.method,
+        "dataset": config.dataset,
+        "preset": config.preset,
+        "epochs": config.epochs,
+        "search_time_s": round(elapsed, 2),
+        "final_c": last.get("c"),
+        "theta": last.get("theta"),
+        "log_lipschitz_target": last.get("log_target"),
+        "log_bound_median": last.get("log_bound_median"),
+        "log_bound_q_eta": last.get("log_bound_q_eta"),
+        "bound_median": _safe_exp(last.get("log_bound_median")),
+        "bound_q_eta": _safe_exp(last.get("log_bound_q_eta")),
+        "final_train_acc": last.get("train_acc"),
+        "final_val_acc": last.get("val_acc"),
+    }
+    source = f"bench search ({config.method}, preset {config.preset}, {config.dataset})"
+    path = save_genotype(genotype, out_dir, name=name, source=source, metadata=metadata)
+    return SearchResult(name, genotype, path, metadata)
+
+
+def _safe_exp(value: float | None) -> float | None:
+    if value is None or value > 700:
+        return None
+    return math.exp(value)

@@ -1,0 +1,154 @@
+"""The search supernet: DARTS cells with PC-DARTS partial channel connections and edge weights.
+
+PC-DARTS (Xu et al., "PC-DARTS: Partial Channel Connections for Memory-Efficient Architecture
+Search", ICLR 2020): each mixed op sees ``1/K`` of its input channels, the rest bypass it (max
+pooled at stride 2), then the channels are shuffled; pool ops are followed by a non-affine
+BatchNorm; node ``j`` sums its incoming edges weighted by ``beta_ij`` (edge normalisation). RACL
+(Dong et al., AAAI 2021, Eq. 5) keeps this layout and feeds the mixed ops log-normal samples of
+``alpha``/``beta`` instead of softmax weights.
+
+Ops, stem, cell plan and input adapters come from :mod:`models` (one table for search and eval).
+The supernet takes already-formed weights (``alpha (2, E, O)``, ``beta (2, E)``; index 0 =
+normal cells, 1 = reduction cells) so the same module serves RACL samples, deterministic
+parameters and PC-DARTS softmaxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genotypes import PRIMITIVES
+from models.cells import CellSpec, cell_plan, preprocess, stem
+from models.datasets import Normalize, dataset_shape
+from models.operations import OPS
+from racl_search.constraint import CellTopology
+from racl_search.lipschitz import LipschitzEstimator, OpSlot
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """Shape of the supernet (paper: 8 cells, 16 channels, 4 nodes, K = 4)."""
+
+    dataset: str = "cifar10"
+    init_channels: int = 16
+    layers: int = 8
+    steps: int = 4
+    multiplier: int = 4
+    stem_multiplier: int = 3
+    partial_k: int = 4
+    primitives: tuple[str, ...] = PRIMITIVES
+    bn_scale: bool = False  # include BatchNorm scales in the per-op Lipschitz constants
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """Interleave ``groups`` channel groups (ShuffleNet, Zhang et al., CVPR 2018)."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def search_op(name: str, C: int, stride: int) -> nn.Module:
+    """A candidate op for the search net: non-affine, pools followed by a non-affine BN."""
+    op = OPS[name](C, stride, False)
+    if "pool" in name:
+        op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+    return op
+
+
+class PartialMixedOp(nn.Module):
+    """``sum_o alpha_o * o(x[:, :C/K])`` next to the bypassed channels, then a channel shuffle."""
+
+    def __init__(self, C: int, stride: int, k: int, primitives: Sequence[str]) -> None:
+        super().__init__()
+        self.k, self.stride = k, stride
+        self.names = tuple(primitives)
+        self.ops = nn.ModuleList(search_op(name, C // k, stride) for name in primitives)
+        self._active = [i for i, name in enumerate(primitives) if name != "none"]
+
+    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
+        part = x.shape[1] // self.k
+        head, tail = x[:, :part].contiguous(), x[:, part:]
+        mixed = sum(weights[i] * self.ops[i](head) for i in self._active)
+        if self.stride > 1:
+            tail = F.max_pool2d(tail, 2, 2, ceil_mode=True)
+        return channel_shuffle(torch.cat([mixed, tail], dim=1), self.k)
+
+
+class SearchCell(nn.Module):
+    """A cell of mixed ops on every edge of the DAG; output = concat of the last nodes."""
+
+    def __init__(self, spec: CellSpec, topology: CellTopology, k: int, primitives: Sequence[str]):
+        super().__init__()
+        self.spec, self.topology = spec, topology
+        self.pre0, self.pre1 = preprocess(spec, affine=False)
+        self.edges = nn.ModuleList(
+            PartialMixedOp(spec.C_curr, 2 if spec.reduction and i < 2 else 1, k, primitives)
+            for _, i in topology.edges
+        )
+
+    def forward(self, s0: Tensor, s1: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
+        states = [self.pre0(s0), self.pre1(s1)]
+        offset = 0
+        for _ in range(self.topology.steps):
+            node = sum(
+                beta[offset + i] * self.edges[offset + i](h, alpha[offset + i])
+                for i, h in enumerate(states)
+            )
+            offset += len(states)
+            states.append(node)
+        return torch.cat(states[-self.spec.multiplier :], dim=1)
+
+
+class Supernet(nn.Module):
+    """The weight-sharing network of the search; ``forward(x, alpha, beta)`` returns logits."""
+
+    def __init__(self, config: SupernetConfig) -> None:
+        super().__init__()
+        if config.init_channels % config.partial_k:
+            raise ValueError(
+                f"init_channels {config.init_channels} must be a multiple of K={config.partial_k}"
+            )
+        self.config = config
+        shape = dataset_shape(config.dataset)
+        self.topology = CellTopology.of(config.steps)
+        plan = cell_plan(
+            config.init_channels, config.layers, config.multiplier, config.stem_multiplier
+        )
+        self.normalize = Normalize(shape.mean, shape.std)
+        self.stem = stem(shape.channels, config.stem_multiplier * config.init_channels)
+        self.cells = nn.ModuleList(
+            SearchCell(spec, self.topology, config.partial_k, config.primitives) for spec in plan
+        )
+        self.classifier = nn.Linear(plan[-1].C_out, shape.num_classes)
+        self.cell_types = [int(s.reduction) for s in plan]  # 0 normal, 1 reduction
+        self.lipschitz = LipschitzEstimator(
+            self._op_slots(), size=self.lipschitz_shape.numel(), bn_scale=config.bn_scale
+        )
+
+    @property
+    def lipschitz_shape(self) -> torch.Size:
+        """``(cells, edges, ops)``."""
+        return torch.Size((len(self.cells), self.topology.n_edges, len(self.config.primitives)))
+
+    def _op_slots(self) -> list[OpSlot]:
+        n_e, n_o = self.topology.n_edges, len(self.config.primitives)
+        slots = []
+        for c, cell in enumerate(self.cells):
+            for e, edge in enumerate(cell.edges):
+                for o, (name, op) in enumerate(zip(edge.names, edge.ops, strict=True)):
+                    slots.append(OpSlot((c * n_e + e) * n_o + o, name, edge.stride, op))
+        return slots
+
+    def forward(self, x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
+        s0 = s1 = self.stem(self.normalize(x))
+        for cell, t in zip(self.cells, self.cell_types, strict=True):
+            s0, s1 = s1, cell(s0, s1, alpha[t], beta[t])
+        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+
+    def log_lipschitz(self, iters: int = 1) -> Tensor:
+        """Per-cell, per-edge, per-op log Lipschitz constants (one power-iteration step)."""
+        return self.lipschitz(iters).view(self.lipschitz_shape)
