@@ -1,4 +1,4 @@
-"""String-valued enums for the suite's closed vocabularies, normalised at every public entry point."""
+"""String-valued enums for the suite's closed vocabularies, normalised at every entry point."""
 
 from __future__ import annotations
 

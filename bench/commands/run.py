@@ -1,0 +1,219 @@
+"""``bench run``: plan experiments (or an ad-hoc model x attack set) and compute them into the
+results store; ``--dry-run`` prints the plan, ``--json`` a machine-readable summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+DEFAULT_STORE = "results/results.db"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="train, attack and evaluate into the results store (resumable)",
+        description="Plan the cells of experiments (table1..table5, fig3) or of --models x "
+        "--attacks, then compute only those missing from the store.",
+    )
+    p.add_argument("--experiment", help="comma-separated: table1,table2,table3,table4,table5,fig3")
+    p.add_argument("--preset", default="demo", help="smoke | demo | paper (default demo)")
+    p.add_argument("--dataset", help="cifar10 | cifar100 | mnist | fashion_mnist")
+    p.add_argument("--models", help="comma-separated zoo names (filters the experiments)")
+    p.add_argument(
+        "--attacks",
+        help="comma-separated, e.g. fgsm,pgd20,mim,autoattack,"
+        "torchattacks:APGD(steps=10): an ad-hoc white-box experiment",
+    )
+    p.add_argument("--training", default="pgd_at", help="training of ad-hoc models")
+    p.add_argument("--eps", help="budget replacing the dataset's (e.g. 8/255 or 0.3)")
+    p.add_argument("--n", type=int, help="number of test images")
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"store (default {DEFAULT_STORE})")
+    p.add_argument("--checkpoint-dir", help="default: <store dir>/checkpoints")
+    p.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--fresh", action="store_true", help="delete the plan's cells first")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.set_defaults(func=run)
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """Split ``a,b,torchattacks:X(k=1,j=2)`` on top-level commas (not inside brackets)."""
+    if text is None:
+        return None
+    items, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            items.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    items.append(cur.strip())
+    return [i for i in items if i]
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types imported lazily
+    from bench.attacks import parse_eps
+    from bench.enums import Dataset, Training
+    from bench.errors import UserError
+    from bench.experiments import get_experiments
+    from bench.planner import plan
+    from bench.presets import get_preset
+    from bench.runner import check_plan_models
+
+    preset = get_preset(args.preset)
+    models, attacks = split_list(args.models), split_list(args.attacks)
+    check_plan_models(models)
+    names = split_list(args.experiment)
+    if names and attacks:
+        raise UserError("--attacks makes an ad-hoc experiment; drop --experiment or --attacks")
+    if not names and not attacks and not models:
+        names = list(preset.experiments)
+    if not names and not attacks:
+        attacks = ["fgsm", "mim", "pgd20"]
+    experiments = get_experiments(names or [])
+    try:
+        dataset = Dataset.parse(args.dataset) if args.dataset else None
+        training = Training.parse(args.training)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if attacks and dataset is None and preset.dataset is None:
+        dataset = Dataset.CIFAR10
+    if args.n is not None and args.n < 1:
+        raise UserError(f"--n must be >= 1, got {args.n}")
+    eps = parse_eps(args.eps) if args.eps is not None else None
+    if eps is not None and eps <= 0:
+        raise UserError("--eps must be > 0")
+    result = plan(
+        experiments,
+        preset,
+        models,
+        attacks,
+        dataset,
+        store,
+        eps=eps,
+        n=args.n,
+        seed=args.seed,
+        training=training,
+        checkpoint_dir=_ckpt_dir(args),
+    )
+    if not result.cells:
+        raise UserError("nothing to run: no experiment model matches --models")
+    if models:
+        planned = {c.target.model for c in result.cells}
+        unused = [m for m in models if m not in planned and _zoo(m) not in planned]
+        if unused:
+            raise UserError(f"model {unused[0]} is not in the chosen experiments")
+    return result
+
+
+def _zoo(name: str) -> str:
+    from bench.experiments import zoo_name
+
+    return zoo_name(name)
+
+
+def _ckpt_dir(args: argparse.Namespace) -> Path:
+    if args.checkpoint_dir:
+        return Path(args.checkpoint_dir)
+    return Path(args.store).parent / "checkpoints"
+
+
+def _print_plan(result, as_json: bool) -> None:  # noqa: ANN001
+    info = result.to_json()
+    if as_json:
+        print(json.dumps({"dry_run": True, **info}, indent=2))
+        return
+    est = info["estimate"]
+    print(
+        f"plan ({info['preset']}): {info['cells']} cells, {info['to_compute']} to compute, "
+        f"{info['cached']} cached, {info['checkpoints']} checkpoints"
+    )
+    print(
+        f"estimate: training {est['train_passes']:,} forward-equivalents (~{est['train_s']} s), "
+        f"evaluation {est['eval_passes']:,} (~{est['eval_s']} s), total ~{est['total_s']} s"
+    )
+    if info["needs_search"]:
+        print(
+            f"needs search first (RACL search, preset {result.preset.search_preset}): "
+            f"{', '.join(info['needs_search'])}"
+        )
+    for s in info["skipped"]:
+        print(f"skipped [{s['experiment']}] {s['model']}: {s['reason']}")
+    for label in info["missing"]:
+        print(f"  to compute: {label}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.runner import execute
+    from bench.store import ResultStore
+    from bench.summary import summary_table
+
+    if args.threads is not None:
+        if args.threads < 1:
+            from bench.errors import UserError
+
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    with ResultStore(args.store) as store:
+        result = build_plan(args, store)
+        if args.dry_run:
+            _print_plan(result, args.json)
+            return 0
+        if args.fresh:
+            store.delete(c.key for c in result.cells)
+            for c in result.cells:
+                c.cached = False
+        meta = {
+            "argv": sys.argv[1:],
+            "torch_version": torch.__version__,
+            "git_commit": _git_commit(),
+        }
+        log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+        summary = execute(
+            result,
+            store,
+            args.device,
+            progress=not args.no_progress,
+            checkpoint_dir=_ckpt_dir(args),
+            data_dir=args.data_dir,
+            run_meta=meta,
+            log=log,
+        )
+        rows = store.rows(key=[c.key for c in result.cells])
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        print(summary_table(rows, summary.trust))
+        t = summary.timings
+        print(
+            f"\n{summary.computed} computed, {summary.cached} cached, {summary.failed} failed; "
+            f"train {t.get('train_s', 0):.1f} s, total {t.get('total_s', 0):.1f} s; "
+            f"store {args.store}"
+        )
+    return summary.exit_code

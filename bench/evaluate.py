@@ -1,0 +1,323 @@
+"""Evaluation kinds as reusable functions on tensors, each returning per-sample correctness.
+
+Kinds (stored as ``results.kind``): ``clean``, ``whitebox``, ``transfer`` (black-box transfer
+attacks, Papernot et al. 2016; the RACL paper's Tables 2 and 3), ``step_sweep`` (accuracy after
+k PGD iterations, Madry et al. 2018, Figure 3a) and ``eps_sweep`` (accuracy against growing
+budgets, Figure 3b/c).
+
+Conventions, shared by every function here:
+
+* Verdicts are computed in float32 (autocast off) in eval mode with no gradients; attack
+  generation may use the attack's own speed knobs (channels_last, bf16), never the verdict.
+* A sample the model misclassifies clean is NOT attacked and counts as wrong under attack
+  (robust correctness = clean correctness AND correctness on the adversarial input). This is the
+  standard convention (e.g. RobustBench) and saves the attack cost of those samples.
+* Transfer attacks are generated ONCE per source over every sample of the slice (the source's
+  own mistakes included: the adversary does not know the target) and judged on each target as
+  "target clean-correct AND target correct on the transferred input".
+* The step sweep reads every iteration checkpoint off ONE PGD run
+  (:func:`bench.attacks.pgd_checkpoints`): PGD-k with a fixed step and the same random start is
+  the prefix of PGD-K, so the k-step number equals a separate PGD-k run with the same seed. Each
+  checkpoint is the k-th iterate (plain PGD-k), not the best iterate so far, so accuracy need not
+  fall strictly with k on every sample.
+* The eps sweep is a worst case over budgets: budgets are visited in ascending order and only
+  the survivors of the previous budget are attacked; a sample fooled at a smaller eps counts as
+  fooled at every larger one (its adversarial input lies inside the larger ball too), so the
+  curve is non-increasing by construction.
+* Random starts are seeded per call (``seed``) and per batch inside a forked RNG, so a cell
+  recomputed after an interruption reproduces the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bench.enums import StrEnum
+
+AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+CheckpointFn = Callable[[nn.Module, Tensor, Tensor, Any, list[int]], dict[int, Tensor]]
+
+
+class EvalKind(StrEnum):
+    """The evaluation kinds of the results store."""
+
+    CLEAN = "clean"
+    WHITEBOX = "whitebox"
+    TRANSFER = "transfer"
+    STEP_SWEEP = "step_sweep"
+    EPS_SWEEP = "eps_sweep"
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); CPU for a parameterless model."""
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block and restore its previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block under ``torch.manual_seed(seed)`` without disturbing the global RNG."""
+    devices = []
+    if device is not None and device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed % (2**63))
+        yield
+
+
+def batch_seed(seed: int, batch_index: int) -> int:
+    """A per-batch seed derived deterministically from a cell seed."""
+    return (seed * 1_000_003 + batch_index * 7919 + 17) % (2**63)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, *, batch_size: int = 256) -> Tensor:
+    """Predicted labels (CPU long tensor) in eval mode, float32, batched."""
+    device = model_device(model)
+    out = []
+    with eval_mode(model), torch.autocast(device_type=device.type, enabled=False):
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size].to(device, dtype=torch.float32)
+            out.append(model(xb).argmax(dim=1).cpu())
+    if not out:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.cat(out)
+
+
+def clean_correct(
+    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256, device: Any = None
+) -> Tensor:
+    """Per-sample clean correctness (CPU bool tensor). ``device``: where to move the model."""
+    if device is not None:
+        model.to(device)
+    return predict(model, x, batch_size=batch_size) == y.cpu()
+
+
+def as_attack(spec: Any, options: Mapping[str, Any] | None = None) -> AttackFn:
+    """An attack callable from an ``AttackSpec`` (via ``build_attack``) or a callable as is.
+
+    ``options`` (e.g. ``channels_last``, ``amp_dtype``) are set on the attack where it has
+    such an attribute.
+    """
+    if callable(spec):
+        attack = spec
+    else:
+        from bench.attacks import build_attack
+
+        attack = build_attack(spec)
+    for name, value in (options or {}).items():
+        if hasattr(attack, name):
+            setattr(attack, name, value)
+    return attack
+
+
+def generate(
+    attack: AttackFn,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> Tensor:
+    """Adversarial inputs for every row of ``x`` (CPU tensor), batched and seeded per batch."""
+    device = model_device(model)
+    out = []
+    for b, start in enumerate(range(0, len(x), batch_size)):
+        xb = x[start : start + batch_size].to(device)
+        yb = y[start : start + batch_size].to(device)
+        with seeded(batch_seed(seed, b), device):
+            out.append(attack(model, xb, yb).detach().to("cpu", torch.float32))
+    if not out:
+        return x[:0].clone()
+    return torch.cat(out)
+
+
+def _correct_on(model: nn.Module, x_adv: Tensor, y: Tensor, batch_size: int) -> Tensor:
+    return predict(model, x_adv, batch_size=max(batch_size, 1)) == y.cpu()
+
+
+def whitebox_correct(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    spec: Any,
+    *,
+    batch_size: int = 128,
+    clean: Tensor | None = None,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+) -> Tensor:
+    """Per-sample correctness under a white-box attack; clean mistakes are not attacked."""
+    clean = clean_correct(model, x, y, batch_size) if clean is None else clean.cpu()
+    result = clean.clone()
+    idx = clean.nonzero().flatten()
+    if len(idx) == 0:
+        return result
+    x_adv = generate(
+        as_attack(spec, options), model, x[idx], y[idx], batch_size=batch_size, seed=seed
+    )
+    result[idx] = _correct_on(model, x_adv, y[idx], batch_size)
+    return result
+
+
+def transfer_correct(
+    source: nn.Module,
+    targets: Mapping[str, nn.Module],
+    x: Tensor,
+    y: Tensor,
+    spec: Any,
+    *,
+    batch_size: int = 128,
+    clean: Mapping[str, Tensor] | None = None,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Tensor]:
+    """Transfer attack: generate ONCE on ``source`` (every sample), judge on each target."""
+    x_adv = generate(as_attack(spec, options), source, x, y, batch_size=batch_size, seed=seed)
+    clean = dict(clean or {})
+    out: dict[str, Tensor] = {}
+    for name, target in targets.items():
+        ok = clean[name].cpu() if name in clean else clean_correct(target, x, y, batch_size)
+        out[name] = ok & _correct_on(target, x_adv, y, batch_size)
+    return out
+
+
+def transfer_matrix(
+    models: Mapping[str, nn.Module],
+    x: Tensor,
+    y: Tensor,
+    spec: Any,
+    *,
+    batch_size: int = 128,
+    clean: Mapping[str, Tensor] | None = None,
+    seed: int | Mapping[str, int] = 0,
+    options: Mapping[str, Any] | None = None,
+) -> dict[tuple[str, str], Tensor]:
+    """Transfer matrix keyed ``(source, target)``: N generations, N^2 cheap verdicts.
+
+    Rows are sources; the diagonal (source == target) is the white-box result of the same
+    generation. ``seed`` may map each source name to its own seed.
+    """
+    clean = dict(clean or {})
+    for name, model in models.items():
+        if name not in clean:
+            clean[name] = clean_correct(model, x, y, batch_size)
+    out: dict[tuple[str, str], Tensor] = {}
+    for src, source in models.items():
+        src_seed = seed[src] if isinstance(seed, Mapping) else seed
+        row = transfer_correct(
+            source,
+            models,
+            x,
+            y,
+            spec,
+            batch_size=batch_size,
+            clean=clean,
+            seed=src_seed,
+            options=options,
+        )
+        out.update({(src, tgt): ok for tgt, ok in row.items()})
+    return out
+
+
+def _default_checkpoint_fn() -> CheckpointFn:
+    from bench.attacks import pgd_checkpoints
+
+    return pgd_checkpoints
+
+
+def step_sweep_correct(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    spec: Any,
+    steps: Sequence[int] = (10, 20, 50, 100),
+    *,
+    batch_size: int = 128,
+    clean: Tensor | None = None,
+    seed: int = 0,
+    checkpoint_fn: CheckpointFn | None = None,
+) -> dict[int, Tensor]:
+    """Correctness after each PGD iteration count in ``steps``, from ONE PGD run per batch."""
+    checkpoints = sorted({int(k) for k in steps})
+    if not checkpoints or checkpoints[0] < 1:
+        raise ValueError(f"iteration checkpoints must be >= 1, got {list(steps)}")
+    run = checkpoint_fn or _default_checkpoint_fn()
+    if dataclasses.is_dataclass(spec):
+        spec = dataclasses.replace(spec, steps=checkpoints[-1])
+    clean = clean_correct(model, x, y, batch_size) if clean is None else clean.cpu()
+    idx = clean.nonzero().flatten()
+    out = {k: clean.clone() for k in checkpoints}
+    device = model_device(model)
+    for b, start in enumerate(range(0, len(idx), batch_size)):
+        part = idx[start : start + batch_size]
+        xb, yb = x[part].to(device), y[part].to(device)
+        with seeded(batch_seed(seed, b), device):
+            advs = run(model, xb, yb, spec, checkpoints)
+        for k in checkpoints:
+            out[k][part] = _correct_on(model, advs[k].detach().cpu(), y[part], batch_size)
+    return out
+
+
+def spec_at_eps(spec: Any, eps: float) -> Any:
+    """``spec`` at another budget, its step size scaled in proportion (step/eps kept)."""
+    step = getattr(spec, "step_size", None)
+    new_step = None if step is None else step * eps / spec.eps
+    return dataclasses.replace(spec, eps=float(eps), step_size=new_step)
+
+
+def eps_sweep_correct(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    spec: Any,
+    eps_list: Sequence[float],
+    *,
+    batch_size: int = 128,
+    clean: Tensor | None = None,
+    seed: int | Callable[[float], int] = 0,
+    attack_for_eps: Callable[[float], Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dict[float, Tensor]:
+    """Worst-case-over-budgets correctness for ascending eps; only survivors are attacked.
+
+    ``attack_for_eps(eps)`` builds the attack at each budget (default: :func:`spec_at_eps`);
+    ``seed`` may be a function of eps.
+    """
+    make = attack_for_eps or (lambda eps: spec_at_eps(spec, eps))
+    survivors = clean_correct(model, x, y, batch_size) if clean is None else clean.clone().cpu()
+    out: dict[float, Tensor] = {}
+    for eps in sorted(float(e) for e in eps_list):
+        idx = survivors.nonzero().flatten()
+        if len(idx):
+            eps_seed = seed(eps) if callable(seed) else seed
+            x_adv = generate(
+                as_attack(make(eps), options),
+                model,
+                x[idx],
+                y[idx],
+                batch_size=batch_size,
+                seed=eps_seed,
+            )
+            survivors[idx] = _correct_on(model, x_adv, y[idx], batch_size)
+        out[eps] = survivors.clone()
+    return out

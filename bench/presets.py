@@ -1,0 +1,120 @@
+"""Presets: how the same experiments scale from seconds (``smoke``, for tests) through minutes on
+a 2-core CPU (``demo``: real MNIST shipped offline, a scaled-down zoo, short PGD-AT) to the RACL
+paper's settings (``paper``: CIFAR-10, 36 channels x 20 cells, 10k test images, a GPU job).
+
+Demo budget (target <= 10 minutes on a 2-core CPU from a warm install): DARTS-style cells are
+overhead-bound on a CPU (100-200 training images/s at tiny width), so the demo trains on a few
+thousand MNIST images for one epoch with a 3-step PGD-AT, evaluates a few hundred test images and
+sweeps on fewer. Measured timings are in the run's ``summary_json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.enums import Dataset
+from bench.errors import UserError
+from bench.experiments import EXPERIMENT_NAMES
+
+
+@dataclass(frozen=True)
+class PresetConfig:
+    """How a preset scales the experiments.
+
+    ``dataset``: every experiment runs on it (None = each experiment's paper datasets).
+    ``models``: allowlist (None = all); ``transfer_source``: replaces Table 2's source.
+    ``cell_overrides`` / ``width_overrides``: model constructor overrides for cell networks
+    (``init_channels``, ``layers``) and ResNet/DenseNet/VGG (``width``). ``train``: TrainConfig
+    fields replaced per training kind. ``n_eval`` test images (None = all), ``n_sweep`` for the
+    sweeps, ``n_trust`` for the large-eps check.
+    """
+
+    name: str
+    dataset: Dataset | None
+    experiments: tuple[str, ...]
+    n_eval: int | None
+    n_sweep: int | None
+    n_trust: int
+    models: tuple[str, ...] | None = None
+    transfer_source: str | None = None
+    cell_overrides: dict[str, Any] = field(default_factory=dict)
+    width_overrides: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train: dict[str, dict[str, Any]] = field(default_factory=dict)
+    step_checkpoints: tuple[int, ...] | None = None
+    eps_count: int | None = None
+    batch_size: int = 128
+    search_preset: str = "demo"
+
+    def overrides_for(self, model: str) -> dict[str, Any]:
+        """Constructor overrides for ``model`` under this preset (by the model's defaults)."""
+        if model in self.model_overrides:
+            return dict(self.model_overrides[model])
+        from models import get_model_info
+
+        defaults = get_model_info(model).defaults
+        chosen = self.cell_overrides if "init_channels" in defaults else self.width_overrides
+        return {k: v for k, v in chosen.items() if k in defaults}
+
+
+_SHORT_AT = {"attack_steps": 3}
+PRESETS: dict[str, PresetConfig] = {
+    "smoke": PresetConfig(
+        name="smoke",
+        dataset=Dataset.MNIST,
+        experiments=("table1", "table2", "table3", "fig3"),
+        n_eval=64,
+        n_sweep=32,
+        n_trust=16,
+        models=("darts", "pc_darts"),
+        transfer_source="pc_darts",
+        cell_overrides={"init_channels": 4, "layers": 3},
+        width_overrides={"width": 4},
+        train={
+            "natural": {"epochs": 1, "n_train": 256, "batch_size": 64},
+            "pgd_at": {"epochs": 1, "n_train": 256, "batch_size": 64, "attack_steps": 1},
+            "trades": {"epochs": 1, "n_train": 256, "batch_size": 64, "attack_steps": 1},
+        },
+        step_checkpoints=(1, 2, 5, 10),
+        eps_count=3,
+        batch_size=64,
+        search_preset="smoke",
+    ),
+    "demo": PresetConfig(
+        name="demo",
+        dataset=Dataset.MNIST,
+        experiments=("table1", "table2", "table3", "table4", "fig3"),
+        n_eval=300,
+        n_sweep=150,
+        n_trust=64,
+        models=("darts", "pc_darts", "racl_published", "resnet18", "vgg19"),
+        cell_overrides={"init_channels": 8, "layers": 5},
+        width_overrides={"width": 8},
+        train={
+            "natural": {"epochs": 1, "n_train": 4000, "batch_size": 64},
+            "pgd_at": {"epochs": 1, "n_train": 3000, "batch_size": 64, **_SHORT_AT},
+            "trades": {"epochs": 1, "n_train": 3000, "batch_size": 64, **_SHORT_AT},
+        },
+        step_checkpoints=(1, 2, 5, 10, 20, 50),
+        batch_size=150,
+        search_preset="demo",
+    ),
+    "paper": PresetConfig(
+        name="paper",
+        dataset=None,
+        experiments=EXPERIMENT_NAMES,
+        n_eval=None,
+        n_sweep=None,
+        n_trust=500,
+        batch_size=256,
+        search_preset="paper",
+    ),
+}
+
+
+def get_preset(name: str) -> PresetConfig:
+    """The preset called ``name``; unknown -> UserError."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose from: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,156 @@
+"""Cost rules of the harness, measured side by side (pytest-benchmark; ratios printed).
+
+- Iteration sweep {10, 20, 50, 100} from ONE PGD-100 run vs four separate runs: <= 0.6x
+  (ideal 100/180 = 0.56).
+- Eps sweep over 7 budgets (0.05..0.35, MNIST) attacking only survivors vs 7 separate attacks,
+  on a briefly PGD-AT-trained model: <= 0.5x.
+- 5-model PGD-10 transfer matrix, one generation per source vs the naive N^2 generations: <= 0.3x
+  (ideal 5/25 plus the cheap verdicts).
+
+Tiny models (ResNet-18 of width 4 on real MNIST), few images, one thread. Each comparison times
+both variants interleaved (best of ``REPEATS``) and checks that the fast path gives the same
+verdicts where it must. Run: ``pytest tests/benchmarks/test_sweep_speed.py --benchmark-enable -s``
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from bench.attacks import AttackSpec
+from bench.data import eval_tensors, train_loader
+from bench.evaluate import (
+    clean_correct,
+    eps_sweep_correct,
+    spec_at_eps,
+    step_sweep_correct,
+    transfer_correct,
+    transfer_matrix,
+    whitebox_correct,
+)
+from bench.training import TrainConfig, train
+from models import create_model
+
+REPEATS = 2
+N_IMAGES = 128
+EPS_LIST = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35)
+
+
+def _best_time(fn: Callable[[], object], repeats: int = REPEATS) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _compare(benchmark, fast: Callable[[], object], slow: Callable[[], object], label: str,
+             limit: float):  # fmt: skip
+    """Run both variants; with benchmarks enabled, time them interleaved (best of REPEATS, so
+    load changes hit both), print and record the ratio and assert it is within ``limit``.
+
+    With ``--benchmark-disable`` (the normal test run) each variant runs once and only the
+    verdicts are checked by the caller. Returns (fast result, slow result).
+    """
+    if benchmark.disabled:
+        return benchmark(fast), slow()
+    t_fast, t_slow = [], []
+    for _ in range(REPEATS):
+        t_fast.append(_best_time(fast, 1))
+        t_slow.append(_best_time(slow, 1))
+    ratio = min(t_fast) / min(t_slow)
+    print(f"\n{label}: {min(t_fast):.3f}s vs {min(t_slow):.3f}s = {ratio:.2f}x (limit {limit}x)")
+    benchmark.extra_info.update(ratio=round(ratio, 3), slow_s=round(min(t_slow), 4))
+    result = benchmark(fast)
+    assert ratio <= limit, f"{label}: {ratio:.2f}x > {limit}x"
+    return result, slow()
+
+
+@pytest.fixture(scope="module")
+def data():
+    torch.set_num_threads(1)
+    return eval_tensors("mnist", N_IMAGES)
+
+
+@pytest.fixture(scope="module")
+def at_model():
+    """ResNet-18 (width 4) after a brief PGD-AT (eps 0.15, 2 steps) on 2k MNIST images (~3 s).
+
+    Its robust accuracy falls gradually over the sweep (about 38, 27, 21, 17, 12, 8, 4 % of 48
+    images at clean 46 %), the unfavourable case for survivor-only attacks: a model that breaks
+    at the first budget would make the sweep look cheaper than it usually is.
+    """
+    torch.manual_seed(0)
+    model = create_model("resnet18", dataset="mnist", width=4)
+    cfg = TrainConfig.paper("pgd_at", "mnist", n_train=2048, batch_size=64, attack_steps=2,
+                            lr=0.05, eps=0.15, attack_step_size=0.075)  # fmt: skip
+    train(model, train_loader("mnist", 64, n=2048, augment=False), cfg, "cpu", progress=False)
+    return model.eval()
+
+
+def _pgd(eps: float, steps: int, step: float) -> AttackSpec:
+    return AttackSpec("pgd", eps, steps=steps, step_size=step, random_start=True)
+
+
+def test_iteration_sweep_is_one_run(benchmark, at_model, data):
+    x, y = data
+    spec, ks = _pgd(0.3, 100, 0.01), [10, 20, 50, 100]
+    clean = clean_correct(at_model, x, y)
+
+    def sweep():
+        return step_sweep_correct(at_model, x, y, spec, ks, batch_size=64, clean=clean, seed=1)
+
+    def separate():
+        return {k: whitebox_correct(at_model, x, y, _pgd(0.3, k, 0.01), batch_size=64,
+                                    clean=clean, seed=1) for k in ks}  # fmt: skip
+
+    fast, slow = _compare(benchmark, sweep, separate, f"iteration sweep {ks} vs separate", 0.6)
+    for k in ks:  # PGD-k is the prefix of PGD-100 with the same start: identical verdicts
+        assert torch.equal(fast[k], slow[k]), k
+
+
+def test_eps_sweep_attacks_only_survivors(benchmark, at_model, data):
+    x, y = data
+    base = _pgd(0.3, 10, 0.075)
+    clean = clean_correct(at_model, x, y)
+
+    def sweep():
+        return eps_sweep_correct(at_model, x, y, base, EPS_LIST, batch_size=64, clean=clean,
+                                 seed=2)  # fmt: skip
+
+    def separate():
+        return {e: whitebox_correct(at_model, x, y, spec_at_eps(base, e), batch_size=64,
+                                    clean=clean, seed=2) for e in EPS_LIST}  # fmt: skip
+
+    fast, slow = _compare(benchmark, sweep, separate, "eps sweep (7 budgets) vs separate", 0.5)
+    accs = [100 * float(fast[e].float().mean()) for e in EPS_LIST]
+    assert accs == sorted(accs, reverse=True)  # worst case over budgets: non-increasing
+    assert all(fast[e].sum() <= slow[e].sum() + 2 for e in EPS_LIST)
+    clean_pct = 100 * float(clean.float().mean())
+    print(f"\neps sweep accuracy {[round(a) for a in accs]} (clean {clean_pct:.0f}%)")
+
+
+def test_transfer_matrix_generates_once_per_source(benchmark, data):
+    x, y = data
+    models = {}
+    for i in range(5):
+        torch.manual_seed(10 + i)
+        models[f"m{i}"] = create_model("resnet18", dataset="mnist", width=4).eval()
+    spec = _pgd(0.3, 10, 0.03)
+    clean = {name: clean_correct(m, x, y) for name, m in models.items()}
+
+    def matrix():
+        return transfer_matrix(models, x, y, spec, batch_size=64, clean=clean, seed=3)
+
+    def naive():
+        return {(s, t): transfer_correct(models[s], {t: models[t]}, x, y, spec, batch_size=64,
+                                         clean=clean, seed=3)[t]
+                for s in models for t in models}  # fmt: skip
+
+    fast, slow = _compare(benchmark, matrix, naive, "5x5 transfer matrix vs naive N^2", 0.3)
+    assert fast.keys() == slow.keys()
+    assert all(torch.equal(fast[k], slow[k]) for k in fast)  # same seed per source: same result

@@ -1,0 +1,208 @@
+"""Planner, runner and CLI on a tiny preset: structure, caching, cost rules, failures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import bench.runner as runner_mod
+from bench.cli import main
+from bench.enums import Dataset
+from bench.evaluate import EvalKind
+from bench.experiments import get_experiments
+from bench.planner import plan
+from bench.presets import PRESETS, PresetConfig
+from bench.store import ResultStore
+from bench.summary import summary_table
+from bench.trust import TrustResult
+
+TINY = PresetConfig(
+    name="smoke",
+    dataset=Dataset.MNIST,
+    experiments=("table1", "table3", "fig3"),
+    n_eval=16,
+    n_sweep=16,
+    n_trust=8,
+    models=("darts", "resnet18"),
+    transfer_source="resnet18",
+    cell_overrides={"init_channels": 2, "layers": 2},
+    width_overrides={"width": 2},
+    train={
+        "natural": {"epochs": 1, "n_train": 64, "batch_size": 32},
+        "pgd_at": {"epochs": 1, "n_train": 64, "batch_size": 32, "attack_steps": 1},
+    },
+    step_checkpoints=(1, 5, 20),
+    eps_count=2,
+    batch_size=16,
+)
+
+
+def _plan(names, store=None, **kw):
+    return plan(get_experiments(names), TINY, store=store, calibrate=False, **kw)
+
+
+def test_plan_groups_follow_the_cost_rules():
+    p = _plan(["table1", "table3", "fig3"])
+    keys = [c.key for c in p.cells]
+    assert len(keys) == len(set(keys))
+    groups = p.groups()
+    # table3 among the allowed NAS models is darts alone: its diagonal is white-box
+    step = [g for g in groups if g[0] == "step_sweep"]
+    assert len(step) == 2 and all(len(groups[g]) == 3 for g in step)  # one run, 3 checkpoints
+    eps = [g for g in groups if g[0] == "eps_sweep"]
+    assert len(eps) == 4  # (PGD, FGSM) x 2 models, each with 2 budgets
+    assert all(sorted(c.eps for c in groups[g]) == [c.eps for c in groups[g]] for g in eps)
+    # the PGD-20 of the sweep starts where the white-box PGD-20 starts (same slice, same seed)
+    for g in step:
+        k20 = next(c for c in groups[g] if c.steps == 20)
+        white = [c for c in p.cells if c.kind is EvalKind.WHITEBOX and c.target == k20.target
+                 and c.spec.name == "pgd" and c.steps == 20]  # fmt: skip
+        assert white and white[0].seed == k20.seed
+    trust = [c for c in p.cells if c.experiments == ["trust"]]
+    assert len(trust) == len(p.refs) and all(c.eps == 0.5 for c in trust)
+
+
+def test_plan_matrix_and_transfer_share_one_generation_per_source():
+    p = plan(get_experiments(["table3"]), TINY, models=None, calibrate=False)
+    tiny_nas = PresetConfig(**{**TINY.__dict__, "models": ("darts", "pc_darts", "nasnet")})
+    p = plan(get_experiments(["table3"]), tiny_nas, calibrate=False)
+    groups = p.groups()
+    transfer = [g for g in groups if g[0] == "transfer"]
+    assert len(transfer) == 3  # one generation per source
+    for g in transfer:
+        kinds = sorted(c.kind.value for c in groups[g])
+        assert kinds == ["transfer", "transfer", "whitebox"]  # diagonal from the same run
+        assert len({c.seed for c in groups[g]}) == 1
+
+
+def test_plan_skips_unavailable_and_unsearched(monkeypatch):
+    free = PresetConfig(**{**TINY.__dict__, "models": None})
+    p = plan(get_experiments(["table1"]), free, models=["robnet_medium", "darts"],
+             calibrate=False)  # fmt: skip
+    assert [(s.model, s.experiment) for s in p.skipped] == [("robnet_medium", "table1")]
+    monkeypatch.setattr("bench.planner._search_api_available", lambda: False)
+    monkeypatch.setattr("bench.planner._genotype_exists", lambda name: False)
+    p = plan(get_experiments(["table5"]), free, calibrate=False)
+    assert p.cells == [] and len(p.skipped) == 5
+    assert all("needs search" in s.reason for s in p.skipped)
+    monkeypatch.setattr("bench.planner._search_api_available", lambda: True)
+    p = plan(get_experiments(["table5"]), free, calibrate=False)
+    assert len(p.to_json()["needs_search"]) == 5 and p.missing
+
+
+def test_execute_caches_and_reproduces(tmp_path):
+    store = ResultStore(tmp_path / "r.db")
+    p = _plan(["table1", "fig3"], store)
+    summary = runner_mod.execute(p, store, "cpu", progress=False)
+    assert summary.failed == 0 and summary.computed == len(p.cells) and summary.exit_code == 0
+    rows = {r["key"]: r for r in store.rows(decode_per_sample=True)}
+    assert len(rows) == len(p.cells)
+    for c in p.cells:
+        row = rows[c.key]
+        assert row["n"] == c.n and len(row["per_sample"]) == c.n
+        assert row["correct"] == int(row["per_sample"].sum())
+    # robust correctness implies clean correctness, per sample
+    clean = {(r["checkpoint"], r["data_slice"]): r["per_sample"] for r in rows.values()
+             if r["kind"] == "clean"}  # fmt: skip
+    for r in rows.values():
+        ref = clean.get((r["checkpoint"], r["data_slice"]))
+        if r["kind"] != "clean" and ref is not None:
+            assert not (r["per_sample"] & ~ref).any()
+    # iteration sweep at 20 == white-box PGD-20 (one run, prefix property, same seed)
+    for c in p.cells:
+        if c.kind is EvalKind.STEP_SWEEP and c.steps == 20:
+            white = next(w for w in p.cells if w.kind is EvalKind.WHITEBOX and w.steps == 20
+                         and w.target == c.target and w.data_slice == c.data_slice)  # fmt: skip
+            np.testing.assert_array_equal(rows[c.key]["per_sample"], rows[white.key]["per_sample"])
+    assert summary.trust and {t.check for t in summary.trust} >= {"robust_le_clean"}
+    assert store.trust_rows(summary.run_id)
+    run = store.runs()[-1]
+    timings = json.loads(run["summary_json"])["timings"]
+    assert run["status"] == "ok" and timings["train_s"] > 0 and "whitebox_s" in timings
+    again = _plan(["table1", "fig3"], store)
+    assert again.missing == []
+    assert runner_mod.execute(again, store, "cpu", progress=False).computed == 0
+    store.close()
+
+
+def test_failures_are_rows_and_are_retried(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "r.db")
+    p = _plan(["table1"], store, models=["darts"])
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("attack exploded")
+
+    monkeypatch.setattr(runner_mod, "whitebox_correct", boom)
+    summary = runner_mod.execute(p, store, "cpu", progress=False)
+    n_white = sum(c.kind is EvalKind.WHITEBOX for c in p.cells)
+    assert summary.failed == n_white and summary.exit_code == 1
+    assert summary.computed == len(p.cells) - n_white
+    errors = [r for r in store.rows() if r["error"]]
+    assert len(errors) == n_white and "attack exploded" in errors[0]["error"]
+    assert store.runs()[-1]["status"] == "failed"
+    monkeypatch.undo()
+    retry = _plan(["table1"], store, models=["darts"])
+    assert len(retry.missing) == n_white
+    assert runner_mod.execute(retry, store, "cpu", progress=False).computed == n_white
+    assert not [r for r in store.rows() if r["error"]]
+    store.close()
+
+
+def test_summary_table_flags_failed_trust():
+    rows = [
+        {"model": "darts", "training": "pgd_at", "dataset": "mnist", "kind": "clean",
+         "attack": None, "eps": None, "steps": None, "accuracy": 90.0, "n": 10},
+        {"model": "darts", "training": "pgd_at", "dataset": "mnist", "kind": "whitebox",
+         "attack": "pgd", "eps": 8 / 255, "steps": 20, "accuracy": 95.0, "n": 10},
+    ]  # fmt: skip
+    bad = TrustResult("robust_le_clean", "darts", False, "PGD 95% > clean 90%", "mnist", "pgd_at")
+    text = summary_table(rows, [bad])
+    assert "PGD-20@8/255" in text and "FAIL(robust_le_clean)" in text and "95.0" in text
+
+
+@pytest.fixture
+def tiny_preset(monkeypatch):
+    monkeypatch.setitem(PRESETS, "smoke", TINY)
+
+
+def test_cli_dry_run_json_and_errors(tmp_path, capsys, tiny_preset):
+    store = str(tmp_path / "r.db")
+    args = ["run", "--preset", "smoke", "--store", store, "--experiment", "table1"]
+    assert main([*args, "--dry-run", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dry_run"] and info["cached"] == 0 and info["to_compute"] == info["cells"] > 0
+    assert info["estimate"]["total_s"] > 0
+    assert ResultStore(store).rows() == []  # a dry run computes nothing
+    for bad, message in [
+        (["--experiment", "table9"], "unknown experiment"),
+        (["--models", "dartz"], "unknown model"),
+        (["--eps", "3"], "eps must lie in [0, 1]"),
+        (["--dataset", "imagenet"], "unknown dataset"),
+    ]:
+        assert main(["run", "--preset", "smoke", "--store", store, *bad, "--dry-run"]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["run", "--preset", "nope", "--store", store, "--dry-run"]) == 2
+
+
+def test_cli_adhoc_run_then_results(tmp_path, capsys, tiny_preset):
+    store = str(tmp_path / "r.db")
+    args = ["run", "--preset", "smoke", "--store", store, "--models", "resnet18",
+            "--attacks", "fgsm,torchattacks:FGSM", "--training", "natural", "--json",
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["computed"] == 4 and first["failed"] == 0  # clean, 2 attacks, trust cell
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["computed"] == 0
+    assert main([*args, "--fresh"]) == 0
+    assert json.loads(capsys.readouterr().out)["computed"] == 4
+    assert main(["results", "--store", store, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 4
+    for r in rows:
+        assert {"model", "dataset", "training", "attack", "eps", "steps", "source", "n",
+                "accuracy", "preset", "kind"} <= set(r)  # fmt: skip
+    fgsm = [r for r in rows if r["attack"] in ("fgsm", "torchattacks:FGSM")]
+    assert len(fgsm) == 2 and fgsm[0]["accuracy"] == pytest.approx(fgsm[1]["accuracy"])
