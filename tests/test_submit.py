@@ -108,11 +108,19 @@ def test_robustbench_validation_is_skipped_with_a_note_when_not_importable():
     assert note.startswith(("robustbench not importable", "validated with robustbench"))
 
 
-def test_run_autoattack_without_the_runner_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "bench.runner", None)  # as if the harness were absent
+def test_run_autoattack_computes_the_missing_cell_into_the_store(tmp_path, capsys):
+    store = tmp_path / "store.sqlite"  # a copy: the committed fixture is never written
+    shutil.copyfile(STORE, store)
     out = tmp_path / "entry.json"
-    args = ["submit", "darts", "--store", str(STORE), "--out", str(out), "--run-autoattack"]
-    assert main(args) == 2 and not out.exists()
-    assert "needs the harness (bench.runner)" in capsys.readouterr().err
+    base = ["submit", "darts", "--store", str(store), "--out", str(out), "--dataset", "mnist"]
+    assert main(base) == 2 and not out.exists()  # refused: no AutoAttack row for darts yet
+    assert main([*base, "--run-autoattack", "--preset", "smoke"]) == 0
+    entry = json.loads(out.read_text())
+    with sqlite3.connect(store) as conn:
+        rows = conn.execute(
+            "SELECT accuracy, preset, error FROM results WHERE model = 'darts' "
+            "AND attack = 'autoattack' AND preset = 'smoke'"
+        ).fetchall()
+    assert len(rows) == 1 and rows[0][2] is None
+    assert entry["autoattack_acc"] == f"{rows[0][0]:.2f}"
+    assert float(entry["autoattack_acc"]) <= float(entry["clean_acc"])

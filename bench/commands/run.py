@@ -180,7 +180,9 @@ def run(args: argparse.Namespace) -> int:
 
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    with ResultStore(args.store) as store:
+    # A dry run only reads: it plans against an empty in-memory store when the file is absent.
+    dry_new = args.dry_run and not Path(args.store).exists()
+    with ResultStore(":memory:" if dry_new else args.store) as store:
         result = build_plan(args, store)
         if args.dry_run:
             _print_plan(result, args.json)
