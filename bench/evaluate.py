@@ -26,6 +26,12 @@ Conventions, shared by every function here:
   curve is non-increasing by construction.
 * Random starts are seeded per call (``seed``) and per batch inside a forked RNG, so a cell
   recomputed after an interruption reproduces the same numbers.
+* Under ``torchrun`` (:mod:`bench.distributed`) every function here shards its rows over the
+  ranks in runs of WHOLE BATCHES of the one-process batching (:func:`sharded_rows`): each batch
+  keeps its rows, its global index and hence its seed, so each rank computes exactly what one
+  process computes for those batches, and the per-sample correctness is gathered in order on
+  every rank. Sharded and one-process runs agree bit for bit, whatever the number of ranks. In
+  one process nothing changes (one call over every row, no collective).
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bench import distributed
 from bench.enums import StrEnum
 
 AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+RowsFn = Callable[[int, int], Tensor]
 CheckpointFn = Callable[[nn.Module, Tensor, Tensor, Any, list[int]], dict[int, Tensor]]
 
 
@@ -108,7 +116,31 @@ def clean_correct(
     """Per-sample clean correctness (CPU bool tensor). ``device``: where to move the model."""
     if device is not None:
         model.to(device)
-    return predict(model, x, batch_size=batch_size) == y.cpu()
+
+    def rows(start: int, stop: int) -> Tensor:
+        return predict(model, x[start:stop], batch_size=batch_size) == y[start:stop].cpu()
+
+    return sharded_rows(len(x), batch_size, rows)
+
+
+def sharded_rows(n: int, batch_size: int, compute: RowsFn) -> Tensor:
+    """``compute(start, stop)`` (a bool tensor, one row per input row) over rows ``[0, n)``.
+
+    One process: ``compute(0, n)``. Under torchrun each rank calls it on its contiguous run of
+    whole batches (``start`` is a multiple of ``batch_size``, so the batches inside are those of
+    the one-process run) and the rows of every rank are gathered in order on every rank. A
+    failure on any rank is raised on every rank, so the ranks stay in step.
+    """
+    if not distributed.context().enabled:
+        return compute(0, n)
+    rows = distributed.shard_range(n, block=batch_size)
+    local, error = None, None
+    try:
+        local = compute(rows.start, rows.stop)
+    except Exception as err:  # noqa: BLE001 - every rank learns of it, then it is raised
+        error = err
+    distributed.raise_if_any_failed(error)
+    return distributed.gather_bool(local, n, block=batch_size)
 
 
 def as_attack(spec: Any, options: Mapping[str, Any] | None = None) -> AttackFn:
@@ -137,11 +169,15 @@ def generate(
     *,
     batch_size: int = 128,
     seed: int = 0,
+    first_batch: int = 0,
 ) -> Tensor:
-    """Adversarial inputs for every row of ``x`` (CPU tensor), batched and seeded per batch."""
+    """Adversarial inputs for every row of ``x`` (CPU tensor), batched and seeded per batch.
+
+    ``first_batch``: the global index of the first batch (a shard that starts further in).
+    """
     device = model_device(model)
     out = []
-    for b, start in enumerate(range(0, len(x), batch_size)):
+    for b, start in enumerate(range(0, len(x), batch_size), start=first_batch):
         xb = x[start : start + batch_size].to(device)
         yb = y[start : start + batch_size].to(device)
         with seeded(batch_seed(seed, b), device):
@@ -153,6 +189,20 @@ def generate(
 
 def _correct_on(model: nn.Module, x_adv: Tensor, y: Tensor, batch_size: int) -> Tensor:
     return predict(model, x_adv, batch_size=max(batch_size, 1)) == y.cpu()
+
+
+def adversarial_correct(
+    attack: AttackFn, model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int, seed: int
+) -> Tensor:
+    """Per-row correctness of ``model`` on ``attack(model, x, y)`` (every row attacked)."""
+
+    def rows(start: int, stop: int) -> Tensor:
+        xs, ys = x[start:stop], y[start:stop]
+        first = start // max(batch_size, 1)
+        x_adv = generate(attack, model, xs, ys, batch_size=batch_size, seed=seed, first_batch=first)
+        return _correct_on(model, x_adv, ys, batch_size)
+
+    return sharded_rows(len(x), batch_size, rows)
 
 
 def whitebox_correct(
@@ -172,10 +222,10 @@ def whitebox_correct(
     idx = clean.nonzero().flatten()
     if len(idx) == 0:
         return result
-    x_adv = generate(
-        as_attack(spec, options), model, x[idx], y[idx], batch_size=batch_size, seed=seed
+    attack = as_attack(spec, options)
+    result[idx] = adversarial_correct(
+        attack, model, x[idx], y[idx], batch_size=batch_size, seed=seed
     )
-    result[idx] = _correct_on(model, x_adv, y[idx], batch_size)
     return result
 
 
@@ -192,13 +242,24 @@ def transfer_correct(
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, Tensor]:
     """Transfer attack: generate ONCE on ``source`` (every sample), judge on each target."""
-    x_adv = generate(as_attack(spec, options), source, x, y, batch_size=batch_size, seed=seed)
+    attack = as_attack(spec, options)
     clean = dict(clean or {})
-    out: dict[str, Tensor] = {}
-    for name, target in targets.items():
-        ok = clean[name].cpu() if name in clean else clean_correct(target, x, y, batch_size)
-        out[name] = ok & _correct_on(target, x_adv, y, batch_size)
-    return out
+    ok = {
+        name: clean[name].cpu() if name in clean else clean_correct(target, x, y, batch_size)
+        for name, target in targets.items()
+    }
+
+    def rows(start: int, stop: int) -> Tensor:
+        xs, ys = x[start:stop], y[start:stop]
+        first = start // max(batch_size, 1)
+        x_adv = generate(
+            attack, source, xs, ys, batch_size=batch_size, seed=seed, first_batch=first
+        )
+        verdicts = [_correct_on(t, x_adv, ys, batch_size) for t in targets.values()]
+        return torch.stack(verdicts, dim=1) if verdicts else torch.zeros(stop - start, 0).bool()
+
+    survived = sharded_rows(len(x), batch_size, rows)
+    return {name: ok[name] & survived[:, i] for i, name in enumerate(targets)}
 
 
 def transfer_matrix(
@@ -266,15 +327,24 @@ def step_sweep_correct(
         spec = dataclasses.replace(spec, steps=checkpoints[-1])
     clean = clean_correct(model, x, y, batch_size) if clean is None else clean.cpu()
     idx = clean.nonzero().flatten()
-    out = {k: clean.clone() for k in checkpoints}
     device = model_device(model)
-    for b, start in enumerate(range(0, len(idx), batch_size)):
-        part = idx[start : start + batch_size]
-        xb, yb = x[part].to(device), y[part].to(device)
-        with seeded(batch_seed(seed, b), device):
-            advs = run(model, xb, yb, spec, checkpoints)
-        for k in checkpoints:
-            out[k][part] = _correct_on(model, advs[k].detach().cpu(), y[part], batch_size)
+
+    def rows(start: int, stop: int) -> Tensor:
+        verdicts = torch.zeros(stop - start, len(checkpoints), dtype=torch.bool)
+        for b, first in enumerate(range(start, stop, batch_size), start=start // batch_size):
+            part = idx[first : min(first + batch_size, stop)]
+            xb, yb = x[part].to(device), y[part].to(device)
+            with seeded(batch_seed(seed, b), device):
+                advs = run(model, xb, yb, spec, checkpoints)
+            for j, k in enumerate(checkpoints):
+                at = slice(first - start, first - start + len(part))
+                verdicts[at, j] = _correct_on(model, advs[k].detach().cpu(), y[part], batch_size)
+        return verdicts
+
+    survived = sharded_rows(len(idx), batch_size, rows)
+    out = {k: clean.clone() for k in checkpoints}
+    for j, k in enumerate(checkpoints):
+        out[k][idx] = survived[:, j]
     return out
 
 
@@ -310,14 +380,9 @@ def eps_sweep_correct(
         idx = survivors.nonzero().flatten()
         if len(idx):
             eps_seed = seed(eps) if callable(seed) else seed
-            x_adv = generate(
-                as_attack(make(eps), options),
-                model,
-                x[idx],
-                y[idx],
-                batch_size=batch_size,
-                seed=eps_seed,
+            attack = as_attack(make(eps), options)
+            survivors[idx] = adversarial_correct(
+                attack, model, x[idx], y[idx], batch_size=batch_size, seed=eps_seed
             )
-            survivors[idx] = _correct_on(model, x_adv, y[idx], batch_size)
         out[eps] = survivors.clone()
     return out

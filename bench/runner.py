@@ -9,6 +9,13 @@ attacking only survivors (resuming from the stored survivors), one transfer gene
 source. Each cell's row is committed as soon as it is done; a failure (training or evaluation)
 becomes a row with ``error`` set and the run goes on (exit code 1 at the end). Trust checks run
 over the plan's rows and are stored; per-stage timings go into the run's ``summary_json``.
+
+Under ``torchrun`` every rank calls :func:`execute` with the same plan (rank 0 plans and
+broadcasts it, see ``bench run``); only rank 0 holds the store (the others pass ``None``) and
+writes rows, checkpoints rows, trust checks and the run record; what rank 0 reads from the store
+(cached clean results, stored survivors) is broadcast. Checkpoints are trained with DDP, each
+evaluation is sharded by :mod:`bench.evaluate` and gathered on every rank, and a failure on any
+rank fails the cell (or the checkpoint) on every rank, so the ranks stay in step.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bench import distributed
 from bench.errors import UserError
 from bench.evaluate import (
     clean_correct,
@@ -53,12 +61,14 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)
     trust: list[TrustResult] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    world_size: int = 1  # processes under torchrun (recorded in the JSON when more than one)
 
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 0
 
     def to_json(self) -> dict[str, Any]:
+        world = {"world_size": self.world_size} if self.world_size > 1 else {}
         return {
             "run_id": self.run_id,
             "computed": self.computed,
@@ -79,12 +89,13 @@ class RunSummary:
             ],
             "trust_failed": sum(not t.passed for t in self.trust),
             "timings": {k: round(v, 2) for k, v in sorted(self.timings.items())},
+            **world,
         }
 
 
 def execute(
     run_plan: Plan,
-    store: ResultStore,
+    store: ResultStore | None,
     device: str | torch.device = "cpu",
     progress: bool = True,
     *,
@@ -95,19 +106,29 @@ def execute(
     attack_options: dict[str, Any] | None = None,
     log: Log | None = None,
 ) -> RunSummary:
-    """Compute the plan's missing cells into ``store``; returns the run summary."""
+    """Compute the plan's missing cells into ``store``; returns the run summary.
+
+    Under torchrun: every rank calls this with the same plan; ``store`` is rank 0's (None on the
+    other ranks, which never open it); progress and ``log`` are rank 0's only.
+    """
     from bench.training import resolve_device
 
+    ctx = distributed.context()
+    if ctx.is_main and store is None:
+        raise ValueError("execute needs the results store (on rank 0 under torchrun)")
+    if checkpoint_dir is None:
+        checkpoint_dir = distributed.on_main(lambda: store.path.parent / "checkpoints")
+    quiet = log is None or not ctx.is_main
     runner = _Executor(
         run_plan,
         store,
-        resolve_device(device),
-        progress,
-        Path(checkpoint_dir) if checkpoint_dir else store.path.parent / "checkpoints",
+        distributed.device_for(resolve_device(device)),
+        progress and ctx.is_main,
+        Path(checkpoint_dir),
         data_dir,
         batch_size or run_plan.preset.batch_size,
         attack_options or {},
-        log or (lambda message: None),
+        (lambda message: None) if quiet else log,
     )
     return runner.run(run_meta or {})
 
@@ -116,7 +137,7 @@ class _Executor:
     def __init__(
         self,
         run_plan: Plan,
-        store: ResultStore,
+        store: ResultStore | None,
         device: torch.device,
         progress: bool,
         checkpoint_dir: Path,
@@ -135,20 +156,21 @@ class _Executor:
         self.timings: dict[str, float] = defaultdict(float)
         self.summary = RunSummary(run_id=-1)
         self.bar: Any = None
+        self.main = distributed.context().is_main
 
     # -- orchestration ----------------------------------------------------------------------
     def run(self, meta: dict[str, Any]) -> RunSummary:
         start = time.perf_counter()
         pending = {g: cs for g, cs in self.plan.groups().items() if any(not c.cached for c in cs)}
         self._load_data(pending)
-        self.summary.run_id = self.store.begin_run(
-            {
-                **meta,
-                "seed": self.plan.seed,
-                "preset": self.plan.preset.name,
-                "device": str(self.device),
-            }
-        )
+        run_meta = {
+            **meta,
+            "seed": self.plan.seed,
+            "preset": self.plan.preset.name,
+            "device": str(self.device),
+        }
+        self.summary.world_size = distributed.context().world_size
+        self.summary.run_id = distributed.on_main(lambda: self.store.begin_run(run_meta))
         self.summary.cached = len(self.plan.cached)
         self.summary.skipped = len(self.plan.skipped)
         from bench.progress import progress_bar
@@ -161,10 +183,12 @@ class _Executor:
             status = "failed" if self.summary.failed else "ok"
         finally:
             self.bar.close()
-            self._trust()
+            if self.main:
+                self._trust()
             self.timings["total_s"] = time.perf_counter() - start
             self.summary.timings = dict(self.timings)
-            self.store.finish_run(self.summary.run_id, status, self.summary.to_json())
+            if self.main:
+                self.store.finish_run(self.summary.run_id, status, self.summary.to_json())
         return self.summary
 
     def _run_groups(self, pending: dict[tuple, list[Cell]]) -> None:
@@ -202,6 +226,7 @@ class _Executor:
 
         start = time.perf_counter()
         stage = "load_s" if (self.checkpoint_dir / f"{ref.hash}.json").exists() else "train_s"
+        error: Exception | None = None
         try:
             if ref.needs_search:
                 self._search(ref)
@@ -216,20 +241,29 @@ class _Executor:
                 progress=self.progress,
             )
             self.models[ref.hash] = model.to(self.device).eval()
-            self.store.put_checkpoint(
-                ref.hash,
-                model=ref.model,
-                dataset=ref.dataset.value,
-                training=ref.training.value,
-                config=ref.cfg.to_dict(),
-                metrics={"metrics": meta.get("metrics"), "content_hash": meta.get("content_hash")},
-                path=meta.get("path"),
-            )
-            self.log(f"checkpoint {ref.label}: {ref.hash} ({stage[:-2]})")
+            if self.main:
+                self.store.put_checkpoint(
+                    ref.hash,
+                    model=ref.model,
+                    dataset=ref.dataset.value,
+                    training=ref.training.value,
+                    config=ref.cfg.to_dict(),
+                    metrics={
+                        "metrics": meta.get("metrics"),
+                        "content_hash": meta.get("content_hash"),
+                    },
+                    path=meta.get("path"),
+                )
         except DatasetUnavailable:
             raise
         except Exception as err:  # a failed checkpoint fails its cells, not the run
-            self.failed_refs[ref.hash] = f"checkpoint {ref.label}: {_err_text(err)}"
+            error = err
+        error = distributed.agree_on_failure(error)  # a checkpoint one rank lacks fails on all
+        if error is None:
+            self.log(f"checkpoint {ref.label}: {ref.hash} ({stage[:-2]})")
+        else:
+            self.models.pop(ref.hash, None)
+            self.failed_refs[ref.hash] = f"checkpoint {ref.label}: {_err_text(error)}"
             self.log(self.failed_refs[ref.hash])
         self.timings[stage] += time.perf_counter() - start
 
@@ -309,15 +343,25 @@ class _Executor:
                     "seed": self.plan.seed,
                 }
             )
-            row = self.store.get(key)
-            if row is not None and row.get("error") is None and row.get("per_sample"):
-                bits = unpack_per_sample(row["per_sample"], int(row["n"]))
-                self.clean_cache[slot] = torch.from_numpy(bits.copy())
+            stored = self.stored_bits(key)
+            if stored is not None:
+                self.clean_cache[slot] = stored
             else:
                 x, y = self._xy(cell)
                 model = self.models[ref.hash]
                 self.clean_cache[slot] = clean_correct(model, x, y, self.batch_size)
         return self.clean_cache[slot]
+
+    def stored_bits(self, key: str) -> Tensor | None:
+        """Per-sample correctness of a stored successful row (rank 0 reads, every rank gets it)."""
+
+        def read() -> Tensor | None:
+            row = self.store.get(key)
+            if row is None or row.get("error") is not None or not row.get("per_sample"):
+                return None
+            return torch.from_numpy(unpack_per_sample(row["per_sample"], int(row["n"])).copy())
+
+        return distributed.on_main(read)
 
     def _g_clean(self, cells: list[Cell], todo: list[Cell]) -> Iterator[tuple[Cell, Tensor]]:
         for c in todo:
@@ -379,8 +423,9 @@ class _Executor:
         wanted = {c.key for c in todo}
         for c in ordered:
             if c.key not in wanted:
-                row = self.store.get(c.key)
-                survivors = torch.from_numpy(unpack_per_sample(row["per_sample"], c.n).copy())
+                survivors = self.stored_bits(c.key)
+                if survivors is None:
+                    raise RuntimeError(f"cached cell {c.label()} has no per-sample row")
                 continue
             out = eps_sweep_correct(
                 model,
@@ -431,14 +476,16 @@ class _Executor:
             per_sample=correct.numpy(),
             elapsed_s=elapsed,
         )
-        self.store.put_result(row)
+        if self.main:
+            self.store.put_result(row)
         self.summary.computed += 1
         self.bar.update(1)
 
     def _write_error(self, cell: Cell, message: str) -> None:
         row = self._row(cell)
         row.update(error=message)
-        self.store.put_result(row)
+        if self.main:
+            self.store.put_result(row)
         self.summary.failed += 1
         self.summary.failures.append(f"{cell.label()}: {message}")
         self.log(f"FAILED {cell.label()}: {message}")

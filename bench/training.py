@@ -15,6 +15,19 @@ SGD with momentum, cosine learning rate per iteration, gradient clipping, auxili
 (weight 0.4, DARTS) when the model leaves ``aux_logits``, and a linearly growing drop-path
 probability when the model has ``drop_path_prob``. :func:`ensure_trained` trains a configuration
 once and caches the checkpoint under its config hash.
+
+Under ``torchrun`` (:mod:`bench.distributed`) the same functions train with
+DistributedDataParallel: ``batch_size`` stays the GLOBAL batch, each of the ``W`` ranks takes
+``batch_size / W`` images per step from a DistributedSampler (reshuffled per epoch by
+``set_epoch``), so the steps per epoch, the learning rate and its cosine schedule are those of a
+one-process run (no learning-rate scaling; the batch size must divide by ``W``). DDP averages the
+gradients, so clipping sees the global gradient. BatchNorm is per rank (no SyncBatchNorm), with
+rank 0's running statistics copied to every rank at each forward. Adversarial examples are made
+on the unwrapped network with per-rank random streams. Rank 0 writes the checkpoint (state-dict
+keys without DDP's ``module.`` prefix, the one-process format); the other ranks wait and load it.
+The config hash does not include the number of ranks: a checkpoint trained on ``W`` ranks serves
+a one-process run of the same configuration and vice versa (the sidecar's metrics record
+``world_size``).
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench import distributed
 from bench.attacks.base import project
 from bench.enums import Dataset, Device, Norm, Training
 from bench.errors import UserError
@@ -148,12 +162,21 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict:
-    """Train ``model`` in place; returns metrics (per-epoch loss/accuracy, wall time)."""
-    dev = resolve_device(device)
+    """Train ``model`` in place; returns metrics (per-epoch loss/accuracy, wall time).
+
+    Under torchrun: DDP around ``model`` (``loader`` is this rank's, see :func:`rank_loader`);
+    the metrics are summed over the ranks.
+    """
+    ctx = distributed.context()
+    dev = distributed.device_for(resolve_device(device))
+    progress = progress and ctx.is_main
     seed_everything(cfg.seed)
     model.to(dev)
+    net = distributed.wrap_ddp(model)
+    if ctx.enabled:  # independent attack noise / drop-path per rank (weights come from rank 0)
+        torch.manual_seed(distributed.rank_seed(cfg.seed))
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     total_steps = cfg.epochs * max(len(loader), 1)
     scheduler = (
@@ -164,11 +187,11 @@ def train(
     epochs: list[dict] = []
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
-        _set_epoch(model, loader, cfg, epoch)
-        epochs.append(_train_epoch(model, loader, cfg, dev, optimizer, scheduler, epoch, progress))
+        _set_epoch(net, loader, cfg, epoch)
+        epochs.append(_train_epoch(net, loader, cfg, dev, optimizer, scheduler, epoch, progress))
     wall = time.perf_counter() - start
     images = sum(e["images"] for e in epochs)
-    return {
+    metrics = {
         "epochs": epochs,
         "train_loss": epochs[-1]["loss"],
         "train_acc": epochs[-1]["acc"],
@@ -176,6 +199,9 @@ def train(
         "images_per_s": round(images / wall, 2) if wall > 0 else None,
         "device": str(dev),
     }
+    if ctx.enabled:
+        metrics["world_size"] = ctx.world_size
+    return metrics
 
 
 def _train_epoch(model, loader, cfg, dev, optimizer, scheduler, epoch, progress) -> dict:
@@ -200,6 +226,9 @@ def _train_epoch(model, loader, cfg, dev, optimizer, scheduler, epoch, progress)
         bar.update(y.shape[0])
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
     bar.close()
+    if distributed.context().enabled:
+        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen])
+        correct, seen = int(correct), int(seen)
     if seen == 0:
         raise UserError("the training loader yielded no images")
     return {
@@ -228,14 +257,14 @@ def natural_objective(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig):
 
 
 def pgd_at_objective(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig):
-    x_adv = pgd_train_examples(model, x, y, cfg)
+    x_adv = pgd_train_examples(_core(model), x, y, cfg)
     logits = model(x_adv)
     return _with_aux(model, logits, y, cfg), logits
 
 
 def trades_objective(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig):
     model.eval()
-    x_adv = trades_examples(model, x, cfg)
+    x_adv = trades_examples(_core(model), x, cfg)
     model.train()
     logits = model(x)
     natural = _with_aux(model, logits, y, cfg)
@@ -297,21 +326,20 @@ def ensure_trained(
     sidecar records the config, seeds, metrics (per-epoch loss/accuracy, wall time) and hash.
     """
     from bench import checkpoint as ckpt
-    from bench.data import train_loader
 
     ds = Dataset.parse(dataset)
     overrides = dict(model_overrides or {})
     digest = config_hash(model_name, overrides, ds, cfg)
     stem = Path(checkpoint_dir) / digest
-    dev = resolve_device(device)
-    if (stem.parent / f"{digest}{ckpt.SIDECAR_SUFFIX}").is_file():
+    dev = distributed.device_for(resolve_device(device))
+    ctx = distributed.context()
+    cached = (stem.parent / f"{digest}{ckpt.SIDECAR_SUFFIX}").is_file()
+    if distributed.broadcast_object(cached):  # rank 0 decides: every rank takes one branch
         return ckpt.load_checkpoint(stem, device=dev)
     seed_everything(cfg.seed)
     model = ckpt.build_model(model_name, ds.value, overrides)
-    loader = train_loader(
-        ds, cfg.batch_size, data_dir, n=cfg.n_train, augment=cfg.augment, seed=cfg.seed
-    )
-    metrics = train(model, loader, cfg, dev, progress=progress)
+    loader = rank_loader(ds, cfg, data_dir)
+    metrics = train(model, loader, cfg, dev, progress=progress and ctx.is_main)
     meta = {
         "model": model_name,
         "model_overrides": overrides,
@@ -324,8 +352,42 @@ def ensure_trained(
         "torch_version": torch.__version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    info = ckpt.save_checkpoint(model, stem, meta)
+    info = distributed.on_main(lambda: ckpt.save_checkpoint(model, stem, meta))
+    if not ctx.is_main:  # rank 0 has written it: go on with exactly its weights and buffers
+        model, _ = ckpt.load_checkpoint(stem, device=dev)
     return model.eval(), {**meta, "content_hash": info.content_hash, "path": str(info.weights)}
+
+
+def rank_loader(dataset: str | Dataset, cfg: TrainConfig, data_dir: str | Path | None = None):
+    """The training loader of this process: all of ``cfg``'s images in one process; under
+    torchrun a DistributedSampler's share with ``batch_size / world_size`` images per step."""
+    from bench.data import load_split, train_loader
+
+    ctx = distributed.context()
+    if not ctx.enabled:
+        return train_loader(
+            dataset, cfg.batch_size, data_dir, n=cfg.n_train, augment=cfg.augment, seed=cfg.seed
+        )
+    from torch.utils.data.distributed import DistributedSampler
+
+    _check(
+        cfg.batch_size % ctx.world_size == 0,
+        f"batch size {cfg.batch_size} must divide by the {ctx.world_size} processes "
+        "(it is the global batch)",
+    )
+    n = cfg.n_train or load_split(dataset, "train", data_dir)[0].shape[0]
+    sampler = DistributedSampler(
+        range(n), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
+    )
+    return train_loader(
+        dataset,
+        cfg.batch_size // ctx.world_size,
+        data_dir,
+        n=cfg.n_train,
+        augment=cfg.augment,
+        seed=distributed.rank_seed(cfg.seed),
+        sampler=sampler,
+    )
 
 
 def _genotype_of(model_name: str) -> dict | str | None:

@@ -6,6 +6,21 @@ each step first updates the architecture on a batch of the architecture half (fr
 rate, gradient clipping). The weight step uses the method's mixture weights (a fresh log-normal
 sample for RACL). Each finished epoch is logged (stdout and ``log.jsonl``) and checkpointed;
 a rerun resumes after the last finished epoch. The result is derived and written as a genotype.
+
+Under ``torchrun`` (a process group set up by the caller, e.g. ``bench search``; this package
+does not import ``bench``, so it reads the group through ``torch.distributed``):
+
+- every global batch of the one-process schedule is split over the ``W`` ranks (``batch_size``
+  must divide by ``W``), so steps per epoch and the learning-rate schedule are unchanged;
+- the supernet weights train with DistributedDataParallel (gradients averaged);
+- the architecture parameters (``mu``, ``sigma`` of ``alpha`` and ``beta``) stay bit-identical:
+  their gradients are gathered and averaged in rank order on every rank before each Adam step,
+  and the ADMM state (``theta``, ``ln lambda*``) is copied from rank 0 after each step;
+- the random streams (log-normal samples, data order) are the same on every rank, so each step
+  uses one architecture sample for the whole global batch, as in one process;
+- BatchNorm buffers are copied from rank 0 at each epoch's end, the evaluation on the
+  architecture half is sharded and summed; rank 0 alone logs and writes the run folder and the
+  genotype, and a resumed run reads rank 0's state.
 """
 
 from __future__ import annotations
@@ -18,11 +33,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from genotypes import Genotype, save_genotype
 from racl_search.admm import AdmmConfig, AdmmState, ArchitectureStep, read_bound
@@ -33,6 +49,8 @@ from racl_search.enums import SearchMethod, Strength, weight_mode
 from racl_search.errors import SearchError
 from racl_search.run_state import load_run_state, rng_state, save_run_state, set_rng_state
 from racl_search.supernet import Supernet, SupernetConfig
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,12 +65,17 @@ class SearchResult:
 
 @dataclass
 class SearchModules:
-    """The trainable pieces of one search and their optimizers."""
+    """The trainable pieces of one search and their optimizers.
+
+    ``ddp``: the DistributedDataParallel wrapper of ``net`` under torchrun (weight steps go
+    through it; see :func:`distribute`), None in one process.
+    """
 
     net: Supernet
     arch: ArchitectureParameters
     arch_step: ArchitectureStep
     w_opt: torch.optim.SGD
+    ddp: nn.Module | None = None
 
 
 def build(config: SearchConfig, device: torch.device) -> SearchModules:
@@ -100,7 +123,7 @@ def weight_step(mods: SearchModules, x: Tensor, y: Tensor, config: SearchConfig)
     mods.net.train()
     with torch.no_grad():
         alpha, beta = mods.arch.weights(weight_mode(SearchMethod.parse(config.method)))
-    logits = mods.net(x, alpha, beta)
+    logits = (mods.ddp or mods.net)(x, alpha, beta)
     loss = F.cross_entropy(logits, y)
     mods.w_opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -117,7 +140,11 @@ def run_epoch(
     device: torch.device,
     progress: bool,
 ) -> dict[str, float]:
-    """One epoch over the weight half; architecture steps interleaved after the warm-up."""
+    """One epoch over the weight half; architecture steps interleaved after the warm-up.
+
+    Under torchrun each rank takes its part of every global batch; the sums are over all ranks.
+    """
+    rank, world = rank_and_world()
     (xw, yw), (xa, ya) = data
     for group in mods.w_opt.param_groups:
         group["lr"] = cosine_lr(config, epoch)
@@ -133,9 +160,13 @@ def run_epoch(
     bar = _progress(n_steps, f"epoch {epoch + 1}/{config.epochs}", progress)
     for s in range(n_steps):
         iw, ia = order_w[s * bs : (s + 1) * bs], order_a[s * bs : (s + 1) * bs]
+        if world > 1:
+            iw, ia = iw.tensor_split(world)[rank], ia.tensor_split(world)[rank]
         if search_arch and len(ia):
             mods.net.train()
             out = mods.arch_step(xa[ia].to(device), ya[ia].to(device))
+            if world > 1:
+                _sync_admm_state(mods.arch_step)
             sums["arch_ce"] += out["arch_ce"] * len(ia)
         loss, correct = weight_step(mods, xw[iw].to(device), yw[iw].to(device), config)
         sums["train_loss"] += loss * len(iw)
@@ -143,6 +174,9 @@ def run_epoch(
         sums["seen"] += len(iw)
         bar.update(1)
     bar.close()
+    if world > 1:
+        totals = _sum_over_ranks([sums[k] for k in _SUM_KEYS], device)
+        sums = dict(zip(_SUM_KEYS, totals, strict=True))
     seen = max(1, sums["seen"])
     row = {
         "train_loss": sums["train_loss"] / seen,
@@ -153,19 +187,29 @@ def run_epoch(
     return row
 
 
+_SUM_KEYS = ("train_loss", "train_correct", "arch_ce", "seen")
+
+
 @torch.no_grad()
 def evaluate(mods: SearchModules, x: Tensor, y: Tensor, config: SearchConfig, device) -> tuple:
-    """Loss and accuracy of the supernet (median / softmax weights) on the architecture half."""
+    """Loss and accuracy of the supernet (median / softmax weights) on the architecture half.
+
+    Under torchrun each rank evaluates a contiguous part and the sums are added up.
+    """
     mods.net.eval()
     method = SearchMethod.parse(config.method)
     mode = weight_mode(method if method is not SearchMethod.RACL else SearchMethod.RACL_NO_CL)
     alpha, beta = mods.arch.weights(mode)
+    rows = rank_rows(len(x))
     loss, correct = 0.0, 0
-    for s in range(0, len(x), 256):
-        xb, yb = x[s : s + 256].to(device), y[s : s + 256].to(device)
+    for s in range(rows.start, rows.stop, 256):
+        end = min(s + 256, rows.stop)
+        xb, yb = x[s:end].to(device), y[s:end].to(device)
         logits = mods.net(xb, alpha, beta)
         loss += float(F.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(1) == yb).sum())
+    if rank_and_world()[1] > 1:
+        loss, correct = _sum_over_ranks([loss, correct], device)
     return loss / len(x), 100.0 * correct / len(x)
 
 
@@ -246,40 +290,55 @@ def run_search(
     ``stop_after_epoch`` ends early after that many epochs (returns None; for tests of resume).
     """
     device = torch.device(device)
+    main = rank_and_world()[0] == 0
+    log = log if main else _silent
+    progress = progress and main
     mods = build(config, device)
     data = split_halves(x, y, config)
     history: list[dict[str, Any]] = []
     start, elapsed = 0, 0.0
     run_dir = Path(run_dir)
     meta_path = run_dir / "config.json"
-    if resume and (saved := load_run_state(run_dir)) is not None:
-        if run_dir_hash(run_dir) != config.config_hash():
-            raise SearchError(
-                f"{run_dir} holds a search with another config; use --fresh or another --name"
-            )
+    saved = _on_rank0(lambda: _saved_state(run_dir, config) if resume else None)
+    if saved is not None:
         epoch, state = saved
         restore(mods, state, device)
         start, history, elapsed = epoch + 1, list(state["history"]), float(state["elapsed"])
         log(f"resuming {name} after epoch {epoch + 1}/{config.epochs}")
-    else:
+    elif main:
         _clear(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    meta_path.write_text(
-        json.dumps({"config_hash": config.config_hash(), "config": config.to_dict()}, indent=1)
-    )
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        meta_path.write_text(
+            json.dumps({"config_hash": config.config_hash(), "config": config.to_dict()}, indent=1)
+        )
+    distribute(mods, config, device, n_half=len(data[0][0]))
     for epoch in range(start, config.epochs):
         t0 = time.perf_counter()
         row = {"epoch": epoch + 1, **run_epoch(mods, data, config, epoch, device, progress)}
+        if mods.ddp is not None:
+            _broadcast_buffers(mods.net)
         row["val_loss"], row["val_acc"] = evaluate(mods, *data[1], config, device)
         row.update(bound_stats(mods, config))
         elapsed += time.perf_counter() - t0
         row["elapsed_s"] = elapsed
         history.append(row)
-        _log_row(run_dir, row, log)
-        save_run_state(run_dir, epoch, snapshot(mods, history, elapsed))
+        if main:
+            _log_row(run_dir, row, log)
+            save_run_state(run_dir, epoch, snapshot(mods, history, elapsed))
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch < config.epochs:
             return None
     return finish(mods, config, history, elapsed, name=name, out_dir=Path(out_dir))
+
+
+def _saved_state(run_dir: Path, config: SearchConfig) -> tuple[int, dict[str, Any]] | None:
+    """The state of ``run_dir``'s last finished epoch, if it belongs to this config."""
+    saved = load_run_state(run_dir)
+    if saved is not None and run_dir_hash(run_dir) != config.config_hash():
+        raise SearchError(
+            f"{run_dir} holds a search with another config; use --fresh or another --name"
+        )
+    return saved
 
 
 def run_dir_hash(run_dir: Path) -> str | None:
@@ -343,7 +402,9 @@ def finish(
         "final_val_acc": last.get("val_acc"),
     }
     source = f"bench search ({config.method}, preset {config.preset}, {config.dataset})"
-    path = save_genotype(genotype, out_dir, name=name, source=source, metadata=metadata)
+    path = _on_rank0(
+        lambda: save_genotype(genotype, out_dir, name=name, source=source, metadata=metadata)
+    )
     return SearchResult(name, genotype, path, metadata)
 
 
@@ -351,3 +412,126 @@ def _safe_exp(value: float | None) -> float | None:
     if value is None or value > 700:
         return None
     return math.exp(value)
+
+
+# -- torchrun ----------------------------------------------------------------------------------
+# The process group is the caller's (``bench search`` joins the one torchrun describes); without
+# one every helper below is a no-op and the search is the one-process search.
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` of the process group, ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def rank_rows(n: int) -> range:
+    """This rank's contiguous part of ``n`` rows (all of them in one process)."""
+    rank, world = rank_and_world()
+    per, extra = divmod(n, world)
+    start = rank * per + min(rank, extra)
+    return range(start, start + per + (1 if rank < extra else 0))
+
+
+def distribute(
+    mods: SearchModules, config: SearchConfig, device: torch.device, n_half: int
+) -> None:
+    """Under torchrun: DDP for the supernet weights and synchronised architecture gradients.
+
+    The Adam steps of ``mu`` and ``sigma`` are preceded by :func:`average_gradients`, so every
+    rank applies the same update to the same parameters. ``n_half``: images per half (a global
+    batch must give every rank its share). No-op in one process.
+    """
+    _, world = rank_and_world()
+    if world == 1:
+        return
+    if config.batch_size % world or min(config.batch_size, n_half) < world:
+        raise SearchError(
+            f"batch size {config.batch_size} (halves of {n_half} images) must divide by the "
+            f"{world} processes (it is the global batch)"
+        )
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = None
+    if device.type == "cuda":
+        ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    mods.ddp = DistributedDataParallel(mods.net, device_ids=ids)
+    for opt in (mods.arch_step.mu_opt, mods.arch_step.sigma_opt):
+        opt.register_step_pre_hook(_average_optimizer_gradients)
+
+
+def average_gradients(params: list[Tensor]) -> None:
+    """Replace each gradient by the mean over the ranks, bit-identical on every rank.
+
+    The gradients are gathered and summed in rank order on every rank (an all-reduce need not
+    give every rank the same bits). Parameters without a gradient (the same on every rank: the
+    ranks run the same code) are left alone.
+    """
+    _, world = rank_and_world()
+    params = [p for p in params if p.grad is not None]
+    if world == 1 or not params:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    parts = [torch.empty_like(flat) for _ in range(world)]
+    dist.all_gather(parts, flat.contiguous())
+    mean = torch.stack(parts).sum(dim=0) / world
+    offset = 0
+    for p in params:
+        size = p.numel()
+        p.grad = mean[offset : offset + size].view_as(p).clone()
+        offset += size
+
+
+def _average_optimizer_gradients(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+    average_gradients([p for group in optimizer.param_groups for p in group["params"]])
+
+
+def _sync_admm_state(step: ArchitectureStep) -> None:
+    """Copy rank 0's dual ``theta`` and ``ln lambda*`` to every rank."""
+    state = step.state
+    target = math.nan if state.log_target is None else state.log_target
+    device = step.arch.mu_alpha.device
+    values = torch.tensor([state.theta, target], dtype=torch.float64, device=device)
+    dist.broadcast(values, src=0)
+    state.theta = float(values[0])
+    state.log_target = None if math.isnan(float(values[1])) else float(values[1])
+
+
+def _broadcast_buffers(module: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm statistics, power-iteration vectors) on every rank."""
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sums over the ranks (float64)."""
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return [float(v) for v in t.cpu()]
+
+
+def _on_rank0(fn: Callable[[], T]) -> T:
+    """``fn()`` on rank 0 only; its value (or its exception) on every rank. One process: ``fn()``.
+
+    Values travel pickled: rank 0's saved search state, the genotype path.
+    """
+    rank, world = rank_and_world()
+    if world == 1:
+        return fn()
+    value, error = None, None
+    if rank == 0:
+        try:
+            value = fn()
+        except Exception as err:  # noqa: BLE001 - handed to every rank, re-raised below
+            error = err
+    box = [(value, error)]
+    dist.broadcast_object_list(box, src=0)
+    value, error = box[0]
+    if error is not None:
+        raise error
+    return value
+
+
+def _silent(message: str) -> None:
+    """The log of ranks other than 0."""

@@ -142,6 +142,16 @@ def _ckpt_dir(args: argparse.Namespace) -> Path:
     return Path(args.store).parent / "checkpoints"
 
 
+def _plan_for_run(args: argparse.Namespace, store):  # noqa: ANN202 - see build_plan
+    """The plan, with the cells of ``--fresh`` deleted from the store (not on a dry run)."""
+    result = build_plan(args, store)
+    if args.fresh and not args.dry_run:
+        store.delete(c.key for c in result.cells)
+        for c in result.cells:
+            c.cached = False
+    return result
+
+
 def _print_plan(result, as_json: bool) -> None:  # noqa: ANN001
     info = result.to_json()
     if as_json:
@@ -168,8 +178,19 @@ def _print_plan(result, as_json: bool) -> None:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
+    """Under torchrun only rank 0 opens the store and plans; every rank computes (sharded)."""
+    from bench import distributed
+
+    with distributed.session(args.device):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import contextlib
+
     import torch
 
+    from bench import distributed
     from bench.runner import execute
     from bench.store import ResultStore
     from bench.summary import summary_table
@@ -180,17 +201,16 @@ def run(args: argparse.Namespace) -> int:
 
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    main = distributed.context().is_main
     # A dry run only reads: it plans against an empty in-memory store when the file is absent.
     dry_new = args.dry_run and not Path(args.store).exists()
-    with ResultStore(":memory:" if dry_new else args.store) as store:
-        result = build_plan(args, store)
+    opened = ResultStore(":memory:" if dry_new else args.store) if main else None
+    with opened if opened is not None else contextlib.nullcontext() as store:
+        result = distributed.on_main(lambda: _plan_for_run(args, store))
         if args.dry_run:
-            _print_plan(result, args.json)
+            if main:
+                _print_plan(result, args.json)
             return 0
-        if args.fresh:
-            store.delete(c.key for c in result.cells)
-            for c in result.cells:
-                c.cached = False
         meta = {
             "argv": sys.argv[1:],
             "torch_version": torch.__version__,
@@ -207,7 +227,9 @@ def run(args: argparse.Namespace) -> int:
             run_meta=meta,
             log=log,
         )
-        rows = store.rows(key=[c.key for c in result.cells])
+        rows = store.rows(key=[c.key for c in result.cells]) if main else []
+    if not main:
+        return summary.exit_code
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:

@@ -3,6 +3,10 @@
 RACL: Dong et al., "Adversarially Robust Neural Architecture Search with Confidence Learning",
 AAAI 2021. The genotype lands in the first folder of ``genotypes.genotype_dirs()`` (or
 ``--out-dir``) as ``<name>.json``, so ``bench zoo`` and ``create_model(name)`` find it.
+
+Under ``torchrun`` the supernet weights train with DistributedDataParallel (each global batch
+split over the processes) and the architecture parameters stay identical on every rank; rank 0
+writes the run folder and the genotype and prints.
 """
 
 from __future__ import annotations
@@ -53,8 +57,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench import distributed
+
+    with distributed.session(args.device):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from bench import distributed
     from bench.errors import UserError
     from racl_search.api import search
     from racl_search.config import make_config
@@ -69,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         result = search(
             config,
             args.name,
-            device=args.device,
+            device=str(distributed.device_for(args.device)),
             data_dir=args.data_dir,
             out_dir=Path(args.out_dir) if args.out_dir else None,
             run_dir=Path(args.run_dir) if args.run_dir else None,
@@ -78,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except SearchError as err:
         raise UserError(str(err)) from None
+    if not distributed.context().is_main:
+        return 0
     meta = result.metadata
     print(f"wrote {result.path}")
     print(f"genotype {result.name}: {result.genotype}")

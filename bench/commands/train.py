@@ -1,4 +1,9 @@
-"""``bench train``: train one zoo model (natural, PGD-AT or TRADES) into the checkpoint cache."""
+"""``bench train``: train one zoo model (natural, PGD-AT or TRADES) into the checkpoint cache.
+
+Under ``torchrun`` the same command trains with DistributedDataParallel: ``--batch-size`` is the
+global batch (each of the W processes takes batch/W images per step, so the learning-rate
+schedule is the one-process schedule); rank 0 writes the checkpoint and prints.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default="cifar10", choices=Dataset.values())
     p.add_argument("--training", default="pgd_at", choices=Training.values())
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128,
+                   help="global batch (split over the processes under torchrun)")  # fmt: skip
     p.add_argument("--lr", type=float, help="learning rate (default: the paper setting)")
     p.add_argument("--n-train", type=int, help="first N training images (default: all)")
     p.add_argument("--eps", help="training budget, e.g. 8/255 (default: the paper's)")
@@ -56,6 +62,14 @@ def parse_overrides(items: list[str], width: int | None = None) -> dict[str, obj
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench import distributed
+
+    with distributed.session(args.device):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bench import distributed
     from bench.attacks import parse_eps
     from bench.checkpoint import build_model
     from bench.training import TrainConfig, config_hash, ensure_trained
@@ -89,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         progress=not args.no_progress,
     )
+    if not distributed.context().is_main:
+        return 0
     digest = config_hash(args.model, overrides, args.dataset, cfg)
     metrics = meta.get("metrics") or {}
     print(f"checkpoint: {args.checkpoint_dir}/{digest}.safetensors")
