@@ -58,7 +58,11 @@ class PresetConfig:
         return {k: v for k, v in chosen.items() if k in defaults}
 
 
-_SHORT_AT = {"attack_steps": 3}
+# Short PGD-AT for the demo: 3 attack steps, SGD lr 0.1 (MNIST's default 0.01 leaves these few
+# steps near chance), and the budget ramped over the first half of training. Measured on a
+# width-8 ResNet-18, 3000 MNIST images, one epoch: without the ramp 29.7% clean / 10.3% PGD-20 at
+# eps 0.3 (stuck near chance), with it 91.0% / 22.7% (300 test images).
+_SHORT_AT = {"attack_steps": 3, "lr": 0.1, "eps_warmup": 0.5}
 PRESETS: dict[str, PresetConfig] = {
     "smoke": PresetConfig(
         name="smoke",
@@ -92,7 +96,7 @@ PRESETS: dict[str, PresetConfig] = {
         cell_overrides={"init_channels": 8, "layers": 5},
         width_overrides={"width": 8},
         train={
-            "natural": {"epochs": 1, "n_train": 4000, "batch_size": 64},
+            "natural": {"epochs": 1, "n_train": 4000, "batch_size": 64, "lr": 0.1},
             "pgd_at": {"epochs": 1, "n_train": 3000, "batch_size": 64, **_SHORT_AT},
             "trades": {"epochs": 1, "n_train": 3000, "batch_size": 64, **_SHORT_AT},
         },

@@ -63,7 +63,14 @@ def test_paper_settings_and_validation():
     mnist = TrainConfig.paper("pgd_at", "mnist")
     assert mnist.eps == pytest.approx(0.3) and mnist.attack_step_size == pytest.approx(20 / 255)
     assert TrainConfig.from_dict(mnist.to_dict()) == mnist
-    for bad in ({"epochs": 0}, {"eps": 2.0}, {"training": "magic"}, {"schedule": "step"}):
+    bad_values = (
+        {"epochs": 0},
+        {"eps": 2.0},
+        {"training": "magic"},
+        {"schedule": "step"},
+        {"eps_warmup": 1.5},
+    )
+    for bad in bad_values:
         with pytest.raises(UserError):
             TrainConfig(**bad)
 
@@ -76,6 +83,37 @@ def test_config_hash_is_stable_and_sensitive():
     assert h != config_hash("resnet18", {"width": 8}, "mnist", cfg)
     assert h != config_hash("resnet18", {"width": 4}, "cifar10", cfg)
     assert h != config_hash("resnet18", {"width": 4}, "mnist", TrainConfig(epochs=2, seed=1))
+    warm = TrainConfig(epochs=2, eps_warmup=0.5)
+    assert h != config_hash("resnet18", {"width": 4}, "mnist", warm)
+
+
+def test_eps_warmup_ramps_the_budget_linearly_then_holds():
+    cfg = TrainConfig.paper("pgd_at", "mnist", eps_warmup=0.5)
+    budgets = [training.budget_at(cfg, step, 20) for step in range(20)]
+    eps = [b.eps for b in budgets]
+    assert eps[0] == pytest.approx(0.3 / 10) and eps[4] == pytest.approx(0.3 / 2)
+    assert all(a < b for a, b in zip(eps[:10], eps[1:10], strict=False))
+    assert all(b is cfg for b in budgets[9:])  # the full budget from the end of the ramp on
+    ratios = {round(b.attack_step_size / b.eps, 9) for b in budgets}
+    assert ratios == {round(cfg.attack_step_size / cfg.eps, 9)}  # step size scales with eps
+    plain = TrainConfig.paper("pgd_at", "mnist")
+    assert training.budget_at(plain, 0, 20) is plain
+
+
+def test_warmup_reaches_training_examples(monkeypatch):
+    seen: list[float] = []
+    real = training.pgd_train_examples
+
+    def spy(model, x, y, cfg):
+        seen.append(cfg.eps)
+        return real(model, x, y, cfg)
+
+    monkeypatch.setattr(training, "pgd_train_examples", spy)
+    cfg = TrainConfig.paper(
+        "pgd_at", "mnist", n_train=256, batch_size=64, attack_steps=1, eps_warmup=1.0
+    )
+    train(tiny(), train_loader("mnist", 64, n=256, augment=False), cfg, "cpu", False)
+    assert seen == pytest.approx([0.3 * k / 4 for k in (1, 2, 3, 4)])
 
 
 def test_ensure_trained_caches_and_does_not_retrain(tmp_path, monkeypatch):
