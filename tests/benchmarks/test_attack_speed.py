@@ -101,4 +101,5 @@ def test_pgd10_side_by_side_ratio(benchmark, setup):
     assert (outputs["ours"] - outputs["theirs"]).abs().max().item() <= 1e-5
     assert accs["ours"] == accs["theirs"]
     assert abs(accs["ours_channels_last"] - accs["ours"]) <= 0.05
-    assert ratios["ours"] > 0.5  # a gross regression guard only: the shared CPU is noisy
+    if not benchmark.disabled:  # a speed verdict only where benchmarks are enabled
+        assert ratios["ours"] >= 1.0, ratios

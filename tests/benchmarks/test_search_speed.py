@@ -40,12 +40,19 @@ def test_search_step_speed(benchmark, method):
     benchmark.pedantic(_stepper(method), rounds=5, iterations=1)
 
 
-def test_racl_step_within_125_percent_of_pc_darts():
+def test_racl_step_within_125_percent_of_pc_darts(benchmark):
     steps = {m: _stepper(m) for m in ("pc_darts", "racl")}
+    if benchmark.disabled:  # the normal test run: one more RACL step, no timing verdict
+        benchmark(steps["racl"])
+        return
     best = {m: float("inf") for m in steps}
     for _ in range(4):  # interleaved, best of several: robust to a busy machine
         for method, step in steps.items():
             start = time.perf_counter()
             step()
             best[method] = min(best[method], time.perf_counter() - start)
-    assert best["racl"] <= 1.25 * best["pc_darts"], best
+    ratio = best["racl"] / best["pc_darts"]
+    print(f"\nRACL step / PC-DARTS step: {ratio:.3f}x ({best})")
+    benchmark.extra_info.update(ratio=round(ratio, 3))
+    benchmark.pedantic(steps["racl"], rounds=1, iterations=1)
+    assert ratio <= 1.25, best
