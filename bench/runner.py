@@ -270,26 +270,16 @@ class _Executor:
     def _search(self, ref: ModelRef) -> None:
         """Run the RACL search for a Table 5 genotype (racl_search.api.ensure_searched)."""
         start = time.perf_counter()
-        try:
-            from racl_search import api
-        except ImportError:
-            raise RuntimeError("needs search: racl_search.api is not available") from None
-        row = ref.model[len(TABLE5_PREFIX) :]
-        setting = next(
-            (
-                v
-                for k, v in api.TABLE5_VARIANTS.items()
-                if k == ref.model or getattr(v, "row", None) == row
-            ),
-            None,
-        )
+        from racl_search import api
+
+        setting = api.TABLE5_VARIANTS.get(ref.model)
         if setting is None:
-            raise RuntimeError(f"needs search: no Table 5 variant {row!r} in racl_search")
-        kwargs = setting if isinstance(setting, dict) else vars(setting)
-        kwargs = {k: kwargs[k] for k in ("method", "eta", "rho") if k in kwargs}
+            raise RuntimeError(f"needs search: no Table 5 variant {ref.model!r} in racl_search")
         api.ensure_searched(
             ref.model,
-            **kwargs,
+            method=setting.method,
+            eta=setting.eta,
+            rho=setting.rho,
             preset=self.plan.preset.search_preset,
             dataset=ref.dataset.value,
             seed=self.plan.seed,

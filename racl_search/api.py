@@ -30,11 +30,11 @@ class SearchVariant:
 
 
 TABLE5_VARIANTS: dict[str, SearchVariant] = {
-    "racl_t5_without_cl": SearchVariant("without_cl", "racl_no_cl", 0.9, 1e-3),
-    "racl_t5_eta0.9_rho0.01": SearchVariant("eta0.9_rho0.01", "racl", 0.9, 1e-2),
-    "racl_t5_eta0.9_rho0.0001": SearchVariant("eta0.9_rho0.0001", "racl", 0.9, 1e-4),
-    "racl_t5_eta0.9_rho0.001": SearchVariant("eta0.9_rho0.001", "racl", 0.9, 1e-3),
-    "racl_t5_eta0.7_rho0.001": SearchVariant("eta0.7_rho0.001", "racl", 0.7, 1e-3),
+    "racl_table5_without_cl": SearchVariant("without_cl", "racl_no_cl", 0.9, 1e-3),
+    "racl_table5_eta0.9_rho0.01": SearchVariant("eta0.9_rho0.01", "racl", 0.9, 1e-2),
+    "racl_table5_eta0.9_rho0.0001": SearchVariant("eta0.9_rho0.0001", "racl", 0.9, 1e-4),
+    "racl_table5_eta0.9_rho0.001": SearchVariant("eta0.9_rho0.001", "racl", 0.9, 1e-3),
+    "racl_table5_eta0.7_rho0.001": SearchVariant("eta0.7_rho0.001", "racl", 0.7, 1e-3),
 }
 
 Loader = Callable[[str, str, "str | Path | None"], tuple[Tensor, Tensor]]
