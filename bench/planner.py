@@ -52,6 +52,8 @@ TRAIN_SIZES = {
 }
 DEFAULT_RATE = 500.0  # forward images/s when not calibrated
 
+CUSTOM = "custom"  # the name of the ad-hoc experiment of --models/--attacks
+
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -210,9 +212,9 @@ class _Planner:
     # models and checkpoints -------------------------------------------------------------
     def model_names(self, exp: Experiment) -> list[str]:
         names = [zoo_name(m) for m in exp.models]
-        if exp.needs_search:
+        if exp.needs_search or exp.name == CUSTOM:  # named by the user or the search
             return self._filter_user(names)
-        if self.preset.models is not None:
+        if self.preset.models is not None:  # a preset's allowlist scales the paper experiments
             names = [m for m in names if m in self.preset.models]
         return self._filter_user(names)
 
@@ -472,8 +474,8 @@ def custom_experiment(
     names = tuple(zoo_name(m) for m in (models or preset.models or ("racl_published",)))
     plans = tuple(AttackPlan(text) for text in attacks)
     return Experiment(
-        "custom",
-        "custom",
+        CUSTOM,
+        CUSTOM,
         "Ad-hoc white-box evaluation",
         names,
         (training,),

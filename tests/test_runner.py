@@ -207,3 +207,13 @@ def test_cli_adhoc_run_then_results(tmp_path, capsys, tiny_preset):
                 "accuracy", "preset", "kind"} <= set(r)  # fmt: skip
     fgsm = [r for r in rows if r["attack"] in ("fgsm", "torchattacks:FGSM")]
     assert len(fgsm) == 2 and fgsm[0]["accuracy"] == pytest.approx(fgsm[1]["accuracy"])
+
+
+def test_adhoc_models_outside_the_presets_allowlist_are_planned(tiny_preset):
+    # the preset's model list scales the paper experiments; a model the user names explicitly
+    # (e.g. a freshly searched genotype) is planned all the same
+    assert "pc_darts" not in TINY.models
+    adhoc = plan([], TINY, models=["pc_darts"], attacks=["fgsm"], calibrate=False)
+    assert {c.target.model for c in adhoc.cells} == {"pc_darts"}
+    paper = plan(get_experiments(["table1"]), TINY, models=["pc_darts"], calibrate=False)
+    assert not paper.cells
