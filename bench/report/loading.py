@@ -15,33 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import UserError
+from bench.store import RESULT_COLUMNS as STORE_RESULT_COLUMNS
 
-RESULT_COLUMNS = (
-    "key",
-    "run_id",
-    "kind",
-    "model",
-    "checkpoint",
-    "dataset",
-    "data_slice",
-    "n",
-    "training",
-    "preset",
-    "seed",
-    "attack",
-    "attack_key",
-    "eps",
-    "steps",
-    "step_size",
-    "norm",
-    "source",
-    "source_checkpoint",
-    "correct",
-    "accuracy",
-    "elapsed_s",
-    "error",
-    "created_at",
-)
+# Every stored result column but the bit-packed per-sample vectors, which reports never read.
+RESULT_COLUMNS = tuple(c for c in STORE_RESULT_COLUMNS if c != "per_sample")
 RUN_COLUMNS = (
     "id",
     "started_at",
