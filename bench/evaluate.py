@@ -20,10 +20,14 @@ Conventions, shared by every function here:
   the prefix of PGD-K, so the k-step number equals a separate PGD-k run with the same seed. Each
   checkpoint is the k-th iterate (plain PGD-k), not the best iterate so far, so accuracy need not
   fall strictly with k on every sample.
-* The eps sweep is a worst case over budgets: budgets are visited in ascending order and only
-  the survivors of the previous budget are attacked; a sample fooled at a smaller eps counts as
-  fooled at every larger one (its adversarial input lies inside the larger ball too), so the
-  curve is non-increasing by construction.
+* The eps sweep is a worst case over budgets and over iterates: budgets are visited in
+  ascending order and only the survivors of the previous budget are attacked; a sample fooled at
+  a smaller eps counts as fooled at every larger one (its adversarial input lies inside the
+  larger ball too), so the curve is non-increasing by construction. Within one budget's run a
+  sample counts as fooled as soon as ANY iterate (the random start included) fools the model,
+  and its remaining steps are skipped. Every iterate is a valid point of the ball, so this is a
+  stronger (never weaker) evaluation than judging only the last iterate, as AutoAttack does
+  with its best point. FGSM has a single iterate, so its sweep is unchanged by this rule.
 * Random starts are seeded per call (``seed``) and per batch inside a forked RNG, so a cell
   recomputed after an interruption reproduces the same numbers.
 * Under ``torchrun`` (:mod:`bench.distributed`) every function here shards its rows over the
@@ -205,6 +209,32 @@ def adversarial_correct(
     return sharded_rows(len(x), batch_size, rows)
 
 
+def correct_over_iterates(
+    attack: AttackFn, model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int, seed: int
+) -> Tensor:
+    """Per-row correctness when EVERY iterate of the attack counts, not only its output.
+
+    Batched and seeded exactly like :func:`adversarial_correct` (same random starts); each batch
+    goes through the attack's ``correct_over_iterates`` (:class:`bench.attacks.base.Attack`),
+    which stops attacking a row once it is fooled. A plain callable is judged on its output.
+    """
+    judge = getattr(attack, "correct_over_iterates", None)
+    if judge is None:
+        return adversarial_correct(attack, model, x, y, batch_size=batch_size, seed=seed)
+    device = model_device(model)
+    size = max(batch_size, 1)
+
+    def rows(start: int, stop: int) -> Tensor:
+        out = [torch.zeros(0, dtype=torch.bool)]
+        for b, first in enumerate(range(start, stop, size), start=start // size):
+            xb, yb = x[first : min(first + size, stop)], y[first : min(first + size, stop)]
+            with seeded(batch_seed(seed, b), device):
+                out.append(judge(model, xb.to(device), yb.to(device)).cpu())
+        return torch.cat(out)
+
+    return sharded_rows(len(x), batch_size, rows)
+
+
 def whitebox_correct(
     model: nn.Module,
     x: Tensor,
@@ -367,22 +397,115 @@ def eps_sweep_correct(
     seed: int | Callable[[float], int] = 0,
     attack_for_eps: Callable[[float], Any] | None = None,
     options: Mapping[str, Any] | None = None,
+    known: Mapping[float, Tensor] | None = None,
 ) -> dict[float, Tensor]:
-    """Worst-case-over-budgets correctness for ascending eps; only survivors are attacked.
+    """Worst-case correctness over budgets AND iterates, keyed by eps in ascending order.
 
-    ``attack_for_eps(eps)`` builds the attack at each budget (default: :func:`spec_at_eps`);
-    ``seed`` may be a function of eps.
+    A sample is correct at eps when it survives every iterate of the attack at eps and at every
+    smaller budget of the sweep. ``attack_for_eps(eps)`` builds the attack at each budget
+    (default: :func:`spec_at_eps`); ``seed`` may be a function of eps (each budget's random
+    start is drawn per batch from its own seed). ``known`` maps budgets already evaluated (a
+    resumed run) to their stored correctness: they are not recomputed, and their survivors bound
+    the larger budgets.
+
+    Cost: a stepwise attack (:class:`bench.attacks.base.Attack`) runs every budget of a batch
+    side by side (:func:`bench.attacks.base.correct_over_budgets`): about as many model calls as
+    ONE attack, and a (sample, budget) row is dropped as soon as the sample is fooled at that
+    budget or a smaller one. Anything else (a black box, a plain callable, budgets with different
+    step counts) falls back to one attack per budget in ascending order on the survivors.
     """
     make = attack_for_eps or (lambda eps: spec_at_eps(spec, eps))
-    survivors = clean_correct(model, x, y, batch_size) if clean is None else clean.clone().cpu()
-    out: dict[float, Tensor] = {}
-    for eps in sorted(float(e) for e in eps_list):
-        idx = survivors.nonzero().flatten()
-        if len(idx):
-            eps_seed = seed(eps) if callable(seed) else seed
-            attack = as_attack(make(eps), options)
-            survivors[idx] = adversarial_correct(
-                attack, model, x[idx], y[idx], batch_size=batch_size, seed=eps_seed
+    clean = clean_correct(model, x, y, batch_size) if clean is None else clean.clone().cpu()
+    known = {float(e): ok.cpu().bool() for e, ok in (known or {}).items()}
+    budgets = sorted({float(e) for e in eps_list} | set(known))
+    todo = [e for e in budgets if e not in known]
+    out = dict(known)
+    if todo:
+        attacks = [as_attack(make(eps), options) for eps in todo]
+        seeds = [seed(eps) if callable(seed) else seed for eps in todo]
+        alive = torch.stack([_bounded_by(clean, known, eps) for eps in todo], dim=1)
+        if _side_by_side(attacks):
+            correct = _budgets_together(model, x, y, attacks, seeds, alive, batch_size)
+        else:
+            correct = _budgets_in_turn(model, x, y, attacks, seeds, alive, batch_size)
+        out.update({eps: correct[:, j] for j, eps in enumerate(todo)})
+    return {eps: out[eps] for eps in budgets if eps in out}
+
+
+def _bounded_by(clean: Tensor, known: Mapping[float, Tensor], eps: float) -> Tensor:
+    """Clean correctness AND the stored survivors of every smaller known budget."""
+    alive = clean.clone()
+    for e, ok in known.items():
+        if e < eps:
+            alive &= ok
+    return alive
+
+
+def _side_by_side(attacks: Sequence[Any]) -> bool:
+    from bench.attacks.base import Attack
+
+    first = attacks[0]
+    return all(
+        isinstance(a, Attack)
+        and a.stepwise
+        and type(a) is type(first)
+        and a.spec.steps == first.spec.steps
+        for a in attacks
+    )
+
+
+def _budgets_together(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attacks: Sequence[Any],
+    seeds: Sequence[int],
+    alive: Tensor,
+    batch_size: int,
+) -> Tensor:
+    """Every budget at once per batch of the samples alive at the smallest budget."""
+    from bench.attacks.base import correct_over_budgets
+
+    idx = alive[:, 0].nonzero().flatten()
+    device = model_device(model)
+    size = max(batch_size, 1)
+
+    def rows(start: int, stop: int) -> Tensor:
+        out = [torch.zeros(0, len(attacks), dtype=torch.bool)]
+        for b, first in enumerate(range(start, stop, size), start=start // size):
+            part = idx[first : min(first + size, stop)]
+            xb, yb = x[part].to(device, torch.float32), y[part].to(device)
+            starts = []
+            for attack, budget_seed in zip(attacks, seeds, strict=True):
+                with seeded(batch_seed(budget_seed, b), device):
+                    starts.append(attack.start(xb, None))
+            out.append(
+                correct_over_budgets(attacks, model, xb, yb, starts, alive[part], max_rows=size)
             )
-        out[eps] = survivors.clone()
-    return out
+        return torch.cat(out)
+
+    correct = torch.zeros_like(alive)
+    correct[idx] = sharded_rows(len(idx), batch_size, rows)
+    return correct
+
+
+def _budgets_in_turn(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attacks: Sequence[Any],
+    seeds: Sequence[int],
+    alive: Tensor,
+    batch_size: int,
+) -> Tensor:
+    """One attack per budget, ascending, on the survivors of the smaller budgets only."""
+    correct = alive.clone()
+    for j, (attack, budget_seed) in enumerate(zip(attacks, seeds, strict=True)):
+        if j:
+            correct[:, j] &= correct[:, j - 1]
+        idx = correct[:, j].nonzero().flatten()
+        if len(idx):
+            correct[idx, j] = correct_over_iterates(
+                attack, model, x[idx], y[idx], batch_size=batch_size, seed=budget_seed
+            )
+    return correct

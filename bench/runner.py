@@ -405,32 +405,32 @@ class _Executor:
             yield c, sweep[c.steps]
 
     def _g_eps_sweep(self, cells: list[Cell], todo: list[Cell]) -> Iterator[tuple[Cell, Tensor]]:
-        ordered = sorted(cells, key=lambda c: c.eps)
-        first = ordered[0]
-        survivors = self.clean(first.target, first)
-        model = self.models[first.target.hash]
-        x, y = self._xy(first)
+        """Every missing budget of the sweep in one overlapped run; stored budgets bound it."""
+        first = min(cells, key=lambda c: c.eps)
         wanted = {c.key for c in todo}
-        for c in ordered:
+        known = {}
+        for c in cells:
             if c.key not in wanted:
-                survivors = self.stored_bits(c.key)
-                if survivors is None:
+                known[c.eps] = self.stored_bits(c.key)
+                if known[c.eps] is None:
                     raise RuntimeError(f"cached cell {c.label()} has no per-sample row")
-                continue
-            out = eps_sweep_correct(
-                model,
-                x,
-                y,
-                c.spec,
-                [c.eps],
-                batch_size=self.batch_size,
-                clean=survivors,
-                seed=c.seed,
-                attack_for_eps=lambda _eps, s=c.spec: s,
-                options=self.options,
-            )
-            survivors = out[c.eps]
-            yield c, survivors
+        x, y = self._xy(first)
+        by_eps = {c.eps: c for c in todo}
+        out = eps_sweep_correct(
+            self.models[first.target.hash],
+            x,
+            y,
+            first.spec,
+            list(by_eps),
+            batch_size=self.batch_size,
+            clean=self.clean(first.target, first),
+            seed=lambda eps: by_eps[eps].seed,
+            attack_for_eps=lambda eps: by_eps[eps].spec,
+            options=self.options,
+            known=known,
+        )
+        for eps, c in sorted(by_eps.items()):
+            yield c, out[eps]
 
     # -- rows ------------------------------------------------------------------------------
     def _row(self, cell: Cell) -> dict[str, Any]:

@@ -22,7 +22,15 @@ import numpy as np
 
 from bench.errors import UserError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Evaluation kinds whose meaning changed: the revision joins the cell key, so a cell computed
+# under an older meaning is never served as cached. Kinds absent here keep their original keys.
+# eps_sweep 2: worst case over iterates as well as budgets (store schema 2).
+KIND_REVISIONS = {"eps_sweep": 2}
+
+# Rows of an older meaning are renamed on upgrade, kept for the record but out of every report.
+_RETIRED_KINDS = {1: {"eps_sweep": "eps_sweep_last_iterate"}}
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 IDENTITY_FIELDS = (
@@ -106,6 +114,9 @@ def result_key(identity: Mapping[str, Any]) -> str:
         raise ValueError(f"not identity fields: {sorted(unknown)}")
     canon = {name: identity.get(name) for name in IDENTITY_FIELDS}
     canon["eps"] = _canonical_eps(canon["eps"])
+    revision = KIND_REVISIONS.get(str(canon["kind"]))
+    if revision is not None:
+        canon["revision"] = revision
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -182,6 +193,20 @@ class ResultStore:
                     f"{self.path} has store schema version {row[0]}; this racl-bench reads "
                     f"up to {SCHEMA_VERSION}: upgrade racl-bench"
                 )
+            elif row[0] < SCHEMA_VERSION:
+                self._upgrade(row[0])
+
+    def _upgrade(self, version: int) -> None:
+        """Bring a store of an older schema up to date (inside the caller's transaction).
+
+        Rows whose kind changed meaning are renamed (``_RETIRED_KINDS``), not deleted: they stay
+        readable with ``bench results`` but no report uses them, and their cells are recomputed
+        under the new meaning (their keys differ, see ``KIND_REVISIONS``).
+        """
+        for old in range(version, SCHEMA_VERSION):
+            for kind, retired in _RETIRED_KINDS.get(old, {}).items():
+                self._conn.execute("UPDATE results SET kind = ? WHERE kind = ?", (retired, kind))
+        self._conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)

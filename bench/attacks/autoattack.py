@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 class AutoAttack(Attack):
     """The original AutoAttack (``version`` from params, ``standard`` by default; seed 0)."""
 
+    stepwise = False
+
     def iterate(
         self, model: nn.Module, x: Tensor, y: Tensor, init_delta: Tensor | None
     ) -> Iterator[Tensor]:

@@ -21,6 +21,8 @@ from bench.enums import Norm
 class TorchattacksAttack(Attack):
     """Runs ``torchattacks.<Name>`` on the bound model; the result is projected and clamped."""
 
+    stepwise = False
+
     @property
     def class_name(self) -> str:
         return self.spec.name[len(TORCHATTACKS_PREFIX) :]

@@ -9,6 +9,7 @@ from bench.report.agreement import agreement_markdown
 from bench.report.environment import RUN_HEADER, run_cells
 from bench.report.headers import dataset_name
 from bench.report.render import to_markdown
+from bench.report.sweeps import NOTES
 from bench.report.table_model import format_eps
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def index_markdown(report: Report) -> str:
             "",
             f"![{fig.title}]({png})",
             "",
+            *([NOTES[fig.key], ""] if fig.key in NOTES else []),
             f"Files: [png]({png}), [pdf](figures/{fig.key}.pdf)",
             "",
         ]

@@ -1,8 +1,8 @@
 """Figure 3 data from the store: accuracy vs PGD iterations (3a) and vs eps for PGD/FGSM (3b, 3c).
 
 ``step_sweep`` rows give one point per recorded iteration count; ``eps_sweep`` rows one point per
-budget (the harness evaluates budgets worst-case over the ascending sweep, see DESIGN.md). Points
-of several seeds are pooled like table cells. PGD-AT models are preferred, as in the paper's
+budget (worst case over the budgets up to it and over every iterate, see docs/ARCHITECTURE.md).
+Points of several seeds are pooled like table cells. PGD-AT models are preferred, as in the paper's
 Figure 3; otherwise the most common training present.
 """
 
@@ -13,6 +13,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench.report.context import ReportContext
+
+NOTES = {  # what a point of an eps sweep means (the harness's worst case, not one attack run)
+    "figure3b": "Each point: the worst case over every budget up to that eps and over every PGD "
+    "iterate (a sample counts as fooled if any smaller budget or any iterate fooled it).",
+    "figure3c": "Each point: the worst case over every budget up to that eps (FGSM has one "
+    "iterate).",
+}
 
 SWEEPS = {
     "figure3a": ("step_sweep", "pgd", "steps"),

@@ -2,14 +2,18 @@
 
 - Iteration sweep {10, 20, 50, 100} from ONE PGD-100 run vs four separate runs: <= 0.6x
   (ideal 100/180 = 0.56).
-- Eps sweep over 7 budgets (0.05..0.35, MNIST) attacking only survivors vs 7 separate attacks,
-  on a briefly PGD-AT-trained model: <= 0.5x.
+- Eps sweep over 7 budgets (0.05..0.35, MNIST) vs 7 separate attacks, on a briefly
+  PGD-AT-trained model: <= 0.5x. The sweep runs the budgets overlapped in full calls, attacks
+  a sample at a budget only while no smaller budget has fooled it, and stops at its first
+  fooling iterate (:func:`bench.evaluate.eps_sweep_correct`). Its floor is the work the
+  survivors need anyway: sum over budgets of the samples never fooled, times the steps.
 - 5-model PGD-10 transfer matrix, one generation per source vs the naive N^2 generations: <= 0.3x
   (ideal 5/25 plus the cheap verdicts).
 
 Tiny models (ResNet-18 of width 4 on real MNIST), few images, one thread. Each comparison times
-both variants interleaved (best of ``REPEATS``) and checks that the fast path gives the same
-verdicts where it must. Run: ``pytest tests/benchmarks/test_sweep_speed.py --benchmark-enable -s``
+both variants interleaved (best of ``REPEATS``; 3, as run-to-run noise on a shared 2-core machine
+reaches 10 %) and checks that the fast path gives the same verdicts where it must.
+Run: ``pytest tests/benchmarks/test_sweep_speed.py --benchmark-enable -s``
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from bench.evaluate import (
 from bench.training import TrainConfig, train
 from models import create_model
 
-REPEATS = 2
+REPEATS = 3
 N_IMAGES = 128
 EPS_LIST = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35)
 
@@ -129,6 +133,8 @@ def test_eps_sweep_attacks_only_survivors(benchmark, at_model, data):
     fast, slow = _compare(benchmark, sweep, separate, "eps sweep (7 budgets) vs separate", 0.5)
     accs = [100 * float(fast[e].float().mean()) for e in EPS_LIST]
     assert accs == sorted(accs, reverse=True)  # worst case over budgets: non-increasing
+    # worst case over budgets and iterates: at most what each separate run leaves (other random
+    # starts, so allow a couple of samples)
     assert all(fast[e].sum() <= slow[e].sum() + 2 for e in EPS_LIST)
     clean_pct = 100 * float(clean.float().mean())
     print(f"\neps sweep accuracy {[round(a) for a in accs]} (clean {clean_pct:.0f}%)")
