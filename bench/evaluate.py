@@ -463,7 +463,8 @@ def _budgets_together(
     alive: Tensor,
     batch_size: int,
 ) -> Tensor:
-    """Every budget at once per batch of the samples alive at the smallest budget."""
+    """The budgets overlapped (:func:`bench.attacks.base.correct_over_budgets`), per batch of
+    the samples alive at the smallest budget; each budget draws its own start per batch."""
     from bench.attacks.base import correct_over_budgets
 
     idx = alive[:, 0].nonzero().flatten()
