@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from bench.errors import UserError
+from core.atomic import atomic_write, atomic_write_text
+from core.errors import UserError
 
 FORMAT_VERSION = 1
 WEIGHTS_SUFFIX = ".safetensors"
@@ -53,7 +51,7 @@ def save_checkpoint(model: nn.Module, path_stem: str | Path, meta: dict) -> Chec
     stem.parent.mkdir(parents=True, exist_ok=True)
     tensors, aliases = _storable_state(model.state_dict())
     weights = _with(stem, WEIGHTS_SUFFIX)
-    _atomic_write(weights, lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp)))
     digest = file_sha256(weights)
     sidecar_meta = {
         "model_overrides": {},
@@ -67,7 +65,7 @@ def save_checkpoint(model: nn.Module, path_stem: str | Path, meta: dict) -> Chec
     }
     text = json.dumps(sidecar_meta, indent=2, sort_keys=True, default=str)
     sidecar = _with(stem, SIDECAR_SUFFIX)
-    _atomic_write(sidecar, lambda tmp: tmp.write_text(text + "\n"))
+    atomic_write_text(sidecar, text + "\n")
     return CheckpointInfo(weights, sidecar, digest)
 
 
@@ -132,9 +130,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _rebuild(meta: dict, weights: Path) -> nn.Module:
+    from genotypes import GenotypeError
+    from models import ModelError
+
     try:
         return build_model(meta["model"], meta["dataset"], dict(meta.get("model_overrides") or {}))
-    except UserError:
+    except (ModelError, GenotypeError) as err:  # the sidecar names a model we cannot build
+        message = f"checkpoint {weights}: cannot rebuild its model: {_first_line(err)}"
+        raise UserError(message) from None
+    except UserError:  # e.g. a dataset that is unavailable: already one line for the user
         raise
     except Exception as err:  # noqa: BLE001 - unknown model, bad override: one line for the user
         message = f"checkpoint {weights}: cannot rebuild its model: {_first_line(err)}"
@@ -167,18 +171,6 @@ def _compact(tensor: Tensor) -> Tensor:
     if tensor.numel() and tensor.untyped_storage().nbytes() != tensor.nbytes:
         return tensor.clone()
     return tensor
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _stem(path: str | Path) -> Path:

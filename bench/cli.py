@@ -13,24 +13,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from core.errors import UserError
+
 COMMANDS = ("zoo", "train", "run", "results", "search", "report", "submit")
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exception types that mean bad input (reported in one line, exit 2)."""
-    from bench.errors import UserError
-
-    types: list[type[BaseException]] = [UserError]
-    for module, names in (
-        ("genotypes", ("GenotypeError",)),
-        ("models", ("ModelError",)),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        types.extend(getattr(mod, n) for n in names if hasattr(mod, n))
-    return tuple(types)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,10 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    errors = user_error_types()
     try:
         return int(args.func(args) or 0)
-    except errors as err:
+    except UserError as err:  # GenotypeError, ModelError, SearchError derive from it
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if isinstance(err, KeyError) and message.startswith(("'", '"')):
             message = message[1:-1]

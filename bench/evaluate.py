@@ -30,7 +30,7 @@ Conventions, shared by every function here:
   with its best point. FGSM has a single iterate, so its sweep is unchanged by this rule.
 * Random starts are seeded per call (``seed``) and per batch inside a forked RNG, so a cell
   recomputed after an interruption reproduces the same numbers.
-* Under ``torchrun`` (:mod:`bench.distributed`) every function here shards its rows over the
+* Under ``torchrun`` (:mod:`core.distributed`) every function here shards its rows over the
   ranks in runs of WHOLE BATCHES of the one-process batching (:func:`sharded_rows`): each batch
   keeps its rows, its global index and hence its seed, so each rank computes exactly what one
   process computes for those batches, and the per-sample correctness is gathered in order on
@@ -48,22 +48,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench import distributed
-from bench.enums import StrEnum
+from core import distributed
 
 AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 RowsFn = Callable[[int, int], Tensor]
 CheckpointFn = Callable[[nn.Module, Tensor, Tensor, Any, list[int]], dict[int, Tensor]]
-
-
-class EvalKind(StrEnum):
-    """The evaluation kinds of the results store."""
-
-    CLEAN = "clean"
-    WHITEBOX = "whitebox"
-    TRANSFER = "transfer"
-    STEP_SWEEP = "step_sweep"
-    EPS_SWEEP = "eps_sweep"
 
 
 def model_device(model: nn.Module) -> torch.device:

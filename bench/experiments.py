@@ -1,7 +1,7 @@
 """The RACL paper's experiments (Tables 1-5, Figure 3) as data, and the presets that scale them.
 
 Paper: "Adversarially Robust Neural Architecture Search with Confidence Learning" (RACL); the
-settings below are quoted from its section 3 (``/work/shared/reference/racl_paper.txt``):
+settings below are quoted from its section 3:
 
 * Table 1, with PGD-AT: clean, FGSM, MIM and PGD-20 with step 2/255 at eps 8/255 (CIFAR-10).
   Without AT (natural training): FGSM, MIM and PGD-10 with step eps/10.
@@ -31,10 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.enums import Dataset, Training
-from bench.errors import UserError
+from core.datasets import dataset_info
+from core.enums import Dataset, Training
+from core.errors import UserError
+from racl_search.variants import TABLE5_VARIANTS
 
-PAPER_TO_ZOO = {"racl": "racl_published"}
 NAS_MODELS = ("amoebanet", "nasnet", "darts", "pc_darts", "racl_published")
 TABLE1_AT_MODELS = (
     "resnet18",
@@ -48,28 +49,6 @@ TABLE1_AT_MODELS = (
     "racl_published",
 )
 TABLE1_NATURAL_MODELS = tuple(m for m in TABLE1_AT_MODELS if not m.startswith("robnet"))
-TABLE5_PREFIX = "racl_table5_"
-# The paper's Table 5 rows (names as in paper_results.json), used when racl_search is absent.
-TABLE5_VARIANTS = (
-    "without_cl",
-    "eta0.9_rho0.01",
-    "eta0.9_rho0.0001",
-    "eta0.7_rho0.001",
-    "eta0.9_rho0.001",
-)
-
-BUDGETS = {
-    Dataset.CIFAR10: "8/255",
-    Dataset.CIFAR100: "8/255",
-    Dataset.MNIST: "0.3",
-    Dataset.FASHION_MNIST: "0.1",
-}
-EPS_SWEEPS = {
-    Dataset.CIFAR10: (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07),
-    Dataset.CIFAR100: (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07),
-    Dataset.MNIST: (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35),
-    Dataset.FASHION_MNIST: (0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.14),
-}
 
 
 @dataclass(frozen=True)
@@ -90,7 +69,7 @@ class AttackPlan:
 
         budget = parse_eps(self.eps) if self.eps is not None else eps
         if budget is None:
-            budget = parse_eps(BUDGETS[dataset])
+            budget = dataset_info(dataset).eps
         step = None
         if self.step is not None and self.step.startswith("eps/"):
             step = budget / float(self.step[4:])
@@ -179,7 +158,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         "table5",
         "ablation",
         "Table 5: searched ablation genotypes, PGD-AT",
-        tuple(TABLE5_PREFIX + v for v in TABLE5_VARIANTS),
+        tuple(TABLE5_VARIANTS),
         (Training.PGD_AT,),
         whitebox=(FGSM, MIM, PGD10_EPS10),
         needs_search=True,
@@ -209,14 +188,9 @@ def get_experiments(names: list[str] | tuple[str, ...]) -> list[Experiment]:
     return [e for e in EXPERIMENTS if e.name in names]
 
 
-def zoo_name(name: str) -> str:
-    """The zoo's model name for a paper name (``racl`` -> ``racl_published``)."""
-    return PAPER_TO_ZOO.get(name, name)
-
-
 def sweep_budgets(dataset: Dataset, count: int | None = None) -> tuple[float, ...]:
     """The eps-sweep budgets for ``dataset`` (the first ``count``-spread subset if given)."""
-    budgets = EPS_SWEEPS[dataset]
+    budgets = dataset_info(dataset).eps_sweep
     if count is None or count >= len(budgets):
         return budgets
     step = (len(budgets) - 1) / max(count - 1, 1)

@@ -26,30 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.enums import Dataset, Training
-from bench.evaluate import EvalKind
 from bench.experiments import (
-    TABLE5_PREFIX,
     TRUST_ATTACK,
     AttackPlan,
     Experiment,
     sweep_budgets,
-    zoo_name,
 )
 from bench.presets import PresetConfig
+from core.datasets import dataset_info
+from core.enums import Dataset, EvalKind, Training
+from genotypes.names import zoo_name
+from racl_search.variants import TABLE5_PREFIX
 
-TEST_SIZES = {
-    Dataset.CIFAR10: 10_000,
-    Dataset.CIFAR100: 10_000,
-    Dataset.MNIST: 10_000,
-    Dataset.FASHION_MNIST: 10_000,
-}
-TRAIN_SIZES = {
-    Dataset.CIFAR10: 50_000,
-    Dataset.CIFAR100: 50_000,
-    Dataset.MNIST: 50_000,
-    Dataset.FASHION_MNIST: 60_000,
-}
 DEFAULT_RATE = 500.0  # forward images/s when not calibrated
 
 CUSTOM = "custom"  # the name of the ad-hoc experiment of --models/--attacks
@@ -259,9 +247,9 @@ class _Planner:
 
     # slices -----------------------------------------------------------------------------
     def slice_for(self, dataset: Dataset, n: int | None) -> tuple[str, int]:
-        from bench.data import describe_slice
+        from core.data import describe_slice
 
-        size = TEST_SIZES[dataset]
+        size = dataset_info(dataset).test_size
         n = size if n is None else min(n, size)
         name = describe_slice(dataset, n)
         self.slices[(dataset, name)] = n
@@ -514,7 +502,7 @@ def _train_cost(ref: ModelRef) -> float:
     per_image = 3.0
     if ref.training is not Training.NATURAL:
         per_image += 3.0 * getattr(cfg, "attack_steps", 7) + 1.0
-    n = getattr(cfg, "n_train", None) or TRAIN_SIZES.get(ref.dataset, 50_000)
+    n = getattr(cfg, "n_train", None) or dataset_info(ref.dataset).train_size
     return n * getattr(cfg, "epochs", 1) * per_image
 
 
@@ -533,13 +521,11 @@ def _forward_rate(ref: ModelRef, batch: int = 64) -> float:
 def _measure_rate(name: str, ref: ModelRef, batch: int) -> float:
     import torch
 
-    from bench.data import dataset_shape
     from models import create_model
 
     try:
         model = create_model(name, dataset=ref.dataset.value, **dict(ref.overrides)).eval()
-        c, h, w, _ = dataset_shape(ref.dataset)
-        x = torch.rand(batch, c, h, w)
+        x = torch.rand(batch, *dataset_info(ref.dataset).shape)
         with torch.no_grad():
             model(x)  # warm-up: allocations, kernel selection
             start = time.perf_counter()

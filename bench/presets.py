@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.enums import Dataset
-from bench.errors import UserError
 from bench.experiments import EXPERIMENT_NAMES
+from core.enums import Dataset
+from core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench import distributed
-from bench.errors import UserError
 from bench.evaluate import (
     clean_correct,
     eps_sweep_correct,
@@ -39,10 +37,13 @@ from bench.evaluate import (
     transfer_correct,
     whitebox_correct,
 )
-from bench.experiments import TABLE5_PREFIX
 from bench.planner import Cell, ModelRef, Plan, plan
 from bench.store import ResultStore, result_key, unpack_per_sample
 from bench.trust import TrustResult, run_checks
+from core import distributed
+from core.errors import UserError
+from genotypes.names import zoo_name
+from racl_search.variants import TABLE5_PREFIX, TABLE5_VARIANTS
 
 __all__ = ["RunSummary", "execute", "plan"]
 
@@ -111,8 +112,6 @@ def execute(
     Under torchrun: every rank calls this with the same plan; ``store`` is rank 0's (None on the
     other ranks, which never open it); progress and ``log`` are rank 0's only.
     """
-    from bench.training import resolve_device
-
     ctx = distributed.context()
     if ctx.is_main and store is None:
         raise ValueError("execute needs the results store (on rank 0 under torchrun)")
@@ -122,7 +121,7 @@ def execute(
     runner = _Executor(
         run_plan,
         store,
-        distributed.device_for(resolve_device(device)),
+        distributed.device_for(distributed.resolve_device(device)),
         progress and ctx.is_main,
         Path(checkpoint_dir),
         data_dir,
@@ -173,7 +172,7 @@ class _Executor:
         self.summary.run_id = distributed.on_main(lambda: self.store.begin_run(run_meta))
         self.summary.cached = len(self.plan.cached)
         self.summary.skipped = len(self.plan.skipped)
-        from bench.progress import progress_bar
+        from core.progress import progress_bar
 
         missing = sum(1 for cs in pending.values() for c in cs if not c.cached)
         self.bar = progress_bar(total=missing, desc="cells", unit="cell", enabled=self.progress)
@@ -206,7 +205,7 @@ class _Executor:
 
     def _load_data(self, pending: dict[tuple, list[Cell]]) -> None:
         """Load every needed eval slice first, so a missing dataset fails before any work."""
-        from bench.data import eval_tensors
+        from core.data import eval_tensors
 
         start = time.perf_counter()
         wanted: dict[str, dict[str, int]] = defaultdict(dict)
@@ -221,8 +220,8 @@ class _Executor:
 
     # -- checkpoints -----------------------------------------------------------------------
     def _ensure(self, ref: ModelRef) -> None:
-        from bench.data import DatasetUnavailable
         from bench.training import ensure_trained
+        from core.data import DatasetUnavailable
 
         start = time.perf_counter()
         stage = "load_s" if (self.checkpoint_dir / f"{ref.hash}.json").exists() else "train_s"
@@ -272,7 +271,7 @@ class _Executor:
         start = time.perf_counter()
         from racl_search import api
 
-        setting = api.TABLE5_VARIANTS.get(ref.model)
+        setting = TABLE5_VARIANTS.get(ref.model)
         if setting is None:
             raise RuntimeError(f"needs search: no Table 5 variant {ref.model!r} in racl_search")
         api.ensure_searched(
@@ -521,7 +520,6 @@ def check_plan_models(models: list[str] | None) -> None:
     """Unknown model names -> ModelError (one line, exit 2) before anything runs."""
     if not models:
         return
-    from bench.experiments import zoo_name
     from models import get_model_info
 
     for name in models:

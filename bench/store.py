@@ -5,7 +5,7 @@ Every result cell is written in its own transaction (``INSERT OR REPLACE`` keyed
 sha256 of the cell's identity, see :func:`result_key`), so a run killed at any moment resumes
 with nothing lost and nothing counted twice. Per-sample correctness is stored bit-packed
 (``numpy.packbits``) and decoded only on request. A file that is not a results store is refused
-with a one-line :class:`~bench.errors.UserError` and never overwritten.
+with a one-line :class:`~core.errors.UserError` and never overwritten.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import UserError
+from core.errors import UserError
 
 SCHEMA_VERSION = 2
 

@@ -18,7 +18,7 @@ SGD with momentum, cosine learning rate per iteration, gradient clipping, auxili
 probability when the model has ``drop_path_prob``. :func:`ensure_trained` trains a configuration
 once and caches the checkpoint under its config hash.
 
-Under ``torchrun`` (:mod:`bench.distributed`) the same functions train with
+Under ``torchrun`` (:mod:`core.distributed`) the same functions train with
 DistributedDataParallel: ``batch_size`` stays the GLOBAL batch, each of the ``W`` ranks takes
 ``batch_size / W`` images per step from a DistributedSampler (reshuffled per epoch by
 ``set_epoch``), so the steps per epoch, the learning rate and its cosine schedule are those of a
@@ -46,11 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench import distributed
 from bench.attacks.base import project
-from bench.enums import Dataset, Device, Norm, Training
-from bench.errors import UserError
-from bench.progress import progress_bar
+from core import distributed
+from core.enums import Dataset, Norm, Training
+from core.errors import UserError
+from core.progress import progress_bar
 
 SCHEDULES = ("cosine", "constant")
 HASH_VERSION = 1
@@ -137,21 +137,6 @@ def config_hash(
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def resolve_device(device: str | Device | torch.device) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; asking for an absent CUDA is a user error."""
-    if isinstance(device, torch.device):
-        return device
-    try:
-        choice = Device.parse(device)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    if choice is Device.AUTO:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice is Device.CUDA and not torch.cuda.is_available():
-        raise UserError("device cuda requested but no CUDA GPU is available; use --device cpu")
-    return torch.device(choice.value)
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (all devices)."""
     random.seed(seed)
@@ -172,7 +157,7 @@ def train(
     the metrics are summed over the ranks.
     """
     ctx = distributed.context()
-    dev = distributed.device_for(resolve_device(device))
+    dev = distributed.device_for(distributed.resolve_device(device))
     progress = progress and ctx.is_main
     seed_everything(cfg.seed)
     model.to(dev)
@@ -354,7 +339,7 @@ def ensure_trained(
     overrides = dict(model_overrides or {})
     digest = config_hash(model_name, overrides, ds, cfg)
     stem = Path(checkpoint_dir) / digest
-    dev = distributed.device_for(resolve_device(device))
+    dev = distributed.device_for(distributed.resolve_device(device))
     ctx = distributed.context()
     cached = (stem.parent / f"{digest}{ckpt.SIDECAR_SUFFIX}").is_file()
     if distributed.broadcast_object(cached):  # rank 0 decides: every rank takes one branch
@@ -384,7 +369,7 @@ def ensure_trained(
 def rank_loader(dataset: str | Dataset, cfg: TrainConfig, data_dir: str | Path | None = None):
     """The training loader of this process: all of ``cfg``'s images in one process; under
     torchrun a DistributedSampler's share with ``batch_size / world_size`` images per step."""
-    from bench.data import load_split, train_loader
+    from core.data import load_split, train_loader
 
     ctx = distributed.context()
     if not ctx.enabled:

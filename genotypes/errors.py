@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.errors import UserError
 
-class GenotypeError(ValueError):
+
+class GenotypeError(UserError, ValueError):
     """A malformed or unknown genotype (the message names the file, when there is one)."""

@@ -11,11 +11,11 @@ import difflib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.atomic import atomic_write_text
 from genotypes.errors import GenotypeError
 from genotypes.schema import Genotype, RobNetArch
 
@@ -189,13 +189,4 @@ def save_genotype(
         raise GenotypeError(f"invalid genotype name {name!r} (letters, digits, _ . - only)")
     text = format_json(to_dict(genotype, name=name, source=source, metadata=metadata))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_text(target, text + "\n")

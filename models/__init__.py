@@ -6,7 +6,7 @@ logits tensor. See ``docs/ARCHITECTURE.md`` and ``docs/ZOO.md``.
 """
 
 from models.cells import CellSpec, cell_plan, drop_path, preprocess, reduction_layers, stem
-from models.datasets import DATASETS, DatasetShape, Normalize, dataset_shape
+from models.datasets import Normalize, model_dataset
 from models.densenet import DenseNet121
 from models.errors import ModelError
 from models.genotype_network import AuxiliaryHead, GenotypeCell, GenotypeNetwork
@@ -28,12 +28,10 @@ from models.vgg import VGG19
 
 __all__ = [
     "ALIASES",
-    "DATASETS",
     "OPS",
     "AuxiliaryHead",
     "CellSpec",
     "Conv7x1_1x7",
-    "DatasetShape",
     "DenseNet121",
     "DilConv",
     "FactorizedReduce",
@@ -55,7 +53,7 @@ __all__ = [
     "cell_plan",
     "count_parameters",
     "create_model",
-    "dataset_shape",
+    "model_dataset",
     "drop_path",
     "get_model_info",
     "list_models",

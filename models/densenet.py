@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.datasets import DatasetShape, Normalize
+from core.datasets import DatasetInfo
+from models.datasets import Normalize
 
 BLOCKS = (6, 12, 24, 16)
 
@@ -47,7 +48,7 @@ class Transition(nn.Sequential):
 class DenseNet121(nn.Module):
     """DenseNet-121 for 32x32 / 28x28 inputs; ``width`` is the growth rate k."""
 
-    def __init__(self, dataset: DatasetShape, width: int = 32, reduction: float = 0.5) -> None:
+    def __init__(self, dataset: DatasetInfo, width: int = 32, reduction: float = 0.5) -> None:
         super().__init__()
         self.normalize = Normalize(dataset.mean, dataset.std)
         channels = 2 * width

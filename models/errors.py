@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.errors import UserError
 
-class ModelError(ValueError):
+
+class ModelError(UserError, ValueError):
     """Bad model request (the message is one line and names the fault)."""

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.datasets import DatasetInfo
 from genotypes import Genotype
 from models.cells import CellSpec, cell_plan, drop_path, preprocess, stem
-from models.datasets import DatasetShape, Normalize
+from models.datasets import Normalize
 from models.operations import OPS, Identity
 
 
@@ -84,7 +85,7 @@ class GenotypeNetwork(nn.Module):
     def __init__(
         self,
         genotype: Genotype,
-        dataset: DatasetShape,
+        dataset: DatasetInfo,
         init_channels: int = 36,
         layers: int = 20,
         auxiliary: bool = False,

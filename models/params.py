@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import genotypes
-from models.datasets import dataset_shape
+from models.datasets import model_dataset
 from models.registry import ModelInfo, build_model, get_model_info
 
 
@@ -54,5 +54,5 @@ def _cached_count(name: str, version: str) -> int:
     if "auxiliary" in kwargs:
         kwargs["auxiliary"] = False
     with torch.device("meta"):
-        model = build_model(info, dataset_shape("cifar10"), kwargs)
+        model = build_model(info, model_dataset("cifar10"), kwargs)
     return count_parameters(model)

@@ -17,7 +17,9 @@ from typing import Any
 from torch import nn
 
 import genotypes
-from models.datasets import DatasetShape, dataset_shape
+from core.datasets import DatasetInfo
+from genotypes.names import ALIASES
+from models.datasets import model_dataset
 from models.errors import ModelError
 
 CELL_DEFAULTS: dict[str, Any] = {
@@ -83,8 +85,6 @@ BUILTIN: dict[str, ModelInfo] = {
                   None, None, defaults={"width": 64}),
     )
 }  # fmt: skip
-
-ALIASES: dict[str, str] = {"racl": "racl_published"}
 
 
 def _discovered() -> dict[str, ModelInfo]:
@@ -174,7 +174,7 @@ def _builder(info: ModelInfo) -> Callable[..., nn.Module]:
     return families[info.family]
 
 
-def build_model(info: ModelInfo, shape: DatasetShape, kwargs: dict[str, Any]) -> nn.Module:
+def build_model(info: ModelInfo, shape: DatasetInfo, kwargs: dict[str, Any]) -> nn.Module:
     """Build an entry with complete kwargs (no checks); used by the parameter counter too."""
     if not info.available:
         raise ModelError(f"{info.name} is unavailable: {info.reason}")
@@ -191,4 +191,4 @@ def create_model(name: str, dataset: object = "cifar10", **overrides: Any) -> nn
     if not info.available:
         raise ModelError(f"{info.name} is unavailable: {info.reason}")
     kwargs = _check_overrides(info, overrides)
-    return build_model(info, dataset_shape(dataset), kwargs)
+    return build_model(info, model_dataset(dataset), kwargs)

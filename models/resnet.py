@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.datasets import DatasetShape, Normalize
+from core.datasets import DatasetInfo
+from models.datasets import Normalize
 
 
 class BasicBlock(nn.Module):
@@ -37,7 +38,7 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """ResNet-18 for 32x32 / 28x28 inputs; ``width`` is the first stage's channel count."""
 
-    def __init__(self, dataset: DatasetShape, width: int = 64) -> None:
+    def __init__(self, dataset: DatasetInfo, width: int = 64) -> None:
         super().__init__()
         self.normalize = Normalize(dataset.mean, dataset.std)
         self.stem = nn.Sequential(

@@ -15,9 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.datasets import DatasetInfo
 from genotypes import ROBNET_NODES, RobNetArch
 from models.cells import CellSpec, cell_plan, drop_path, preprocess, reduction_layers, stem
-from models.datasets import DatasetShape, Normalize
+from models.datasets import Normalize
 from models.operations import FactorizedReduce, Identity, SepConv, Zero, skip_connect
 
 _AFFINE = False
@@ -117,7 +118,7 @@ class RobNet(nn.Module):
     def __init__(
         self,
         arch: RobNetArch,
-        dataset: DatasetShape,
+        dataset: DatasetInfo,
         init_channels: int | None = None,
         layers: int | None = None,
         drop_path_prob: float = 0.0,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.datasets import DatasetShape, Normalize
+from core.datasets import DatasetInfo
+from models.datasets import Normalize
 
 STAGES = ((1, 2), (2, 2), (4, 4), (8, 4), (8, 4))  # (width multiple of 64, conv layers)
 
@@ -20,7 +21,7 @@ STAGES = ((1, 2), (2, 2), (4, 4), (8, 4), (8, 4))  # (width multiple of 64, conv
 class VGG19(nn.Module):
     """VGG-19-BN for 32x32 / 28x28 inputs; ``width`` is the first stage's channel count."""
 
-    def __init__(self, dataset: DatasetShape, width: int = 64) -> None:
+    def __init__(self, dataset: DatasetInfo, width: int = 64) -> None:
         super().__init__()
         self.normalize = Normalize(dataset.mean, dataset.std)
         layers: list[nn.Module] = []

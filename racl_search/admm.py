@@ -27,14 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from racl_search.architecture import ArchitectureParameters
+from core.enums import SearchMethod
+from racl_search.architecture import ArchitectureParameters, weight_mode
 from racl_search.constraint import (
     confidence_constraint,
     network_lognormal,
     point_constraint,
     point_log_bound,
 )
-from racl_search.enums import SearchMethod, weight_mode
 from racl_search.lognormal import lognormal_log_quantile
 from racl_search.supernet import Supernet
 

@@ -1,50 +1,23 @@
-"""Programmatic entry points for the harness: cached searches and the Table 5 variants.
+"""Programmatic entry points for the harness: cached searches.
 
 ``ensure_searched`` runs a search only when no genotype file of that name carries the same
-config hash in its metadata, so ``bench run`` can list searched genotypes as models and pay for
-each search once. Table 5 of RACL (Dong et al., AAAI 2021) ablates confidence learning and the
-ADMM hyper-parameters; :data:`TABLE5_VARIANTS` maps a genotype name to its row.
+config hash in its metadata, so ``bench run`` pays for each search once. The Table 5 variants
+are in :mod:`racl_search.variants`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
+from core.data import load_split
+from core.distributed import resolve_device
 from racl_search.config import SearchConfig, make_config
 
-
-@dataclass(frozen=True)
-class SearchVariant:
-    """One row of the paper's Table 5 ablation."""
-
-    row: str  # key in paper_results.json ``table5_ablation.rows``
-    method: str
-    eta: float
-    rho: float
-
-
-TABLE5_VARIANTS: dict[str, SearchVariant] = {
-    "racl_table5_without_cl": SearchVariant("without_cl", "racl_no_cl", 0.9, 1e-3),
-    "racl_table5_eta0.9_rho0.01": SearchVariant("eta0.9_rho0.01", "racl", 0.9, 1e-2),
-    "racl_table5_eta0.9_rho0.0001": SearchVariant("eta0.9_rho0.0001", "racl", 0.9, 1e-4),
-    "racl_table5_eta0.9_rho0.001": SearchVariant("eta0.9_rho0.001", "racl", 0.9, 1e-3),
-    "racl_table5_eta0.7_rho0.001": SearchVariant("eta0.7_rho0.001", "racl", 0.7, 1e-3),
-}
-
 Loader = Callable[[str, str, "str | Path | None"], tuple[Tensor, Tensor]]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def default_out_dir() -> Path:
@@ -70,11 +43,8 @@ def existing_hash(name: str) -> str | None:
 
 
 def train_split(dataset: str, data_dir: str | Path | None, loader: Loader | None) -> tuple:
-    """The train split through ``loader`` (default: ``bench.data.load_split``, imported lazily:
-    the one place ``racl_search`` reaches into ``bench``, so data loading lives in one module)."""
-    if loader is None:
-        from bench.data import load_split as loader
-    return loader(dataset, "train", data_dir)
+    """The train split through ``loader`` (default: :func:`core.data.load_split`)."""
+    return (loader or load_split)(dataset, "train", data_dir)
 
 
 def ensure_searched(

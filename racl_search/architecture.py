@@ -22,8 +22,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.enums import SearchMethod, StrEnum
 from racl_search.constraint import CellTopology
-from racl_search.enums import WeightMode
+
+
+class WeightMode(StrEnum):
+    """How ``alpha``/``beta`` are formed: a log-normal sample, ``exp(mu)``, or softmax."""
+
+    SAMPLE = "sample"
+    MEDIAN = "median"
+    SOFTMAX = "softmax"
+
+
+def weight_mode(method: SearchMethod) -> WeightMode:
+    """The mixture weights each method trains with."""
+    return {
+        SearchMethod.RACL: WeightMode.SAMPLE,
+        SearchMethod.RACL_NO_CL: WeightMode.MEDIAN,
+        SearchMethod.PC_DARTS: WeightMode.SOFTMAX,
+    }[method]
 
 
 def inverse_softplus(y: float) -> float:

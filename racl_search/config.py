@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from racl_search.enums import SearchMethod, Strength
+from core.enums import SearchMethod, Strength
 from racl_search.errors import SearchError
 
 PRESETS = ("smoke", "demo", "paper")

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from core.enums import SearchMethod, Strength
 from genotypes import Genotype
 from racl_search.architecture import ArchitectureParameters
 from racl_search.constraint import CellTopology
-from racl_search.enums import SearchMethod, Strength
 from racl_search.lognormal import normal_ppf
 
 

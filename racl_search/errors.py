@@ -1,5 +1,7 @@
-"""The search's user-facing error (``racl_search`` cannot import ``bench.errors``)."""
+"""The search's error type: bad search input."""
+
+from core.errors import UserError
 
 
-class SearchError(ValueError):
+class SearchError(UserError, ValueError):
     """Bad search input (out-of-range option, unknown preset, mismatched resume state)."""

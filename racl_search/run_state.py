@@ -10,15 +10,14 @@ whose dict keys keep their types (``{"__dict__": [[key, value], ...]}``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from core.atomic import atomic_write, atomic_write_text
 
 STATE_JSON = "state.json"
 
@@ -49,26 +48,15 @@ def join_tensors(obj: Any, tensors: dict[str, Tensor]) -> Any:
     return obj
 
 
-def _atomic(path: Path, write: Callable[[str], object]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_run_state(run_dir: Path, epoch: int, state: dict[str, Any]) -> Path:
     """Write the state of finished ``epoch`` (nested dicts of tensors and JSON values)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, Tensor] = {}
     skeleton = split_tensors(state, "s", tensors)
     weights = run_dir / f"state-{epoch}.safetensors"
-    _atomic(weights, lambda tmp: save_file(tensors, tmp))
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp)))
     meta = {"epoch": epoch, "tensors": weights.name, "state": skeleton}
-    _atomic(run_dir / STATE_JSON, lambda tmp: Path(tmp).write_text(json.dumps(meta)))
+    atomic_write_text(run_dir / STATE_JSON, json.dumps(meta))
     for old in run_dir.glob("state-*.safetensors"):
         if old != weights:
             old.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ sample for RACL). Each finished epoch is logged (stdout and ``log.jsonl``) and c
 a rerun resumes after the last finished epoch. The result is derived and written as a genotype.
 
 Under ``torchrun`` (a process group set up by the caller, e.g. ``bench search``; this package
-does not import ``bench``, so it reads the group through ``torch.distributed``):
+:mod:`core.distributed` holds the helpers):
 
 - every global batch of the one-process schedule is split over the ``W`` ranks (``batch_size``
   must divide by ``W``), so steps per epoch and the learning-rate schedule are unchanged;
@@ -27,30 +27,27 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core import distributed
+from core.enums import SearchMethod, Strength
+from core.progress import progress_bar
 from genotypes import Genotype, save_genotype
 from racl_search.admm import AdmmConfig, AdmmState, ArchitectureStep, read_bound
-from racl_search.architecture import ArchitectureParameters
+from racl_search.architecture import ArchitectureParameters, weight_mode
 from racl_search.config import SearchConfig
 from racl_search.derive import derive_genotype
-from racl_search.enums import SearchMethod, Strength, weight_mode
 from racl_search.errors import SearchError
 from racl_search.run_state import load_run_state, rng_state, save_run_state, set_rng_state
 from racl_search.supernet import Supernet, SupernetConfig
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -144,7 +141,8 @@ def run_epoch(
 
     Under torchrun each rank takes its part of every global batch; the sums are over all ranks.
     """
-    rank, world = rank_and_world()
+    ctx = distributed.context()
+    rank, world = ctx.rank, ctx.world_size
     (xw, yw), (xa, ya) = data
     for group in mods.w_opt.param_groups:
         group["lr"] = cosine_lr(config, epoch)
@@ -157,7 +155,9 @@ def run_epoch(
     n_steps = max(1, len(xw) // bs)
     search_arch = epoch >= config.warmup_epochs
     sums = {"train_loss": 0.0, "train_correct": 0, "arch_ce": 0.0, "seen": 0}
-    bar = _progress(n_steps, f"epoch {epoch + 1}/{config.epochs}", progress)
+    bar = progress_bar(
+        total=n_steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", enabled=progress
+    )
     for s in range(n_steps):
         iw, ia = order_w[s * bs : (s + 1) * bs], order_a[s * bs : (s + 1) * bs]
         if world > 1:
@@ -175,7 +175,7 @@ def run_epoch(
         bar.update(1)
     bar.close()
     if world > 1:
-        totals = _sum_over_ranks([sums[k] for k in _SUM_KEYS], device)
+        totals = distributed.all_reduce_sum([sums[k] for k in _SUM_KEYS])
         sums = dict(zip(_SUM_KEYS, totals, strict=True))
     seen = max(1, sums["seen"])
     row = {
@@ -200,7 +200,7 @@ def evaluate(mods: SearchModules, x: Tensor, y: Tensor, config: SearchConfig, de
     method = SearchMethod.parse(config.method)
     mode = weight_mode(method if method is not SearchMethod.RACL else SearchMethod.RACL_NO_CL)
     alpha, beta = mods.arch.weights(mode)
-    rows = rank_rows(len(x))
+    rows = distributed.shard_range(len(x))
     loss, correct = 0.0, 0
     for s in range(rows.start, rows.stop, 256):
         end = min(s + 256, rows.stop)
@@ -208,8 +208,8 @@ def evaluate(mods: SearchModules, x: Tensor, y: Tensor, config: SearchConfig, de
         logits = mods.net(xb, alpha, beta)
         loss += float(F.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(1) == yb).sum())
-    if rank_and_world()[1] > 1:
-        loss, correct = _sum_over_ranks([loss, correct], device)
+    if distributed.context().enabled:
+        loss, correct = distributed.all_reduce_sum([loss, correct])
     return loss / len(x), 100.0 * correct / len(x)
 
 
@@ -231,14 +231,6 @@ def bound_stats(mods: SearchModules, config: SearchConfig) -> dict[str, float]:
         row["c"] = float(mods.arch_step.constraint(log_lambda)[0])
         row["log_target"] = state.log_target
     return row
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    """A tqdm bar on a TTY unless ``RACL_BENCH_NO_PROGRESS=1``; else a no-op counter."""
-    from tqdm.auto import tqdm
-
-    show = enabled and os.environ.get("RACL_BENCH_NO_PROGRESS") != "1" and sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=not show)
 
 
 def snapshot(mods: SearchModules, history: list, elapsed: float) -> dict[str, Any]:
@@ -289,8 +281,8 @@ def run_search(
     ``resume`` continues from ``run_dir``'s last finished epoch when its config hash matches;
     ``stop_after_epoch`` ends early after that many epochs (returns None; for tests of resume).
     """
-    device = torch.device(device)
-    main = rank_and_world()[0] == 0
+    device = distributed.resolve_device(device)
+    main = distributed.context().is_main
     log = log if main else _silent
     progress = progress and main
     mods = build(config, device)
@@ -299,7 +291,7 @@ def run_search(
     start, elapsed = 0, 0.0
     run_dir = Path(run_dir)
     meta_path = run_dir / "config.json"
-    saved = _on_rank0(lambda: _saved_state(run_dir, config) if resume else None)
+    saved = distributed.on_main(lambda: _saved_state(run_dir, config) if resume else None)
     if saved is not None:
         epoch, state = saved
         restore(mods, state, device)
@@ -317,7 +309,7 @@ def run_search(
         t0 = time.perf_counter()
         row = {"epoch": epoch + 1, **run_epoch(mods, data, config, epoch, device, progress)}
         if mods.ddp is not None:
-            _broadcast_buffers(mods.net)
+            distributed.broadcast_buffers(mods.net)
         row["val_loss"], row["val_acc"] = evaluate(mods, *data[1], config, device)
         row.update(bound_stats(mods, config))
         elapsed += time.perf_counter() - t0
@@ -402,7 +394,7 @@ def finish(
         "final_val_acc": last.get("val_acc"),
     }
     source = f"bench search ({config.method}, preset {config.preset}, {config.dataset})"
-    path = _on_rank0(
+    path = distributed.on_main(
         lambda: save_genotype(genotype, out_dir, name=name, source=source, metadata=metadata)
     )
     return SearchResult(name, genotype, path, metadata)
@@ -419,31 +411,17 @@ def _safe_exp(value: float | None) -> float | None:
 # one every helper below is a no-op and the search is the one-process search.
 
 
-def rank_and_world() -> tuple[int, int]:
-    """``(rank, world size)`` of the process group, ``(0, 1)`` without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def rank_rows(n: int) -> range:
-    """This rank's contiguous part of ``n`` rows (all of them in one process)."""
-    rank, world = rank_and_world()
-    per, extra = divmod(n, world)
-    start = rank * per + min(rank, extra)
-    return range(start, start + per + (1 if rank < extra else 0))
-
-
 def distribute(
     mods: SearchModules, config: SearchConfig, device: torch.device, n_half: int
 ) -> None:
     """Under torchrun: DDP for the supernet weights and synchronised architecture gradients.
 
-    The Adam steps of ``mu`` and ``sigma`` are preceded by :func:`average_gradients`, so every
-    rank applies the same update to the same parameters. ``n_half``: images per half (a global
-    batch must give every rank its share). No-op in one process.
+    The Adam steps of ``mu`` and ``sigma`` are preceded by an in-order gradient average
+    (:func:`core.distributed.average_gradients`), so every rank applies the same update to the
+    same parameters. ``n_half``: images per half (a global batch must give every rank its
+    share). No-op in one process.
     """
-    _, world = rank_and_world()
+    world = distributed.context().world_size
     if world == 1:
         return
     if config.batch_size % world or min(config.batch_size, n_half) < world:
@@ -451,86 +429,19 @@ def distribute(
             f"batch size {config.batch_size} (halves of {n_half} images) must divide by the "
             f"{world} processes (it is the global batch)"
         )
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = None
-    if device.type == "cuda":
-        ids = [device.index if device.index is not None else torch.cuda.current_device()]
-    mods.ddp = DistributedDataParallel(mods.net, device_ids=ids)
+    mods.ddp = distributed.wrap_ddp(mods.net)
     for opt in (mods.arch_step.mu_opt, mods.arch_step.sigma_opt):
         opt.register_step_pre_hook(_average_optimizer_gradients)
 
 
-def average_gradients(params: list[Tensor]) -> None:
-    """Replace each gradient by the mean over the ranks, bit-identical on every rank.
-
-    The gradients are gathered and summed in rank order on every rank (an all-reduce need not
-    give every rank the same bits). Parameters without a gradient (the same on every rank: the
-    ranks run the same code) are left alone.
-    """
-    _, world = rank_and_world()
-    params = [p for p in params if p.grad is not None]
-    if world == 1 or not params:
-        return
-    flat = torch.cat([p.grad.reshape(-1) for p in params])
-    parts = [torch.empty_like(flat) for _ in range(world)]
-    dist.all_gather(parts, flat.contiguous())
-    mean = torch.stack(parts).sum(dim=0) / world
-    offset = 0
-    for p in params:
-        size = p.numel()
-        p.grad = mean[offset : offset + size].view_as(p).clone()
-        offset += size
-
-
 def _average_optimizer_gradients(optimizer: torch.optim.Optimizer, *_: Any) -> None:
-    average_gradients([p for group in optimizer.param_groups for p in group["params"]])
+    distributed.average_gradients([p for group in optimizer.param_groups for p in group["params"]])
 
 
 def _sync_admm_state(step: ArchitectureStep) -> None:
     """Copy rank 0's dual ``theta`` and ``ln lambda*`` to every rank."""
     state = step.state
-    target = math.nan if state.log_target is None else state.log_target
-    device = step.arch.mu_alpha.device
-    values = torch.tensor([state.theta, target], dtype=torch.float64, device=device)
-    dist.broadcast(values, src=0)
-    state.theta = float(values[0])
-    state.log_target = None if math.isnan(float(values[1])) else float(values[1])
-
-
-def _broadcast_buffers(module: nn.Module) -> None:
-    """Rank 0's buffers (BatchNorm statistics, power-iteration vectors) on every rank."""
-    for buffer in module.buffers():
-        dist.broadcast(buffer, src=0)
-
-
-def _sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
-    """Element-wise sums over the ranks (float64)."""
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return [float(v) for v in t.cpu()]
-
-
-def _on_rank0(fn: Callable[[], T]) -> T:
-    """``fn()`` on rank 0 only; its value (or its exception) on every rank. One process: ``fn()``.
-
-    Values travel pickled: rank 0's saved search state, the genotype path.
-    """
-    rank, world = rank_and_world()
-    if world == 1:
-        return fn()
-    value, error = None, None
-    if rank == 0:
-        try:
-            value = fn()
-        except Exception as err:  # noqa: BLE001 - handed to every rank, re-raised below
-            error = err
-    box = [(value, error)]
-    dist.broadcast_object_list(box, src=0)
-    value, error = box[0]
-    if error is not None:
-        raise error
-    return value
+    state.theta, state.log_target = distributed.broadcast_object((state.theta, state.log_target))
 
 
 def _silent(message: str) -> None:

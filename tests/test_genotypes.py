@@ -11,7 +11,7 @@ import pytest
 import genotypes
 from genotypes import Genotype, GenotypeError, RobNetArch
 
-REFERENCE = Path("/work/shared/reference/genotypes.json")
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "genotypes.json"
 DARTS_NAMES = (
     "darts", "darts_v1", "pc_darts", "nasnet", "amoebanet", "pdarts", "advrush", "racl_published",
 )  # fmt: skip

@@ -153,7 +153,7 @@ def test_normalisation_is_inside():
 
 
 def test_dataset_names():
-    assert models.dataset_shape("Fashion-MNIST").num_classes == 10
+    assert models.model_dataset("Fashion-MNIST").num_classes == 10
     with pytest.raises(ModelError, match="unknown dataset 'imagenet'"):
         create_model("darts", "imagenet")
 

@@ -8,16 +8,17 @@ import math
 import pytest
 import torch
 
+from core.enums import SearchMethod, Strength
 from genotypes import Genotype, read_genotype_file
 from racl_search.admm import AdmmConfig, ArchitectureStep
-from racl_search.api import TABLE5_VARIANTS, ensure_searched
-from racl_search.architecture import ArchitectureParameters, node_log_softmax
+from racl_search.api import ensure_searched
+from racl_search.architecture import ArchitectureParameters, WeightMode, node_log_softmax
 from racl_search.config import make_config
 from racl_search.derive import derive_cell, derive_genotype
-from racl_search.enums import SearchMethod, Strength, WeightMode
 from racl_search.errors import SearchError
 from racl_search.search import run_search
 from racl_search.supernet import Supernet, SupernetConfig
+from racl_search.variants import TABLE5_VARIANTS
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def mnist_train():
-    from bench.data import load_split
+    from core.data import load_split
 
     x, y = load_split("mnist", "train")
     return x[:400], y[:400]

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.errors import UserError
 from bench.report import ReportOptions, build_report
 from bench.report.render import to_markdown
 from bench.report.table_model import Cell, cell_text, format_eps
+from core.errors import UserError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STORE = FIXTURES / "report_store.sqlite"

@@ -10,14 +10,13 @@ import pytest
 
 import bench.runner as runner_mod
 from bench.cli import main
-from bench.enums import Dataset
-from bench.evaluate import EvalKind
 from bench.experiments import get_experiments
 from bench.planner import plan
 from bench.presets import PRESETS, PresetConfig
 from bench.store import ResultStore
 from bench.summary import summary_table
 from bench.trust import TrustResult
+from core.enums import Dataset, EvalKind
 
 TINY = PresetConfig(
     name="smoke",

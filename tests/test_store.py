@@ -7,7 +7,6 @@ import sqlite3
 import numpy as np
 import pytest
 
-from bench.errors import UserError
 from bench.store import (
     SCHEMA_VERSION,
     ResultStore,
@@ -15,6 +14,7 @@ from bench.store import (
     result_key,
     unpack_per_sample,
 )
+from core.errors import UserError
 
 
 def _identity(**changes):

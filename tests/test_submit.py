@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.errors import UserError
 from bench.report import SubmissionMeta, build_entry, validate_entry
 from bench.report.submission import FIELDS, robustbench_check
+from core.errors import UserError
 
 STORE = Path(__file__).parent / "fixtures" / "report_store.sqlite"
 

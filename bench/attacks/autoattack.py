@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from torch import Tensor, nn
 
 from bench.attacks.base import Attack, project
-from bench.enums import Norm
+from core.enums import Norm
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.attacks.spec import AttackSpec
-from bench.enums import Norm
+from core.enums import Norm
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from bench.attacks.base import Attack, project
 from bench.attacks.spec import TORCHATTACKS_PREFIX, torchattacks_signature
-from bench.enums import Norm
+from core.enums import Norm
 
 
 class TorchattacksAttack(Attack):

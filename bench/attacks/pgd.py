@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from bench.attacks.base import Attack
 from bench.attacks.spec import AttackSpec
-from bench.errors import UserError
+from core.errors import UserError
 
 
 class PGD(Attack):

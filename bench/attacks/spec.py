@@ -15,8 +15,8 @@ import inspect
 import re
 from dataclasses import dataclass, field
 
-from bench.enums import Dataset, Norm
-from bench.errors import UserError
+from core.enums import Dataset, Norm
+from core.errors import UserError
 
 OWN_ATTACKS = ("fgsm", "pgd", "mim")
 TORCHATTACKS_PREFIX = "torchattacks:"

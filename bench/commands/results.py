@@ -43,9 +43,9 @@ def row_object(row: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.errors import UserError
     from bench.store import ResultStore
     from bench.summary import column_label
+    from core.errors import UserError
 
     if not Path(args.store).is_file():
         raise UserError(f"no results store at {args.store}")

@@ -77,12 +77,12 @@ def _git_commit() -> str | None:
 
 def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types imported lazily
     from bench.attacks import parse_eps
-    from bench.enums import Dataset, Training
-    from bench.errors import UserError
     from bench.experiments import get_experiments
     from bench.planner import plan
     from bench.presets import get_preset
     from bench.runner import check_plan_models
+    from core.enums import Dataset, Training
+    from core.errors import UserError
 
     preset = get_preset(args.preset)
     models, attacks = split_list(args.models), split_list(args.attacks)
@@ -179,7 +179,7 @@ def _print_plan(result, as_json: bool) -> None:  # noqa: ANN001
 
 def run(args: argparse.Namespace) -> int:
     """Under torchrun only rank 0 opens the store and plans; every rank computes (sharded)."""
-    from bench import distributed
+    from core import distributed
 
     with distributed.session(args.device):
         return _run(args)
@@ -190,14 +190,14 @@ def _run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench import distributed
     from bench.runner import execute
     from bench.store import ResultStore
     from bench.summary import summary_table
+    from core import distributed
 
     if args.threads is not None:
         if args.threads < 1:
-            from bench.errors import UserError
+            from core.errors import UserError
 
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)

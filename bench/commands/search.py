@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench import distributed
+    from core import distributed
 
     with distributed.session(args.device):
         return _run(args)
@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bench import distributed
-    from bench.errors import UserError
+    from core import distributed
+    from core.errors import UserError
     from racl_search.api import search
     from racl_search.config import make_config
     from racl_search.errors import SearchError

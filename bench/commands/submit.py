@@ -33,7 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.errors import UserError
     from bench.report.submission import (
         SubmissionMeta,
         build_entry,
@@ -41,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         robustbench_check,
         write_entry,
     )
+    from core.errors import UserError
 
     meta = SubmissionMeta(
         name=args.name,

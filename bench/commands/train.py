@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import ast
 
-from bench.enums import Dataset, Device, Training
+from core.enums import Dataset, Device, Training
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_overrides(items: list[str], width: int | None = None) -> dict[str, object]:
     """``["layers=8", "auxiliary=True"]`` -> dict; values read as Python literals, else strings."""
-    from bench.errors import UserError
+    from core.errors import UserError
 
     out: dict[str, object] = {}
     for item in items:
@@ -62,17 +62,17 @@ def parse_overrides(items: list[str], width: int | None = None) -> dict[str, obj
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench import distributed
+    from core import distributed
 
     with distributed.session(args.device):
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bench import distributed
     from bench.attacks import parse_eps
     from bench.checkpoint import build_model
     from bench.training import TrainConfig, config_hash, ensure_trained
+    from core import distributed
 
     overrides = parse_overrides(args.override, args.width)
     build_model(args.model, args.dataset, overrides)  # unknown model / bad override: fail fast

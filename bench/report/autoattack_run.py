@@ -14,11 +14,11 @@ def run_autoattack(
     store_path: str | Path, model: str, dataset: str | None, threat_model: str, preset: str
 ) -> None:
     """Run (or resume) the AutoAttack and clean cells of ``model`` into the store."""
-    from bench.enums import Dataset, Training
     from bench.planner import plan
     from bench.presets import get_preset
     from bench.runner import execute
     from bench.store import ResultStore
+    from core.enums import Dataset, Training
 
     norm = threat_model.strip().lower()
     attack = "autoattack" if norm == "linf" else f"autoattack(norm={norm!r})"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import UserError
 from bench.store import RESULT_COLUMNS as STORE_RESULT_COLUMNS
+from core.errors import UserError
 
 # Every stored result column but the bit-packed per-sample vectors, which reports never read.
 RESULT_COLUMNS = tuple(c for c in STORE_RESULT_COLUMNS if c != "per_sample")

@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from bench.errors import UserError
+from core.errors import UserError
+from genotypes.names import ALIASES
+from racl_search.variants import TABLE5_PREFIX
 
 PAPER_RESULTS = Path(__file__).resolve().parent.parent / "paper_results.json"
 RACL = "racl"
-DEFAULT_ALIASES: dict[str, str] = {"racl_published": RACL, RACL: RACL}
-TABLE5_PREFIX = "racl_table5_"
+DEFAULT_ALIASES: dict[str, str] = {**{zoo: paper for paper, zoo in ALIASES.items()}, RACL: RACL}
 NAS_MODELS = ("amoebanet", "nasnet", "darts", "pc_darts", "racl")
 TRANSFER_SOURCE = "vgg19"
 

@@ -12,10 +12,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.errors import UserError
+from core.datasets import DATASETS
+from core.errors import UserError
 
-STANDARD_EPS = {"cifar10": 8 / 255, "cifar100": 8 / 255, "mnist": 0.3, "fashion_mnist": 0.1}
 BUDGET_KINDS = ("whitebox", "transfer")
+
+
+def standard_eps(dataset: str) -> float | None:
+    """The dataset's standard L-inf budget (:data:`core.datasets.DATASETS`), None if unknown."""
+    info = next((d for d in DATASETS.values() if d.name == dataset), None)
+    return None if info is None else info.eps
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ def choose_eps(rows: pd.DataFrame, dataset: str) -> float | None:
     attacked = rows[rows["kind"].isin(BUDGET_KINDS)]["eps"].dropna()
     if attacked.empty:
         return None
-    standard = STANDARD_EPS.get(dataset)
+    standard = standard_eps(dataset)
     if standard is not None and ((attacked - standard).abs() < 1e-6).any():
         return standard
     return float(_most_common(attacked.round(8)))

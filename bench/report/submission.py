@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import UserError
 from bench.report.loading import load_store
 from bench.report.lookup import Measure, pool
-from bench.report.scope import STANDARD_EPS
+from bench.report.scope import standard_eps
 from bench.report.table_model import format_eps
+from core.errors import UserError
 
 THREAT_MODELS = {"linf": ("Linf", "linf"), "l2": ("L2", "l2")}
 ROBUSTBENCH_DATASETS = ("cifar10", "cifar100", "imagenet")
@@ -78,7 +78,7 @@ def _pick_dataset(rows: pd.DataFrame, dataset: str | None, model: str) -> str:
 
 def _pick_eps(rows: pd.DataFrame, dataset: str) -> float:
     values = sorted({round(float(e), 8) for e in rows["eps"].dropna()})
-    standard = STANDARD_EPS.get(dataset)
+    standard = standard_eps(dataset)
     for value in values:
         if standard is not None and abs(value - standard) < 1e-6:
             return value

@@ -25,7 +25,6 @@ import pytest
 import torch
 
 from bench.attacks import AttackSpec
-from bench.data import eval_tensors, train_loader
 from bench.evaluate import (
     clean_correct,
     eps_sweep_correct,
@@ -36,6 +35,7 @@ from bench.evaluate import (
     whitebox_correct,
 )
 from bench.training import TrainConfig, train
+from core.data import eval_tensors, train_loader
 from models import create_model
 
 REPEATS = 3

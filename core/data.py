@@ -34,28 +34,17 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
-from bench.enums import Dataset
-from bench.errors import UserError
+from core.datasets import dataset_info, parse_dataset
+from core.enums import Dataset
+from core.errors import UserError
 
 SPLITS = ("train", "test")
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-_SHAPES: dict[Dataset, tuple[int, int, int, int]] = {
-    Dataset.CIFAR10: (3, 32, 32, 10),
-    Dataset.CIFAR100: (3, 32, 32, 100),
-    Dataset.MNIST: (1, 28, 28, 10),
-    Dataset.FASHION_MNIST: (1, 28, 28, 10),
-}
-TEST_SIZES: dict[Dataset, int] = {d: 10_000 for d in Dataset}
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 _CACHE: dict[tuple[Dataset, str, str], tuple[Tensor, Tensor]] = {}
 
 
 class DatasetUnavailable(UserError):
     """The dataset's files are missing and cannot be downloaded."""
-
-
-def dataset_shape(dataset: str | Dataset) -> tuple[int, int, int, int]:
-    """``(channels, height, width, num_classes)`` of a dataset."""
-    return _SHAPES[_parse_dataset(dataset)]
 
 
 def default_data_dir() -> Path:
@@ -67,7 +56,7 @@ def load_split(
     dataset: str | Dataset, split: str, data_dir: str | Path | None = None
 ) -> tuple[Tensor, Tensor]:
     """Return a whole split ``(x float32 NCHW in [0,1], y int64)``, cached in-process."""
-    ds = _parse_dataset(dataset)
+    ds = parse_dataset(dataset)
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -100,7 +89,7 @@ def describe_slice(
     dataset: str | Dataset, n: int | None = None, subset_seed: int | None = None
 ) -> str:
     """The store's ``data_slice`` id: ``test[:500]`` or ``test[seed=3,n=500]``."""
-    n = _check_n(n, TEST_SIZES[_parse_dataset(dataset)])
+    n = _check_n(n, dataset_info(dataset).test_size)
     if subset_seed is None:
         return f"test[:{n}]"
     return f"test[seed={int(subset_seed)},n={n}]"
@@ -122,7 +111,7 @@ def train_loader(
     ``sampler`` (e.g. ``DistributedSampler(range(n))``) yields indices in ``[0, n)`` and replaces
     the seeded shuffling; call its ``set_epoch`` per epoch (:func:`bench.training.train` does).
     """
-    ds = _parse_dataset(dataset)
+    ds = parse_dataset(dataset)
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     x, y = load_split(ds, "train", data_dir)
@@ -186,13 +175,6 @@ def random_crop_flip(x: Tensor, pad: int, flip: bool, gen: torch.Generator) -> T
 
 # ---------------------------------------------------------------------------------------------
 # Loaders per source
-
-
-def _parse_dataset(dataset: str | Dataset) -> Dataset:
-    try:
-        return Dataset.parse(dataset)
-    except ValueError as err:
-        raise UserError(str(err)) from None
 
 
 def _check_n(n: int | None, size: int) -> int:
@@ -293,7 +275,7 @@ _TORCHVISION_CLASSES = {
 
 
 def _torchvision_split(ds: Dataset, split: str, folder: Path) -> tuple[Tensor, Tensor]:
-    from bench._torchvision import import_torchvision
+    from core.torchvision_guard import import_torchvision
 
     cls = getattr(import_torchvision().datasets, _TORCHVISION_CLASSES[ds])
     train = split == "train"

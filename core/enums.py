@@ -1,4 +1,7 @@
-"""String-valued enums for the suite's closed vocabularies, normalised at every entry point."""
+"""String-valued enums for the suite's closed vocabularies, normalised at every entry point.
+
+One ``parse``/``values`` implementation (:class:`StrEnum`) serves every package.
+"""
 
 from __future__ import annotations
 
@@ -55,3 +58,29 @@ class Device(StrEnum):
     AUTO = "auto"
     CPU = "cpu"
     CUDA = "cuda"
+
+
+class EvalKind(StrEnum):
+    """The evaluation kinds of the results store."""
+
+    CLEAN = "clean"
+    WHITEBOX = "whitebox"
+    TRANSFER = "transfer"
+    STEP_SWEEP = "step_sweep"
+    EPS_SWEEP = "eps_sweep"
+
+
+class SearchMethod(StrEnum):
+    """``racl``: confidence learning; ``racl_no_cl``: point bound; ``pc_darts``: no constraint."""
+
+    RACL = "racl"
+    RACL_NO_CL = "racl_no_cl"
+    PC_DARTS = "pc_darts"
+
+
+class Strength(StrEnum):
+    """How a log-normal op strength is read when deriving: median, mean, lower bound."""
+
+    MEDIAN = "median"
+    MEAN = "mean"
+    LCB = "lcb"

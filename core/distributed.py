@@ -35,6 +35,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from core.enums import Device
+from core.errors import UserError
+
 T = TypeVar("T")
 
 
@@ -67,6 +70,28 @@ _context = DistContext()
 def launched_by_torchrun() -> bool:
     """Whether torchrun (or an equivalent launcher) started this process among several."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; ``cpu``, ``cuda``, ``cuda:N`` as given.
+
+    Asking for CUDA on a machine without it is a :class:`UserError`.
+    """
+    if isinstance(device, torch.device):
+        return device
+    text = str(device).strip().lower()
+    index = ""
+    if text.startswith("cuda:") and text[5:].isdigit():
+        text, index = "cuda", text[4:]
+    try:
+        choice = Device.parse(text)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if choice is Device.AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice is Device.CUDA and not torch.cuda.is_available():
+        raise UserError("device cuda requested but no CUDA GPU is available; use --device cpu")
+    return torch.device(choice.value + index)
 
 
 def wants_cuda(device: str | torch.device) -> bool:
@@ -268,6 +293,35 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_comm_device())
     dist.all_reduce(t)
     return [float(v) for v in t.cpu()]
+
+
+def average_gradients(params: Sequence[Tensor]) -> None:
+    """Replace each gradient by the mean over the ranks, bit-identical on every rank.
+
+    The gradients are gathered and summed in rank order on every rank (an all-reduce need not
+    give every rank the same bits). Parameters without a gradient are left alone (the ranks run
+    the same code, so they are the same on every rank). One process: nothing changes.
+    """
+    params = [p for p in params if p.grad is not None]
+    if not _context.enabled or not params:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in params]).contiguous()
+    parts = [torch.empty_like(flat) for _ in range(_context.world_size)]
+    dist.all_gather(parts, flat)
+    mean = torch.stack(parts).sum(dim=0) / _context.world_size
+    offset = 0
+    for p in params:
+        size = p.numel()
+        p.grad = mean[offset : offset + size].view_as(p).clone()
+        offset += size
+
+
+def broadcast_buffers(module: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm statistics, power-iteration vectors) on every rank."""
+    if not _context.enabled:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
 
 
 # -- models ------------------------------------------------------------------------------------
