@@ -1,29 +1,8 @@
-"""The RACL paper's experiments (Tables 1-5, Figure 3) as data, and the presets that scale them.
+"""The RACL paper's experiments (Tables 1-5, Figure 3) as data.
 
-Paper: "Adversarially Robust Neural Architecture Search with Confidence Learning" (RACL); the
-settings below are quoted from its section 3:
-
-* Table 1, with PGD-AT: clean, FGSM, MIM and PGD-20 with step 2/255 at eps 8/255 (CIFAR-10).
-  Without AT (natural training): FGSM, MIM and PGD-10 with step eps/10.
-* Table 2: transfer (black-box) attacks FGSM, MIM, PGD-10 generated on a VGG-19 (the "victim"
-  model; we train it naturally) onto the PGD-AT models.
-* Table 3: 5x5 transfer matrix of PGD-10 among AmoebaNet, NASNet, DARTS, PC-DARTS, RACL (PGD-AT);
-  rows are sources, the diagonal is white-box.
-* Table 4: RACL under PGD-AT vs TRADES on CIFAR-10, CIFAR-100 and MNIST; PGD-20 evaluation at
-  eps 8/255 (CIFAR) and 76.5/255 = 0.3 (MNIST, PGD step 20/255 as the paper's MNIST setting).
-* Table 5: the ablation genotypes searched with/without confidence learning and several
-  (eta, rho); clean, FGSM, MIM, PGD-10. Its models are genotype names ``racl_table5_<variant>``
-  produced by ``racl_search.api.ensure_searched``.
-* Figure 3: PGD iterations 1..100 (step 2/255; we record the checkpoints 1, 2, 5, 10, 20, 50,
-  100 of one run) and eps from 0.01 to 0.07 for PGD and FGSM.
-
-Budgets on MNIST-like data: eps 0.3 (the paper's 76.5/255); the PGD step defaults to the paper's
-20/255 at 0.3 (``bench.attacks`` scales it with eps). The brief's alternative, step 0.01, cannot
-cross the ball in 20 steps (20 x 0.01 < 0.3), so we keep the paper's. The eps sweep on MNIST
-spans 0.05..0.35 (7 budgets, up to a bit past the training eps as the paper's 0.01..0.07 spans
-past 8/255 on CIFAR); documented as a scaled choice, not the paper's.
-
-Model names follow the paper results file; ``racl`` maps to the zoo's ``racl_published``.
+Each :class:`Experiment` names models, trainings, datasets and what to evaluate, with the
+settings of the paper's section 3; presets (:mod:`bench.presets`) scale them. Where each setting
+comes from, and the MNIST budgets we chose: docs/DECISIONS.md, "Experiments".
 """
 
 from __future__ import annotations

@@ -1,35 +1,10 @@
-"""Training: natural, PGD adversarial training and TRADES, with checkpoints cached by config hash.
+"""Training: natural, PGD adversarial training (Madry et al., ICLR 2018) and TRADES (Zhang et al.,
+ICML 2019), with checkpoints cached by config hash (:func:`ensure_trained`).
 
-- Natural: cross-entropy on clean images.
-- PGD-AT (Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR
-  2018): cross-entropy on linf PGD examples (uniform random start, ``attack_steps`` signed steps
-  of ``attack_step_size``). Choice: the examples are generated with the model in TRAIN mode
-  (batch statistics, as in Madry's and most public PGD-AT code), so the network is attacked
-  exactly as it is then trained. Paper settings (RACL 3.1): CIFAR eps 8/255, 7 steps, step 2/255;
-  MNIST eps 76.5/255 = 0.3, step 20/255 (the paper gives no MNIST step count: we use 7).
-  Optional ``eps_warmup``: the budget grows linearly over the first part of training
-  (:func:`budget_at`); off by default (Madry's full budget from the first step).
-- TRADES (Zhang et al., "Theoretically Principled Trade-off between Robustness and Accuracy",
-  ICML 2019): ``CE(f(x), y) + beta * KL(f(x_adv) || f(x))``; the adversary maximises the KL from
-  ``x + 0.001 * N(0, 1)``, generated in EVAL mode as in the TRADES reference code.
-
-SGD with momentum, cosine learning rate per iteration, gradient clipping, auxiliary-head loss
-(weight 0.4, DARTS) when the model leaves ``aux_logits``, and a linearly growing drop-path
-probability when the model has ``drop_path_prob``. :func:`ensure_trained` trains a configuration
-once and caches the checkpoint under its config hash.
-
-Under ``torchrun`` (:mod:`core.distributed`) the same functions train with
-DistributedDataParallel: ``batch_size`` stays the GLOBAL batch, each of the ``W`` ranks takes
-``batch_size / W`` images per step from a DistributedSampler (reshuffled per epoch by
-``set_epoch``), so the steps per epoch, the learning rate and its cosine schedule are those of a
-one-process run (no learning-rate scaling; the batch size must divide by ``W``). DDP averages the
-gradients, so clipping sees the global gradient. BatchNorm is per rank (no SyncBatchNorm), with
-rank 0's running statistics copied to every rank at each forward. Adversarial examples are made
-on the unwrapped network with per-rank random streams. Rank 0 writes the checkpoint (state-dict
-keys without DDP's ``module.`` prefix, the one-process format); the other ranks wait and load it.
-The config hash does not include the number of ranks: a checkpoint trained on ``W`` ranks serves
-a one-process run of the same configuration and vice versa (the sidecar's metrics record
-``world_size``).
+SGD with momentum, per-iteration cosine learning rate, gradient clipping, the DARTS auxiliary
+loss and a linear drop-path ramp where the model has them; data-parallel under torchrun. The
+choices (attack mode during training, TRADES start, eps warm-up, DDP batch rule) are in
+docs/DECISIONS.md, "Training", and docs/DISTRIBUTED.md.
 """
 
 from __future__ import annotations

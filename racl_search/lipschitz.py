@@ -1,24 +1,10 @@
 """Per-operation Lipschitz constants of the search space (RACL, Dong et al., AAAI 2021, Sec. 2.2).
 
-Rules (paper Sec. 2.2, ``RACL_METHOD.md`` Sec. 2):
-
-- ``none``: 0 (the op drops out of the Fenton-Wilkinson sums);
-- ``skip_connect``: 1; in a reduction cell the skip is a ``FactorizedReduce`` (two 1x1 stride-2
-  convs on disjoint pixel grids, concatenated). **(choice)** its constant is the max of the two
-  convs' spectral norms: the two halves read disjoint inputs, so
-  ``||[W1 S1 x; W2 S2 x]||^2 <= max(s1, s2)^2 (||S1 x||^2 + ||S2 x||^2) <= max(s1, s2)^2 ||x||^2``;
-- ``max_pool_3x3``: 1; ``avg_pool_3x3``: ``S ** -0.5`` with ``S`` the stride (the paper's rule);
-- conv ops (``sep_conv_*``, ``dil_conv_*``): **(choice)** the product over the op's conv layers of
-  the largest singular value of each weight reshaped to ``(out, in / groups * kh * kw)``,
-  estimated by power iteration (Miyato et al., "Spectral Normalization for GANs", ICLR 2018) with
-  persistent vectors, one iteration per refresh, without gradient (the weights are constants for
-  the architecture step);
-- optional ``bn_scale``: multiply each op by ``max |gamma| / sqrt(running_var + eps)`` of each of
-  its BatchNorm layers (default off, as in the paper, which ignores BN).
-
-:class:`LipschitzEstimator` vectorises all of this over every (cell, edge, op) slot of a supernet:
-weights of equal shape are stacked and iterated with one batched matmul, and the per-op log
-constants are assembled with one ``index_add``.
+``none`` 0, ``skip_connect`` 1 (a reduction cell's FactorizedReduce: the max of its two convs'
+spectral norms), max pool 1, avg pool ``S ** -0.5``, conv ops the product of their weights'
+spectral norms by power iteration (Miyato et al., ICLR 2018), optionally times the BatchNorm scale.
+:class:`LipschitzEstimator` batches this over every (cell, edge, op) slot of a supernet. The
+reasons for each rule: docs/SEARCH.md.
 """
 
 from __future__ import annotations

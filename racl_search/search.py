@@ -1,26 +1,9 @@
 """The search loop: alternate architecture (val half) and weight (train half) steps, per epoch.
 
-Schedule of PC-DARTS (Xu et al., ICLR 2020) as used by RACL (Dong et al., AAAI 2021, Sec. 3.1):
-each step first updates the architecture on a batch of the architecture half (from epoch
-``warmup_epochs`` on), then the weights on a batch of the weight half (SGD, cosine learning
-rate, gradient clipping). The weight step uses the method's mixture weights (a fresh log-normal
-sample for RACL). Each finished epoch is logged (stdout and ``log.jsonl``) and checkpointed;
-a rerun resumes after the last finished epoch. The result is derived and written as a genotype.
-
-Under ``torchrun`` (a process group set up by the caller, e.g. ``bench search``; this package
-:mod:`core.distributed` holds the helpers):
-
-- every global batch of the one-process schedule is split over the ``W`` ranks (``batch_size``
-  must divide by ``W``), so steps per epoch and the learning-rate schedule are unchanged;
-- the supernet weights train with DistributedDataParallel (gradients averaged);
-- the architecture parameters (``mu``, ``sigma`` of ``alpha`` and ``beta``) stay bit-identical:
-  their gradients are gathered and averaged in rank order on every rank before each Adam step,
-  and the ADMM state (``theta``, ``ln lambda*``) is copied from rank 0 after each step;
-- the random streams (log-normal samples, data order) are the same on every rank, so each step
-  uses one architecture sample for the whole global batch, as in one process;
-- BatchNorm buffers are copied from rank 0 at each epoch's end, the evaluation on the
-  architecture half is sharded and summed; rank 0 alone logs and writes the run folder and the
-  genotype, and a resumed run reads rank 0's state.
+The PC-DARTS schedule (Xu et al., ICLR 2020) as RACL uses it (Dong et al., AAAI 2021, Sec. 3.1).
+Each finished epoch is logged (stdout, ``log.jsonl``) and checkpointed, so a rerun resumes after
+it; the result is derived and written as a genotype. Under torchrun the weights train with DDP
+and the architecture stays bit-identical on every rank (docs/DISTRIBUTED.md, "Search").
 """
 
 from __future__ import annotations
