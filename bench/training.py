@@ -55,10 +55,7 @@ class TrainConfig:
     eps_warmup: float = 0.0
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "training", Training.parse(self.training))
-        except ValueError as err:
-            raise UserError(str(err)) from None
+        object.__setattr__(self, "training", Training.parse(self.training))
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"learning rate must be > 0, got {self.lr}")

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
 from torch.utils.data import Dataset as TorchDataset
 
-from core.datasets import dataset_info, parse_dataset
+from core.datasets import dataset_info
 from core.enums import Dataset
 from core.errors import UserError
 
@@ -43,7 +43,7 @@ def load_split(
     dataset: str | Dataset, split: str, data_dir: str | Path | None = None
 ) -> tuple[Tensor, Tensor]:
     """Return a whole split ``(x float32 NCHW in [0,1], y int64)``, cached in-process."""
-    ds = parse_dataset(dataset)
+    ds = Dataset.parse(dataset)
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -98,7 +98,7 @@ def train_loader(
     ``sampler`` (e.g. ``DistributedSampler(range(n))``) yields indices in ``[0, n)`` and replaces
     the seeded shuffling; call its ``set_epoch`` per epoch (:func:`bench.training.train` does).
     """
-    ds = parse_dataset(dataset)
+    ds = Dataset.parse(dataset)
     if batch_size < 1:
         raise UserError(f"batch size must be >= 1, got {batch_size}")
     x, y = load_split(ds, "train", data_dir)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.enums import Dataset
-from core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -72,14 +71,6 @@ DATASETS: dict[Dataset, DatasetInfo] = {
 }  # fmt: skip
 
 
-def parse_dataset(dataset: object) -> Dataset:
-    """A :class:`Dataset` from a member or a name (case, dashes ignored); else a UserError."""
-    try:
-        return Dataset.parse(dataset)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-
-
 def dataset_info(dataset: object) -> DatasetInfo:
     """The facts of ``dataset`` (a member or a name)."""
-    return DATASETS[parse_dataset(dataset)]
+    return DATASETS[Dataset.parse(dataset)]

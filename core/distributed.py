@@ -67,10 +67,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     index = ""
     if text.startswith("cuda:") and text[5:].isdigit():
         text, index = "cuda", text[4:]
-    try:
-        choice = Device.parse(text)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    choice = Device.parse(text)
     if choice is Device.AUTO:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice is Device.CUDA and not torch.cuda.is_available():

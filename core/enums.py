@@ -7,6 +7,12 @@ from __future__ import annotations
 
 from enum import Enum
 
+from core.errors import UserError
+
+
+class UnknownChoice(UserError, ValueError):
+    """A value outside an enum's choices (the message lists them)."""
+
 
 class StrEnum(str, Enum):
     """A str-valued enum whose ``parse`` accepts members, values and case/dash variants."""
@@ -23,7 +29,7 @@ class StrEnum(str, Enum):
             if member.value == text:
                 return member
         choices = ", ".join(m.value for m in cls)
-        raise ValueError(f"unknown {cls.__name__.lower()} {value!r}; choose one of: {choices}")
+        raise UnknownChoice(f"unknown {cls.__name__.lower()} {value!r}; choose one of: {choices}")
 
     @classmethod
     def values(cls) -> list[str]:

@@ -95,11 +95,8 @@ def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types i
     if not names and not attacks:
         attacks = ["fgsm", "mim", "pgd20"]
     experiments = get_experiments(names or [])
-    try:
-        dataset = Dataset.parse(args.dataset) if args.dataset else None
-        training = Training.parse(args.training)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    dataset = Dataset.parse(args.dataset) if args.dataset else None
+    training = Training.parse(args.training)
     if attacks and dataset is None and preset.dataset is None:
         dataset = Dataset.CIFAR10
     if args.n is not None and args.n < 1:

@@ -67,29 +67,24 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from core import distributed
-    from core.errors import UserError
     from racl_search.api import search
     from racl_search.config import make_config
-    from racl_search.errors import SearchError
 
-    try:
-        config = make_config(
-            args.preset, dataset=args.dataset, method=args.method, eta=args.eta, rho=args.rho,
-            log_lipschitz_target=args.log_lipschitz_target, strength=args.strength,
-            seed=args.seed, epochs=args.epochs, rho_scale=args.rho_scale,
-        )  # fmt: skip
-        result = search(
-            config,
-            args.name,
-            device=str(distributed.device_for(args.device)),
-            data_dir=args.data_dir,
-            out_dir=Path(args.out_dir) if args.out_dir else None,
-            run_dir=Path(args.run_dir) if args.run_dir else None,
-            resume=args.resume,
-            progress=not args.no_progress,
-        )
-    except SearchError as err:
-        raise UserError(str(err)) from None
+    config = make_config(
+        args.preset, dataset=args.dataset, method=args.method, eta=args.eta, rho=args.rho,
+        log_lipschitz_target=args.log_lipschitz_target, strength=args.strength,
+        seed=args.seed, epochs=args.epochs, rho_scale=args.rho_scale,
+    )  # fmt: skip
+    result = search(
+        config,
+        args.name,
+        device=str(distributed.device_for(args.device)),
+        data_dir=args.data_dir,
+        out_dir=Path(args.out_dir) if args.out_dir else None,
+        run_dir=Path(args.run_dir) if args.run_dir else None,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
     if not distributed.context().is_main:
         return 0
     meta = result.metadata
