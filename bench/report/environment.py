@@ -17,6 +17,7 @@ import pandas as pd
 
 TIMING_KEYS = ("timings", "stage_timings", "stages", "timing")
 MAX_RUNS = 50
+TEXT_FIELDS = ("status", "preset", "device", "torch_version", "git_commit", "seed")
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,7 @@ def run_infos(runs: pd.DataFrame) -> list[RunInfo]:
         out.append(
             RunInfo(
                 id=int(r["id"]),
-                status=_text(r["status"]),
-                preset=_text(r["preset"]),
-                device=_text(r["device"]),
-                torch_version=_text(r["torch_version"]),
-                git_commit=_text(r["git_commit"]),
-                seed=_text(r["seed"]),
+                **{name: _text(r[name]) for name in TEXT_FIELDS},
                 started=_time(r["started_at"]),
                 finished=_time(r["finished_at"]),
                 timings=format_timings(stage_timings(r["summary_json"])),

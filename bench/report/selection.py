@@ -11,6 +11,7 @@ import pandas as pd
 
 EPS_TOL = 1e-6
 MAX_DETAIL = 160
+EXACT_FIELDS = ("training", "attack", "steps", "source")  # Query fields matched exactly
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,10 @@ class ResultIndex:
         if sub is None:
             return self.frame.iloc[0:0]
         mask = pd.Series(True, index=sub.index)
-        if query.training is not None:
-            mask &= sub["training"] == query.training
-        if query.attack is not None:
-            mask &= sub["attack"] == query.attack
-        if query.steps is not None:
-            mask &= sub["steps"] == query.steps
-        if query.source is not None:
-            mask &= sub["source"] == query.source
+        for col in EXACT_FIELDS:
+            value = getattr(query, col)
+            if value is not None:
+                mask &= sub[col] == value
         if query.eps is not None:
             mask &= _same_eps(sub["eps"], query.eps)
         return sub[mask]
