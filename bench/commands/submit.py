@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except UserError:
         if not args.run_autoattack:
             raise
-        from bench.report.autoattack_run import run_autoattack
+        from bench.leaderboard_run import run_autoattack
 
         run_autoattack(args.store, args.model, args.dataset, args.threat_model, args.preset)
         entry = build_entry(args.store, args.model, **kwargs)

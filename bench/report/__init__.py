@@ -6,7 +6,8 @@ Public API: :func:`build_report` / :class:`ReportOptions` (``bench report``) and
 Nothing is imported eagerly beyond these names' modules; matplotlib loads only to draw figures.
 """
 
-from bench.report.build import Report, ReportOptions, build_report
+from bench.report.build import ReportOptions, build_report
+from bench.report.contents import Report
 from bench.report.submission import SubmissionMeta, build_entry, validate_entry, write_entry
 
 __all__ = [

@@ -89,9 +89,22 @@ OURS: Pick = lambda c: c.ours  # noqa: E731
 PAPER: Pick = lambda c: c.paper  # noqa: E731
 
 
-def _racl_row(table: Table) -> Row | None:
-    rows = [r for r in table.rows if r.paper_row == RACL]
-    return rows[0] if rows else None
+def _first_row(table: Table, paper_row: str) -> Row | None:
+    """The first row compared with ``paper_row``, or None."""
+    return next((r for r in table.rows if r.paper_row == paper_row), None)
+
+
+def _pick_pair(
+    table: Table, col: str, a: Row, b: Row, pick: Pick
+) -> tuple[float | None, float | None]:
+    j = table.columns.index(col)
+    return pick(a.cells[j]), pick(b.cells[j])
+
+
+def _above(pairs: list[tuple[str, float, float]]) -> tuple[str, str]:
+    """Held when a > b in every (column, a, b); the detail lists the pairs."""
+    detail = "; ".join(f"{col}: {a:.1f} vs {b:.1f}" for col, a, b in pairs)
+    return (HELD if all(a > b for _, a, b in pairs) else NOT_HELD), detail
 
 
 def _best(table: Table, cols: list[str], pick: Pick, target: str = RACL) -> tuple[str, str]:
@@ -121,21 +134,18 @@ def _best(table: Table, cols: list[str], pick: Pick, target: str = RACL) -> tupl
 
 def _beats(table: Table, cols: list[str], rival: str, pick: Pick) -> tuple[str, str]:
     """Is the RACL row above the ``rival`` paper row in each of ``cols``?"""
-    mine = [r for r in table.rows if r.paper_row == RACL]
-    theirs = [r for r in table.rows if r.paper_row == rival]
-    if not mine or not theirs:
+    mine, theirs = _first_row(table, RACL), _first_row(table, rival)
+    if mine is None or theirs is None:
         return NOT_RUN, f"needs rows RACL and {rival}"
-    verdicts, notes = [], []
+    pairs = []
     for col in cols:
         if col not in table.columns:
             return NOT_RUN, f"no column {col}"
-        j = table.columns.index(col)
-        a, b = pick(mine[0].cells[j]), pick(theirs[0].cells[j])
+        a, b = _pick_pair(table, col, mine, theirs, pick)
         if a is None or b is None:
             return NOT_RUN, f"{col}: missing value"
-        verdicts.append(a > b)
-        notes.append(f"{col}: {a:.1f} vs {b:.1f}")
-    return (HELD if all(verdicts) else NOT_HELD), "; ".join(notes)
+        pairs.append((col, a, b))
+    return _above(pairs)
 
 
 def _pgd_col(table: Table) -> str | None:
@@ -284,22 +294,15 @@ def check_claims(
 
 
 def _ablation_cl(table: Table, pick: Pick) -> tuple[str, str]:
-    best = [r for r in table.rows if r.paper_row == "eta0.9_rho0.001"]
-    without = [r for r in table.rows if r.paper_row == "without_cl"]
-    if not best or not without:
+    """eta=0.9, rho=0.001 above 'without CL' in every attack column."""
+    best, without = _first_row(table, "eta0.9_rho0.001"), _first_row(table, "without_cl")
+    if best is None or without is None:
         return NOT_RUN, "needs rows eta0.9_rho0.001 and without_cl"
     cols = [c for c in table.columns if c != "Clean"]
-    pairs = [
-        (
-            pick(best[0].cells[table.columns.index(c)]),
-            pick(without[0].cells[table.columns.index(c)]),
-        )
-        for c in cols
-    ]
-    if any(a is None or b is None for a, b in pairs):
+    pairs = [(c, *_pick_pair(table, c, best, without, pick)) for c in cols]
+    if any(a is None or b is None for _, a, b in pairs):
         return NOT_RUN, "missing value"
-    detail = "; ".join(f"{c}: {a:.1f} vs {b:.1f}" for c, (a, b) in zip(cols, pairs, strict=True))
-    return (HELD if all(a > b for a, b in pairs) else NOT_HELD), detail
+    return _above(pairs)
 
 
 def agreement_markdown(taus: list[Tau], claims: list[Claim]) -> str:

@@ -4,8 +4,8 @@ Output layout under ``out_dir``::
 
     tables/<key>.md|.tex|.csv   figures/<key>.png|.pdf   agreement.md   index.md   index.html
 
-The output depends only on the store (sorted everywhere, no timestamps other than the store's,
-figures without creation dates), so the committed demo report regenerates byte for byte.
+The output depends only on the store, so a rebuilt report is byte-identical
+(docs/decisions/report.md).
 """
 
 from __future__ import annotations
@@ -14,18 +14,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.report.agreement import Claim, Tau, agreement_markdown, check_claims, column_taus
-from bench.report.context import ReportContext
-from bench.report.environment import RunInfo, run_infos
-from bench.report.headers import dataset_name
+from bench.report import figures
+from bench.report.agreement import agreement_markdown, check_claims, column_taus
+from bench.report.contents import FigureFile, Report
+from bench.report.environment import run_infos
+from bench.report.index_html import index_html
+from bench.report.index_md import index_markdown
+from bench.report.labels import dataset_name
 from bench.report.loading import load_store
 from bench.report.paper import NameMap
 from bench.report.render import to_csv, to_latex, to_markdown
-from bench.report.scope import Scope, choose_scope
+from bench.report.scope import ReportContext, choose_scope
 from bench.report.sweeps import SWEEPS, Sweep, load_sweep
 from bench.report.table_model import Table
-
-FIGURE_KEYS = (*SWEEPS, "transfer_heatmap")
+from bench.report.tables import build_tables
 
 
 @dataclass(frozen=True)
@@ -36,40 +38,6 @@ class ReportOptions:
     preset: str | None = None
     model_map: Mapping[str, str] = field(default_factory=dict)
     figures: bool = True
-
-
-@dataclass(frozen=True)
-class FigureFile:
-    key: str
-    title: str
-    files: tuple[Path, ...]
-
-
-@dataclass
-class Report:
-    """Everything a report holds; the index pages are rendered from it."""
-
-    store_path: Path
-    scope: Scope
-    tables: list[Table]
-    figures: list[FigureFile]
-    skipped_figures: list[tuple[str, str]]
-    taus: list[Tau]
-    claims: list[Claim]
-    runs: list[RunInfo]
-    failed_cells: int
-    out_dir: Path
-
-    @property
-    def files(self) -> list[Path]:
-        out = [
-            self.out_dir / "tables" / f"{t.key}.{ext}"
-            for t in self.tables
-            if not t.skipped
-            for ext in ("md", "tex", "csv")
-        ]
-        out += [p for f in self.figures for p in f.files]
-        return out + [self.out_dir / n for n in ("agreement.md", "index.md", "index.html")]
 
 
 def _write(path: Path, text: str) -> None:
@@ -91,8 +59,6 @@ def draw_figures(
     ctx: ReportContext, sweeps: dict[str, Sweep], tables: dict[str, Table], out_dir: Path
 ) -> tuple[list[FigureFile], list[tuple[str, str]]]:
     """Figure 3a-c and the transfer heat map; returns (drawn, skipped with reasons)."""
-    from bench.report import figures
-
     models = [s.model for sw in sweeps.values() for s in sw.series]
     styles = figures.styles_for(models)
     paper_rows = {m: ctx.names.paper_row(m) for m in models}
@@ -109,9 +75,8 @@ def draw_figures(
         skipped.append(("transfer_heatmap", "no transfer-matrix rows"))
     else:
         files = figures.heatmap_figure(matrix, out_dir, label)
-        drawn.append(
-            FigureFile("transfer_heatmap", figures.TITLES["transfer_heatmap"], tuple(files))
-        )
+        key = "transfer_heatmap"
+        drawn.append(FigureFile(key, figures.TITLES[key], tuple(files)))
     return drawn, skipped
 
 
@@ -119,10 +84,6 @@ def build_report(
     store_path: str | Path, out_dir: str | Path, options: ReportOptions | None = None
 ) -> Report:
     """Read the store and write the whole report under ``out_dir``; returns what was written."""
-    from bench.report.index_html import index_html
-    from bench.report.index_md import index_markdown
-    from bench.report.tables import build_tables
-
     options = options or ReportOptions()
     out_dir = Path(out_dir)
     store = load_store(store_path)
@@ -132,16 +93,16 @@ def build_report(
     by_key = {t.key: t for t in tables}
     sweeps = {key: load_sweep(ctx, key) for key in SWEEPS}
     write_tables(tables, out_dir)
-    figures, skipped_figs = [], []
+    drawn, skipped_figs = [], []
     if options.figures:
-        figures, skipped_figs = draw_figures(ctx, sweeps, by_key, out_dir / "figures")
+        drawn, skipped_figs = draw_figures(ctx, sweeps, by_key, out_dir / "figures")
     taus = [tau for t in tables for tau in column_taus(t)]
     claims = check_claims(by_key, sweeps, ctx.names.is_racl)
     report = Report(
         Path(store_path),
         scope,
         tables,
-        figures,
+        drawn,
         skipped_figs,
         taus,
         claims,

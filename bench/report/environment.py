@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 
 import pandas as pd
 
 TIMING_KEYS = ("timings", "stage_timings", "stages", "timing")
 MAX_RUNS = 50
+TEXT_FIELDS = ("status", "preset", "device", "torch_version", "git_commit", "seed")
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,7 @@ def run_infos(runs: pd.DataFrame) -> list[RunInfo]:
         out.append(
             RunInfo(
                 id=int(r["id"]),
-                status=_text(r["status"]),
-                preset=_text(r["preset"]),
-                device=_text(r["device"]),
-                torch_version=_text(r["torch_version"]),
-                git_commit=_text(r["git_commit"]),
-                seed=_text(r["seed"]),
+                **{name: _text(r[name]) for name in TEXT_FIELDS},
                 started=_time(r["started_at"]),
                 finished=_time(r["finished_at"]),
                 timings=format_timings(stage_timings(r["summary_json"])),
@@ -113,15 +109,5 @@ RUN_HEADER = (
 
 
 def run_cells(info: RunInfo) -> list[str]:
-    return [
-        str(info.id),
-        info.status,
-        info.preset,
-        info.device,
-        info.torch_version,
-        info.git_commit,
-        info.seed,
-        info.started,
-        info.finished,
-        info.timings,
-    ]
+    """The run's fields as table cells, in :data:`RUN_HEADER` order."""
+    return [str(getattr(info, f.name)) for f in fields(RunInfo)]

@@ -1,11 +1,6 @@
 """Figure 3 of the RACL paper (a: accuracy vs PGD iterations; b, c: accuracy vs eps for PGD and
-FGSM) and a heat map of the Table 3 transfer matrix, as PNG and PDF.
-
-Matplotlib's object API on the Agg canvas (no pyplot, no global state). One line per model in the
-Okabe-Ito colour-blind-safe palette (Okabe & Ito 2008, "Color Universal Design") with distinct
-markers; where the paper's text gives Figure 3 values (Section 3.4: DARTS and RACL at PGD20 and
-PGD100; RobNet-small and -medium at PGD100, stated as RACL's PGD100 minus 0.97 and 0.08 points)
-they are overlaid as hollow markers. Files carry no timestamps, so a rebuild is byte-identical.
+FGSM) and a heat map of the Table 3 transfer matrix, as PNG and PDF without timestamps; the
+paper's stated Figure 3 values are overlaid as hollow markers (docs/decisions/report.md).
 """
 
 from __future__ import annotations
@@ -13,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report.paper import RACL, display
+import numpy as np
+
+from bench.report.labels import display
+from bench.report.paper import RACL
 from bench.report.sweeps import Sweep
 from bench.report.table_model import Table
 
@@ -159,8 +157,6 @@ def _overlay_paper(ax, sweep: Sweep, styles: dict[str, Style], paper_rows, paper
 
 def heatmap_figure(table: Table, out_dir: Path, dataset_label: str) -> list[Path]:
     """Annotated heat map of our transfer matrix (rows = source, columns = target)."""
-    import numpy as np
-
     data = np.array([[np.nan if c.ours is None else c.ours for c in r.cells] for r in table.rows])
     k = len(table.rows)
     fig, ax = _new_figure(1.6 + 1.0 * k, 1.2 + 0.8 * k)

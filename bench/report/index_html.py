@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import base64
 from html import escape
-from typing import TYPE_CHECKING
 
+from bench.report.contents import Report
 from bench.report.environment import RUN_HEADER, run_cells
 from bench.report.index_md import skipped_lines, summary_lines
-from bench.report.paper import display
+from bench.report.labels import display
 from bench.report.table_model import Cell, Table, cell_text
-
-if TYPE_CHECKING:
-    from bench.report.build import Report
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222;

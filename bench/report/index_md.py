@@ -3,17 +3,13 @@ skipped items with their reason, and the agreement section."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bench.report.agreement import agreement_markdown
+from bench.report.contents import Report
 from bench.report.environment import RUN_HEADER, run_cells
-from bench.report.headers import dataset_name
+from bench.report.labels import dataset_name
 from bench.report.render import to_markdown
 from bench.report.sweeps import NOTES
 from bench.report.table_model import format_eps
-
-if TYPE_CHECKING:
-    from bench.report.build import Report
 
 
 def summary_lines(report: Report) -> list[str]:

@@ -24,29 +24,6 @@ DEFAULT_ALIASES: dict[str, str] = {**{zoo: paper for paper, zoo in ALIASES.items
 NAS_MODELS = ("amoebanet", "nasnet", "darts", "pc_darts", "racl")
 TRANSFER_SOURCE = "vgg19"
 
-# Display names as the paper prints them.
-DISPLAY = {
-    "resnet18": "ResNet-18",
-    "densenet121": "DenseNet-121",
-    "amoebanet": "AmoebaNet",
-    "nasnet": "NasNet",
-    "darts": "DARTS",
-    "pc_darts": "PC-DARTS",
-    "robnet_small": "RobNet-small",
-    "robnet_medium": "RobNet-medium",
-    "racl": "RACL",
-    "vgg19": "VGG-19",
-    "pgd_at": "PGD-AT",
-    "trades": "TRADES",
-    "l2nnn": "L2NNN",
-    "adp": "ADP",
-    "without_cl": "Without CL",
-    "eta0.9_rho0.01": "eta=0.9, rho=0.01",
-    "eta0.9_rho0.0001": "eta=0.9, rho=0.0001",
-    "eta0.7_rho0.001": "eta=0.7, rho=0.001",
-    "eta0.9_rho0.001": "eta=0.9, rho=0.001",
-}
-
 
 @lru_cache(maxsize=1)
 def load_paper_results() -> dict:
@@ -95,13 +72,6 @@ class NameMap:
 
 def _squash(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
-
-
-def display(paper_row: str | None) -> str:
-    """Pretty name of a paper row (falls back to the row key)."""
-    if paper_row is None:
-        return "-"
-    return DISPLAY.get(paper_row, paper_row)
 
 
 def model_order(paper_rows: list[str]) -> dict[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 
-from bench.report.paper import display
+from bench.report.labels import display
 from bench.report.table_model import Cell, Table, cell_text
 
 LATEX_SPECIALS = {

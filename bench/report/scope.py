@@ -1,27 +1,40 @@
-"""Which slice of the store a report describes: one dataset, one preset, one attack budget.
-
-A store may hold several datasets (Table 4 spans them) and presets (smoke and demo runs side by
-side). Unless told, the report takes the dataset and preset with the most successful rows, and the
-dataset's standard L-inf budget when the store has it (CIFAR 8/255, MNIST 0.3, as in the RACL
-paper, Section 3.2), else the budget most white-box/transfer rows use.
+"""What a report covers: one dataset, one preset and one attack budget (:class:`Scope`), and the
+store seen through that scope (:class:`ReportContext`, what every table builder reads).
+How the defaults are chosen: docs/decisions/report.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
+from bench.report.loading import StoreData
+from bench.report.paper import NameMap, load_paper_results
+from bench.report.selection import FlagBook, Query, ResultIndex
 from core.datasets import DATASETS
 from core.errors import UserError
 
 BUDGET_KINDS = ("whitebox", "transfer")
+PREFERRED_TRAINING = "pgd_at"
 
 
 def standard_eps(dataset: str) -> float | None:
     """The dataset's standard L-inf budget (:data:`core.datasets.DATASETS`), None if unknown."""
     info = next((d for d in DATASETS.values() if d.name == dataset), None)
     return None if info is None else info.eps
+
+
+def most_common(values: pd.Series, key: Callable[[Any], Any] | None = str) -> Any:
+    """The most frequent non-null value (ties: the first in ``sorted(..., key=key)``), or None."""
+    values = values.dropna()
+    if values.empty:
+        return None
+    counts = values.value_counts()
+    best = counts[counts == counts.max()].index
+    return sorted(best, key=key)[0]
 
 
 @dataclass(frozen=True)
@@ -31,15 +44,6 @@ class Scope:
     dataset: str
     preset: str | None
     eps: float | None
-
-
-def _most_common(values: pd.Series) -> object | None:
-    values = values.dropna()
-    if values.empty:
-        return None
-    counts = values.value_counts()
-    best = counts[counts == counts.max()].index
-    return sorted(best, key=str)[0]
 
 
 def in_preset(results: pd.DataFrame, preset: str | None) -> pd.DataFrame:
@@ -57,7 +61,11 @@ def choose_eps(rows: pd.DataFrame, dataset: str) -> float | None:
     standard = standard_eps(dataset)
     if standard is not None and ((attacked - standard).abs() < 1e-6).any():
         return standard
-    return float(_most_common(attacked.round(8)))
+    return float(most_common(attacked.round(8)))
+
+
+def _known(rows: pd.DataFrame, column: str) -> str:
+    return ", ".join(sorted(map(str, rows[column].dropna().unique())))
 
 
 def choose_scope(
@@ -67,15 +75,66 @@ def choose_scope(
     if results.empty:
         raise UserError("the results store has no successful result rows to report")
     if preset is not None and not (results["preset"] == preset).any():
-        known = ", ".join(sorted(map(str, results["preset"].dropna().unique())))
-        raise UserError(f"no results with preset {preset!r} in the store (have: {known})")
+        raise UserError(
+            f"no results with preset {preset!r} in the store (have: {_known(results, 'preset')})"
+        )
     if preset is None:
-        preset = _most_common(results["preset"])
+        preset = most_common(results["preset"])
     rows = in_preset(results, preset)
     if dataset is not None and not (rows["dataset"] == dataset).any():
-        known = ", ".join(sorted(map(str, rows["dataset"].dropna().unique())))
-        raise UserError(f"no results for dataset {dataset!r} in the store (have: {known})")
+        raise UserError(
+            f"no results for dataset {dataset!r} in the store (have: {_known(rows, 'dataset')})"
+        )
     if dataset is None:
-        dataset = str(_most_common(rows["dataset"]))
+        dataset = str(most_common(rows["dataset"]))
     rows = rows[rows["dataset"] == dataset]
     return Scope(dataset=dataset, preset=preset, eps=choose_eps(rows, dataset))
+
+
+@dataclass
+class ReportContext:
+    """The store seen through one scope (dataset, preset, eps)."""
+
+    store: StoreData
+    scope: Scope
+    names: NameMap
+    index: ResultIndex  # successful rows of the scope's dataset and preset
+    preset_rows: pd.DataFrame  # successful rows of the preset, every dataset (Table 4)
+    flags: FlagBook
+    paper: dict
+
+    @classmethod
+    def build(cls, store: StoreData, scope: Scope, names: NameMap) -> ReportContext:
+        preset_rows = in_preset(store.results, scope.preset)
+        rows = preset_rows[preset_rows["dataset"] == scope.dataset]
+        failed = in_preset(store.failed, scope.preset)
+        failed = failed[failed["dataset"] == scope.dataset]
+        flags = FlagBook(store.trust, failed, scope.dataset)
+        return cls(store, scope, names, ResultIndex(rows), preset_rows, flags, load_paper_results())
+
+    def steps_for(self, kind: str, attack: str, training: str | None, wanted: int) -> int:
+        """``wanted`` when the store has it; else the only (or nearest) step count it has."""
+        frame = self.index.frame
+        mask = (frame["kind"] == kind) & (frame["attack"] == attack)
+        if training is not None:
+            mask &= frame["training"] == training
+        present = sorted({int(s) for s in frame.loc[mask, "steps"].dropna()})
+        if not present or wanted in present:
+            return wanted
+        return min(present, key=lambda s: (abs(s - wanted), s))
+
+    def training_for(self, kind: str, models: list[str] | None = None, **match: str) -> str | None:
+        """PGD-AT when such rows exist for ``kind``; else the most common training present."""
+        frame = self.index.frame
+        mask = frame["kind"] == kind
+        if models is not None:
+            mask &= frame["model"].isin(models)
+        for col, value in match.items():
+            mask &= frame[col] == value
+        trainings = frame.loc[mask, "training"].dropna()
+        if trainings.empty or (trainings == PREFERRED_TRAINING).any():
+            return PREFERRED_TRAINING
+        return most_common(trainings)
+
+    def has(self, model: str, query: Query) -> bool:
+        return not self.index.rows(model, query).empty

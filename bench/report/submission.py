@@ -1,13 +1,8 @@
 """A RobustBench leaderboard entry (``model_info`` JSON) from a standard AutoAttack result.
 
-RobustBench (Croce et al. 2021, "RobustBench: a standardized adversarial robustness benchmark")
-lists each model with the fields ``link, name, authors, additional_data, number_forward_passes,
-dataset, venue, architecture, eps, clean_acc, reported, autoattack_acc, footnote``; accuracies
-are percent strings with two decimals ("84.36") and eps a string ("8/255", "0.5"). The entry is
-built only from rows of the store with attack ``autoattack`` (the original AutoAttack, version
-``standard``) and the clean row of the same checkpoint; :func:`validate_entry` always checks
-fields and types, and robustbench's own ``ModelInfo`` is applied as well when the optional
-extra is installed.
+Only the store's ``autoattack`` rows (version ``standard``) and the clean row of the same
+checkpoint are read; :func:`validate_entry` checks fields and types, robustbench's own
+``ModelInfo`` too when installed. Field rules: docs/decisions/report.md.
 """
 
 from __future__ import annotations
@@ -20,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.loading import load_store
-from bench.report.lookup import Measure, pool
-from bench.report.scope import standard_eps
+from bench.report.scope import most_common, standard_eps
+from bench.report.selection import Measure, pool
 from bench.report.table_model import format_eps
 from core.errors import UserError
 
@@ -82,8 +77,7 @@ def _pick_eps(rows: pd.DataFrame, dataset: str) -> float:
     for value in values:
         if standard is not None and abs(value - standard) < 1e-6:
             return value
-    counts = rows["eps"].round(8).value_counts()
-    return float(sorted(counts[counts == counts.max()].index)[0])
+    return float(most_common(rows["eps"].round(8), key=None))
 
 
 def find_autoattack(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.report.context import ReportContext
+from bench.report.scope import ReportContext
 
 NOTES = {  # what a point of an eps sweep means (the harness's worst case, not one attack run)
     "figure3b": "Each point: the worst case over every budget up to that eps and over every PGD "

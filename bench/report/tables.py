@@ -1,19 +1,6 @@
 """Tables 1-5 of the RACL paper rebuilt from the store, cell by cell next to the paper's numbers.
 
-Mapping (store -> paper, "Adversarially Robust Neural Architecture Search with Confidence
-Learning", Section 3):
-
-- ``table1_with_at``: training ``pgd_at``; clean rows + white-box FGSM, MIM, PGD-20 (step 2/255
-  in the paper).
-- ``table1_without_at``: training ``natural``; clean + white-box FGSM, MIM, PGD-10 (step eps/10).
-- ``table2``: transfer rows whose source is VGG-19, onto PGD-AT targets (FGSM, MIM, PGD-10).
-- ``table3``: transfer PGD-10 matrix between the NAS models, rows = source, columns = target
-  (the paper's orientation), diagonal = white-box PGD-10 of the target.
-- ``table4``: white-box PGD of the RACL model with PGD-AT / TRADES, one column per dataset.
-- ``table5``: the ablation models ``racl_table5_<variant>`` (clean, FGSM, MIM, PGD-10).
-
-A PGD column whose step count is absent from the store falls back to the nearest step count the
-store has, and the header says so.
+Which store rows fill which table: docs/decisions/report.md.
 """
 
 from __future__ import annotations
@@ -21,11 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.report.context import ReportContext
-from bench.report.headers import TRAINING_NAMES, attack_line, images_line, scope_lines
-from bench.report.lookup import Measure, Query, ResultIndex
-from bench.report.paper import NAS_MODELS, RACL, TRANSFER_SOURCE
-from bench.report.scope import choose_eps
+from bench.report.labels import CELLS_LINE, attack_line, images_line, scope_lines, training_name
+from bench.report.paper import NAS_MODELS, RACL, TRANSFER_SOURCE, model_order
+from bench.report.scope import ReportContext, choose_eps
+from bench.report.selection import Measure, Query, ResultIndex
 from bench.report.table_model import Cell, Row, Table
 
 PAPER_SECTIONS = {
@@ -36,7 +22,6 @@ PAPER_SECTIONS = {
     "table4": "table4_defenses_pgd",
     "table5": "table5_ablation",
 }
-TABLE_KEYS = tuple(PAPER_SECTIONS)
 TABLE4_DATASETS = ("cifar10", "cifar100", "mnist")
 
 
@@ -60,8 +45,8 @@ class Collected:
             self.by_column.setdefault(label, []).append(measure)
 
 
-def _paper_value(ctx: ReportContext, key: str, row: str | None, col: str | None) -> float | None:
-    section = ctx.paper.get(PAPER_SECTIONS[key], {})
+def _section_value(section: dict, row: str | None, col: str | None) -> float | None:
+    """The paper's number in ``section`` at (row, column), None where it has none."""
     values = section.get("rows", {}).get(row) if row else None
     if values is None or col is None or col not in section.get("columns", []):
         return None
@@ -90,7 +75,7 @@ def _cell(
 
 
 def _order(ctx: ReportContext, models: set[str] | list[str], paper_rows: list[str]) -> list[str]:
-    rank = {row: i for i, row in enumerate(paper_rows)}
+    rank = model_order(paper_rows)
     return sorted(models, key=lambda m: (rank.get(ctx.names.paper_row(m), len(rank)), m))
 
 
@@ -118,12 +103,13 @@ def _model_rows(
     models: list[str],
     paper_row: Callable[[str], str | None],
 ) -> Collected:
+    section = ctx.paper.get(PAPER_SECTIONS[table.key], {})
     collected = Collected()
     for model in models:
         prow = paper_row(model)
         cells = []
         for spec in specs:
-            paper = _paper_value(ctx, table.key, prow, spec.paper_col)
+            paper = _section_value(section, prow, spec.paper_col)
             cell, measure = _cell(ctx, model, spec.query, paper)
             cells.append(cell)
             collected.add(spec.label, measure)
@@ -166,11 +152,18 @@ def _attack_specs(
     return specs, [note] if note else []
 
 
-def _new_table(ctx: ReportContext, key: str, title: str, specs: list[ColumnSpec]) -> Table:
+def _new_table(
+    ctx: ReportContext, key: str, title: str, columns: list[str], row_header: str = "Model"
+) -> Table:
+    """An empty table headed by the scope lines (dataset, preset, eps, comparability)."""
     section = ctx.paper.get(PAPER_SECTIONS[key], {})
-    table = Table(key, title, [s.label for s in specs])
-    table.header = scope_lines(ctx.scope, section.get("dataset"), ctx.scope.eps)
+    table = Table(key, title, columns, row_header=row_header)
+    table.header = scope_lines(ctx.scope, section.get("dataset"))
     return table
+
+
+def _labels(specs: list[ColumnSpec]) -> list[str]:
+    return [s.label for s in specs]
 
 
 def table1(ctx: ReportContext, with_at: bool) -> Table:
@@ -181,8 +174,8 @@ def table1(ctx: ReportContext, with_at: bool) -> Table:
     specs = [ColumnSpec("Clean", Query("clean", training=training), "clean"), *attacks]
     side = "with" if with_at else "without"
     title = f"Table 1 ({side} adversarial training): white-box accuracy (%)"
-    table = _new_table(ctx, key, title, specs)
-    table.header.insert(1, f"Training: {TRAINING_NAMES[training]}")
+    table = _new_table(ctx, key, title, _labels(specs))
+    table.header.insert(1, f"Training: {training_name(training)}")
     table.header.extend(notes)
     rows = ctx.paper[key]["rows"]
     models = _order(ctx, _models_with(ctx, specs, lambda m: not _is_ablation(ctx, m)), list(rows))
@@ -200,8 +193,8 @@ def table2(ctx: ReportContext) -> Table:
     training = ctx.training_for("transfer", source=TRANSFER_SOURCE)
     specs, notes = _attack_specs(ctx, "transfer", training, 10, TRANSFER_SOURCE)
     title = "Table 2: black-box (transfer from VGG-19) accuracy (%)"
-    table = _new_table(ctx, "table2", title, specs)
-    table.header.insert(1, f"Targets trained with {TRAINING_NAMES.get(training, training)}")
+    table = _new_table(ctx, "table2", title, _labels(specs))
+    table.header.insert(1, f"Targets trained with {training_name(training)}")
     table.header.extend(notes)
     rows = ctx.paper["table2_blackbox_from_vgg19"]["rows"]
     keep = lambda m: m != TRANSFER_SOURCE and not _is_ablation(ctx, m)  # noqa: E731
@@ -230,9 +223,8 @@ def table3(ctx: ReportContext) -> Table:
     steps = ctx.steps_for("transfer", "pgd", training, 10)
     diag_steps = ctx.steps_for("whitebox", "pgd", training, 10)
     title = "Table 3: transferability (PGD) accuracy (%), rows = source, columns = target"
-    table = Table("table3", title, models, row_header="Source \\ Target")
-    table.header = scope_lines(ctx.scope, section.get("dataset"), ctx.scope.eps)
-    table.header.insert(1, f"Models trained with {TRAINING_NAMES.get(training, training)}")
+    table = _new_table(ctx, "table3", title, models, row_header="Source \\ Target")
+    table.header.insert(1, f"Models trained with {training_name(training)}")
     table.header.append("Diagonal: white-box PGD on the model itself (underlined in the paper)")
     collected = Collected()
     for source in models:
@@ -288,8 +280,7 @@ def table4(ctx: ReportContext) -> Table:
     table = Table("table4", title, datasets, row_header="Model / training")
     table.header = [
         f"Preset: {ctx.scope.preset or '-'}; datasets: {', '.join(datasets) or '-'}",
-        "Cells: ours (paper, ours - paper), accuracy in %; '-' = not in the store / not in "
-        "the paper.",
+        CELLS_LINE,
         "Paper rows: RACL = RACL cells with PGD-AT; PGD-AT and TRADES = those defences on "
         "their own architectures.",
     ]
@@ -305,7 +296,7 @@ def table4(ctx: ReportContext) -> Table:
             cell, measure = _table4_cell(ctx, section, model, training, prow, dataset)
             cells.append(cell)
             collected.add(dataset, measure)
-        label = f"{model} / {TRAINING_NAMES.get(training, training)}"
+        label = f"{model} / {training_name(training)}"
         table.rows.append(Row(label, prow, tuple(cells)))
     return _finish(ctx, table, collected, "no white-box PGD rows of a RACL model (PGD-AT/TRADES)")
 
@@ -316,10 +307,7 @@ def _table4_cell(
     rows = ctx.preset_rows[ctx.preset_rows["dataset"] == dataset]
     eps = choose_eps(rows, dataset)
     measure = ResultIndex(rows).measure(model, Query("whitebox", "pgd", None, training, None, eps))
-    paper = None
-    if prow in section["rows"] and dataset in section["columns"]:
-        value = section["rows"][prow][section["columns"].index(dataset)]
-        paper = None if value is None else float(value)
+    paper = _section_value(section, prow, dataset)
     marks = ctx.flags.for_model(model, training, dataset) if measure else ()
     ours = None if measure is None else measure.accuracy
     return Cell(ours, paper, None if measure is None else measure.n, marks), measure
@@ -334,12 +322,12 @@ def table5(ctx: ReportContext) -> Table:
     )
     attacks, notes = _attack_specs(ctx, "whitebox", training, 10)
     specs = [ColumnSpec("Clean", Query("clean", training=training), "clean"), *attacks]
-    table = _new_table(ctx, "table5", "Table 5: ablation of RACL (accuracy %)", specs)
-    table.row_header = "Setting"
-    table.header.insert(1, f"Training: {TRAINING_NAMES.get(training, training)}")
+    title = "Table 5: ablation of RACL (accuracy %)"
+    table = _new_table(ctx, "table5", title, _labels(specs), row_header="Setting")
+    table.header.insert(1, f"Training: {training_name(training)}")
     table.header.extend(notes)
     models = _models_with(ctx, specs, lambda m: _is_ablation(ctx, m))
-    rank = {v: i for i, v in enumerate(variants)}
+    rank = model_order(variants)
     models = sorted(models, key=lambda m: (rank[ctx.names.table5_variant(m, variants)], m))
     collected = _model_rows(
         ctx, table, specs, models, lambda m: ctx.names.table5_variant(m, variants)

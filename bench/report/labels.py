@@ -1,13 +1,36 @@
-"""Header lines of a table: dataset, preset, images, attack settings, comparability warning."""
+"""What the report prints for things: display names of paper rows, datasets and trainings, and
+the header lines above each table (dataset, preset, images, attack settings, comparability)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bench.report.lookup import Measure
 from bench.report.scope import Scope
+from bench.report.selection import Measure
 from bench.report.table_model import format_eps
 
+# Paper rows as the paper prints them.
+DISPLAY = {
+    "resnet18": "ResNet-18",
+    "densenet121": "DenseNet-121",
+    "amoebanet": "AmoebaNet",
+    "nasnet": "NasNet",
+    "darts": "DARTS",
+    "pc_darts": "PC-DARTS",
+    "robnet_small": "RobNet-small",
+    "robnet_medium": "RobNet-medium",
+    "racl": "RACL",
+    "vgg19": "VGG-19",
+    "pgd_at": "PGD-AT",
+    "trades": "TRADES",
+    "l2nnn": "L2NNN",
+    "adp": "ADP",
+    "without_cl": "Without CL",
+    "eta0.9_rho0.01": "eta=0.9, rho=0.01",
+    "eta0.9_rho0.0001": "eta=0.9, rho=0.0001",
+    "eta0.7_rho0.001": "eta=0.7, rho=0.001",
+    "eta0.9_rho0.001": "eta=0.9, rho=0.001",
+}
 DATASET_NAMES = {
     "cifar10": "CIFAR-10",
     "cifar100": "CIFAR-100",
@@ -15,10 +38,25 @@ DATASET_NAMES = {
     "fashion_mnist": "Fashion-MNIST",
 }
 TRAINING_NAMES = {"natural": "natural (clean images)", "pgd_at": "PGD-AT", "trades": "TRADES"}
+CELLS_LINE = (
+    "Cells: ours (paper, ours - paper), accuracy in %; '-' = not in the store / not in the paper."
+)
+
+
+def display(paper_row: str | None) -> str:
+    """Pretty name of a paper row (falls back to the row key)."""
+    if paper_row is None:
+        return "-"
+    return DISPLAY.get(paper_row, paper_row)
 
 
 def dataset_name(dataset: str | None) -> str:
     return DATASET_NAMES.get(dataset or "", str(dataset))
+
+
+def training_name(training: str | None) -> str | None:
+    """Pretty name of a training (the key itself when unknown)."""
+    return TRAINING_NAMES.get(training, training)
 
 
 def images_line(measures: Iterable[Measure]) -> str:
@@ -41,13 +79,12 @@ def attack_line(label: str, measures: list[Measure]) -> str:
     return f"{label}: {', '.join(parts)}" if parts else ""
 
 
-def scope_lines(scope: Scope, paper_dataset: str | None, eps: float | None) -> list[str]:
+def scope_lines(scope: Scope, paper_dataset: str | None) -> list[str]:
     """Dataset/preset/budget lines plus the warning when the setting is not the paper's."""
     lines = [
         f"Dataset: {dataset_name(scope.dataset)} (paper: {dataset_name(paper_dataset)}); "
-        f"preset: {scope.preset or '-'}; L-inf budget eps = {format_eps(eps)}",
-        "Cells: ours (paper, ours - paper), accuracy in %; '-' = not in the store / not in "
-        "the paper.",
+        f"preset: {scope.preset or '-'}; L-inf budget eps = {format_eps(scope.eps)}",
+        CELLS_LINE,
     ]
     if scope.preset != "paper" or (paper_dataset and scope.dataset != paper_dataset):
         lines.append(

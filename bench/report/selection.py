@@ -1,0 +1,201 @@
+"""Which store rows answer a table cell, pooled into one :class:`Measure`, and the footnote marks
+beside it (failed trust checks, failed cells). Pooling and flag rules: docs/decisions/report.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+EPS_TOL = 1e-6
+MAX_DETAIL = 160
+EXACT_FIELDS = ("training", "attack", "steps", "source")  # Query fields matched exactly
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a table cell asks of the store; ``None`` means "any"."""
+
+    kind: str
+    attack: str | None = None
+    steps: int | None = None
+    training: str | None = None
+    source: str | None = None
+    eps: float | None = None
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A pooled measurement: accuracy in percent over ``n`` images."""
+
+    accuracy: float
+    n: int
+    rows: int
+    eps: float | None
+    steps: int | None
+    step_size: float | None
+    attack_key: str | None
+    training: str | None
+
+
+def _same_eps(series: pd.Series, eps: float) -> pd.Series:
+    return (series - eps).abs() <= EPS_TOL * max(1.0, abs(eps))
+
+
+class ResultIndex:
+    """Successful result rows of one dataset and preset, grouped by (kind, model)."""
+
+    def __init__(self, results: pd.DataFrame) -> None:
+        self.frame = results
+        self._groups = {key: sub for key, sub in results.groupby(["kind", "model"], sort=True)}
+
+    def models(self, kind: str) -> list[str]:
+        return sorted(model for k, model in self._groups if k == kind)
+
+    def rows(self, model: str, query: Query) -> pd.DataFrame:
+        """The rows of ``model`` that match ``query``."""
+        sub = self._groups.get((query.kind, model))
+        if sub is None:
+            return self.frame.iloc[0:0]
+        mask = pd.Series(True, index=sub.index)
+        for col in EXACT_FIELDS:
+            value = getattr(query, col)
+            if value is not None:
+                mask &= sub[col] == value
+        if query.eps is not None:
+            mask &= _same_eps(sub["eps"], query.eps)
+        return sub[mask]
+
+    def measure(self, model: str, query: Query) -> Measure | None:
+        """The pooled measurement for ``model`` under ``query``, or None when nothing matches."""
+        rows = self.rows(model, query)
+        if rows.empty:
+            return None
+        return pool(rows)
+
+
+def _config_key(rows: pd.DataFrame) -> pd.Series:
+    key = rows["attack_key"].map(str)
+    for col in ("eps", "steps", "training", "source", "data_slice"):
+        key = key + "|" + rows[col].map(str)
+    return key
+
+
+def pool(rows: pd.DataFrame) -> Measure:
+    """Pool matching rows: pick one configuration (most images, most steps), sum over it."""
+    configs = rows.assign(_cfg=_config_key(rows))
+    totals = configs.groupby("_cfg").agg(n=("n", "sum"), steps=("steps", "max"))
+    totals = totals.fillna({"steps": -1}).reset_index()
+    totals = totals.sort_values(["n", "steps", "_cfg"], ascending=[False, False, True])
+    chosen = configs[configs["_cfg"] == totals.iloc[0]["_cfg"]]
+    n = int(chosen["n"].fillna(0).sum())
+    if chosen["correct"].notna().all() and n > 0:
+        accuracy = 100.0 * float(chosen["correct"].sum()) / n
+    else:
+        weights = chosen["n"].fillna(1).clip(lower=1)
+        accuracy = float((chosen["accuracy"] * weights).sum() / weights.sum())
+    first = chosen.iloc[0]
+    return Measure(
+        accuracy=accuracy,
+        n=n,
+        rows=len(chosen),
+        eps=_opt_float(first["eps"]),
+        steps=_opt_int(first["steps"]),
+        step_size=_opt_float(first["step_size"]),
+        attack_key=None if first["attack_key"] is None else str(first["attack_key"]),
+        training=first["training"],
+    )
+
+
+def _opt_float(value: object) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _opt_int(value: object) -> int | None:
+    value = _opt_float(value)
+    return None if value is None else int(value)
+
+
+# -- footnote marks ----------------------------------------------------------------------------
+
+
+def _short(text: object) -> str:
+    line = str(text or "").strip().splitlines()[0] if str(text or "").strip() else ""
+    return line if len(line) <= MAX_DETAIL else line[: MAX_DETAIL - 3] + "..."
+
+
+def latest_failures(trust: pd.DataFrame) -> pd.DataFrame:
+    """Failed checks whose latest run (highest run_id) still fails, sorted deterministically."""
+    if trust.empty:
+        return trust
+    keys = ["check_name", "model", "dataset", "training"]
+    frame = trust.copy()
+    frame["run_id"] = pd.to_numeric(frame["run_id"], errors="coerce").fillna(-1)
+    frame["passed"] = pd.to_numeric(frame["passed"], errors="coerce").fillna(0).astype(int)
+    filled = frame[keys].astype(object).where(frame[keys].notna(), "")
+    frame[keys] = filled.astype(str)
+    last_run = frame.groupby(keys)["run_id"].transform("max")
+    latest = frame[frame["run_id"] == last_run]
+    failing = latest[latest["passed"] == 0]
+    failing = failing.drop_duplicates(keys + ["detail"])
+    return failing.sort_values(keys + ["detail"], key=lambda s: s.astype(str))
+
+
+class FlagBook:
+    """Hands out footnote numbers for trust failures and failed cells of one scope."""
+
+    def __init__(self, trust: pd.DataFrame, failed: pd.DataFrame, dataset: str) -> None:
+        self.failures = latest_failures(trust)
+        self.failed = ResultIndex(failed)
+        self.dataset = dataset
+        self.notes: dict[str, int] = {}
+
+    def _number(self, text: str) -> int:
+        if text not in self.notes:
+            self.notes[text] = len(self.notes) + 1
+        return self.notes[text]
+
+    def text(self, number: int) -> str:
+        for text, num in self.notes.items():
+            if num == number:
+                return text
+        raise KeyError(number)
+
+    def for_model(
+        self, model: str, training: str | None, dataset: str | None = None
+    ) -> tuple[int, ...]:
+        """Marks for the failed trust checks that concern ``model`` trained with ``training``."""
+        if self.failures.empty:
+            return ()
+        dataset = dataset or self.dataset
+        f = self.failures
+        hit = (
+            f["model"].isin(["", model])
+            & f["dataset"].isin(["", dataset])
+            & (f["training"].isin(["", training]) if training else True)
+        )
+        marks = []
+        for _, row in f[hit].iterrows():
+            scope = ", ".join(x for x in (row["model"], row["dataset"], row["training"]) if x)
+            text = f"trust check '{row['check_name']}' failed ({scope}): {_short(row['detail'])}"
+            marks.append(self._number(text))
+        return tuple(sorted(set(marks)))
+
+    def failed_cell(self, model: str, query: Query) -> int | None:
+        """A mark for a failed cell matching ``query``, or None."""
+        rows = self.failed.rows(model, query) if not self.failed.frame.empty else None
+        if rows is None or rows.empty:
+            return None
+        row = rows.sort_values("key", key=lambda s: s.astype(str)).iloc[0]
+        what = row["attack"] or row["kind"]
+        text = f"cell failed: {model} / {what} ({row['kind']}): {_short(row['error'])}"
+        return self._number(text)
+
+    def footnotes(self, marks: set[int]) -> list[str]:
+        """``[n] text`` lines for the given marks, in number order."""
+        return [f"[{n}] {self.text(n)}" for n in sorted(marks)]
