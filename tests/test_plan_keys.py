@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from types import SimpleNamespace
 
 import bench.runner as runner_mod
 from bench.experiments import EXPERIMENT_NAMES, get_experiments
@@ -72,6 +71,5 @@ def test_paper_preset_keys_are_pinned():
 def test_result_rows_are_pinned():
     smoke = PRESETS["smoke"]
     p = plan(get_experiments(smoke.experiments), smoke, calibrate=False, seed=5)
-    fake = SimpleNamespace(summary=SimpleNamespace(run_id=7), plan=p)
-    rows = [json.dumps(runner_mod._Executor._row(fake, c), sort_keys=True) for c in p.cells]
+    rows = [json.dumps(runner_mod.result_row(c, 7, p.preset.name), sort_keys=True) for c in p.cells]
     assert _digest(rows) == "7d783d43d3beaaf33d4db9793023d56de4692c38bafb2889412d4a0db6f38c70"
