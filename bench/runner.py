@@ -1,28 +1,17 @@
 """Run a plan into the results store: train or load checkpoints, compute only missing cells.
 
-:func:`plan` (from :mod:`bench.planner`) says what to compute; :func:`execute` trains or loads
-each needed checkpoint through ``bench.training.ensure_trained`` (checkpoints in
-``<store dir>/checkpoints`` unless given), then runs every group of missing cells as soon as its
-models are ready, following the cost rules: clean predictions once per model and slice (read back
-from the store when cached), one PGD run for all iteration checkpoints, ascending budgets
-attacking only survivors (resuming from the stored survivors), one transfer generation per
-source. Each cell's row is committed as soon as it is done; a failure (training or evaluation)
-becomes a row with ``error`` set and the run goes on (exit code 1 at the end). Trust checks run
-over the plan's rows and are stored; per-stage timings go into the run's ``summary_json``.
-
-Under ``torchrun`` every rank calls :func:`execute` with the same plan (rank 0 plans and
-broadcasts it, see ``bench run``); only rank 0 holds the store (the others pass ``None``) and
-writes rows, checkpoints rows, trust checks and the run record; what rank 0 reads from the store
-(cached clean results, stored survivors) is broadcast. Checkpoints are trained with DDP, each
-evaluation is sharded by :mod:`bench.evaluate` and gathered on every rank, and a failure on any
-rank fails the cell (or the checkpoint) on every rank, so the ranks stay in step.
+:func:`execute` readies each checkpoint the missing cells need (``bench.training.ensure_trained``)
+and runs every group of missing cells as soon as its models are ready, through the handlers of
+``bench.group_handlers``; each row is committed as soon as it is done, a failure becomes a row
+with ``error`` set, and trust checks run at the end. Distributed behaviour and the cost rules:
+``docs/decisions/planner.md``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,15 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.evaluate import (
-    clean_correct,
-    eps_sweep_correct,
-    step_sweep_correct,
-    transfer_correct,
-    whitebox_correct,
-)
-from bench.planner import Cell, ModelRef, Plan, plan
-from bench.store import ResultStore, result_key, unpack_per_sample
+from bench.cells import Cell, CellGroup, ModelRef, Plan
+from bench.group_handlers import GroupHandlers
+from bench.planner import plan
+from bench.store import ResultStore
 from bench.trust import TrustResult, run_checks
 from core import distributed
 from core.errors import UserError
@@ -147,11 +131,13 @@ class _Executor:
     ) -> None:
         self.plan, self.store, self.device = run_plan, store, device
         self.progress, self.checkpoint_dir, self.data_dir = progress, checkpoint_dir, data_dir
-        self.batch_size, self.options, self.log = batch_size, attack_options, log
+        self.log = log
         self.models: dict[str, nn.Module] = {}
         self.failed_refs: dict[str, str] = {}
         self.data: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
-        self.clean_cache: dict[tuple[str, str], Tensor] = {}
+        self.handlers = GroupHandlers(
+            store, run_plan.seed, self.models, self.data, batch_size, attack_options
+        )
         self.timings: dict[str, float] = defaultdict(float)
         self.summary = RunSummary(run_id=-1)
         self.bar: Any = None
@@ -190,20 +176,20 @@ class _Executor:
                 self.store.finish_run(self.summary.run_id, status, self.summary.to_json())
         return self.summary
 
-    def _run_groups(self, pending: dict[tuple, list[Cell]]) -> None:
+    def _run_groups(self, pending: dict[CellGroup, list[Cell]]) -> None:
         order = list(
             dict.fromkeys(
-                h for cs in pending.values() for c in cs if not c.cached for h in _refs_of(c)
+                h for cs in pending.values() for c in cs if not c.cached for h in c.checkpoints()
             )
         )
         ready: set[str] = set()
         for h in order:
             self._ensure(self.plan.refs[h])
             ready.add(h)
-            for gid in [g for g, cs in pending.items() if _needs(cs) <= ready]:
-                self._run_group(gid, pending.pop(gid))
+            for group in [g for g, cs in pending.items() if _needs(cs) <= ready]:
+                self._run_group(group, pending.pop(group))
 
-    def _load_data(self, pending: dict[tuple, list[Cell]]) -> None:
+    def _load_data(self, pending: dict[CellGroup, list[Cell]]) -> None:
         """Load every needed eval slice first, so a missing dataset fails before any work."""
         from core.data import eval_tensors
 
@@ -288,23 +274,22 @@ class _Executor:
         self.timings["search_s"] += time.perf_counter() - start
 
     # -- groups ----------------------------------------------------------------------------
-    def _run_group(self, gid: tuple, cells: list[Cell]) -> None:
+    def _run_group(self, group: CellGroup, cells: list[Cell]) -> None:
         missing = [c for c in cells if not c.cached]
         todo = []
         for c in missing:
-            broken = [self.failed_refs[h] for h in _refs_of(c) if h in self.failed_refs]
+            broken = [self.failed_refs[h] for h in c.checkpoints() if h in self.failed_refs]
             if broken:
                 self._write_error(c, broken[0])
             else:
                 todo.append(c)
         if not todo:
             return
-        compute = getattr(self, f"_g_{gid[0]}")
-        stage = f"{gid[0]}_s"
+        stage = f"{group.kind.value}_s"
         written: set[str] = set()
         last = time.perf_counter()
         try:
-            for cell, correct in compute(cells, todo):
+            for cell, correct in self.handlers.run(group, cells, todo):
                 now = time.perf_counter()
                 self._write(cell, correct, now - last)
                 self.timings[stage] += now - last
@@ -316,145 +301,9 @@ class _Executor:
                 if c.key not in written:
                     self._write_error(c, _err_text(err))
 
-    def _xy(self, cell: Cell) -> tuple[Tensor, Tensor]:
-        return self.data[(cell.target.dataset.value, cell.data_slice)]
-
-    def clean(self, ref: ModelRef, cell: Cell) -> Tensor:
-        """Clean correctness of ``ref`` on the cell's slice: memory, then store, then compute."""
-        slot = (ref.hash, cell.data_slice)
-        if slot not in self.clean_cache:
-            key = result_key(
-                {
-                    "kind": "clean",
-                    "checkpoint": ref.hash,
-                    "dataset": ref.dataset.value,
-                    "data_slice": cell.data_slice,
-                    "seed": self.plan.seed,
-                }
-            )
-            stored = self.stored_bits(key)
-            if stored is not None:
-                self.clean_cache[slot] = stored
-            else:
-                x, y = self._xy(cell)
-                model = self.models[ref.hash]
-                self.clean_cache[slot] = clean_correct(model, x, y, self.batch_size)
-        return self.clean_cache[slot]
-
-    def stored_bits(self, key: str) -> Tensor | None:
-        """Per-sample correctness of a stored successful row (rank 0 reads, every rank gets it)."""
-
-        def read() -> Tensor | None:
-            row = self.store.get(key)
-            if row is None or row.get("error") is not None or not row.get("per_sample"):
-                return None
-            return torch.from_numpy(unpack_per_sample(row["per_sample"], int(row["n"])).copy())
-
-        return distributed.on_main(read)
-
-    def _g_clean(self, cells: list[Cell], todo: list[Cell]) -> Iterator[tuple[Cell, Tensor]]:
-        for c in todo:
-            yield c, self.clean(c.target, c)
-
-    def _g_whitebox(self, cells: list[Cell], todo: list[Cell]) -> Iterator[tuple[Cell, Tensor]]:
-        for c in todo:
-            x, y = self._xy(c)
-            correct = whitebox_correct(
-                self.models[c.target.hash],
-                x,
-                y,
-                c.spec,
-                batch_size=self.batch_size,
-                clean=self.clean(c.target, c),
-                seed=c.seed,
-                options=self.options,
-            )
-            yield c, correct
-
-    def _g_transfer(self, cells: list[Cell], todo: list[Cell]) -> Iterator[tuple[Cell, Tensor]]:
-        first = todo[0]
-        source = self.models[first.group[1]]
-        x, y = self._xy(first)
-        targets = {c.key: self.models[c.target.hash] for c in todo}
-        clean = {c.key: self.clean(c.target, c) for c in todo}
-        result = transfer_correct(
-            source,
-            targets,
-            x,
-            y,
-            first.spec,
-            batch_size=self.batch_size,
-            clean=clean,
-            seed=first.seed,
-            options=self.options,
-        )
-        for c in todo:
-            yield c, result[c.key]
-
-    def _g_step_sweep(self, cells: list[Cell], todo: list[Cell]) -> Iterator[tuple[Cell, Tensor]]:
-        first = todo[0]
-        x, y = self._xy(first)
-        model = self.models[first.target.hash]
-        clean = self.clean(first.target, first)
-        steps = [c.steps for c in todo]
-        sweep = step_sweep_correct(
-            model, x, y, first.spec, steps, batch_size=self.batch_size, clean=clean, seed=first.seed
-        )
-        for c in todo:
-            yield c, sweep[c.steps]
-
-    def _g_eps_sweep(self, cells: list[Cell], todo: list[Cell]) -> Iterator[tuple[Cell, Tensor]]:
-        """Every missing budget of the sweep in one overlapped run; stored budgets bound it."""
-        first = min(cells, key=lambda c: c.eps)
-        wanted = {c.key for c in todo}
-        known = {}
-        for c in cells:
-            if c.key not in wanted:
-                known[c.eps] = self.stored_bits(c.key)
-                if known[c.eps] is None:
-                    raise RuntimeError(f"cached cell {c.label()} has no per-sample row")
-        x, y = self._xy(first)
-        by_eps = {c.eps: c for c in todo}
-        out = eps_sweep_correct(
-            self.models[first.target.hash],
-            x,
-            y,
-            first.spec,
-            list(by_eps),
-            batch_size=self.batch_size,
-            clean=self.clean(first.target, first),
-            seed=lambda eps: by_eps[eps].seed,
-            attack_for_eps=lambda eps: by_eps[eps].spec,
-            options=self.options,
-            known=known,
-        )
-        for eps, c in sorted(by_eps.items()):
-            yield c, out[eps]
-
     # -- rows ------------------------------------------------------------------------------
     def _row(self, cell: Cell) -> dict[str, Any]:
-        spec, src = cell.spec, cell.source
-        return {
-            "key": cell.key,
-            "run_id": self.summary.run_id,
-            "kind": cell.kind.value,
-            "model": cell.target.model,
-            "checkpoint": cell.target.hash,
-            "dataset": cell.target.dataset.value,
-            "data_slice": cell.data_slice,
-            "n": cell.n,
-            "training": cell.target.training.value,
-            "preset": self.plan.preset.name,
-            "seed": self.plan.seed,
-            "attack": None if spec is None else spec.name,
-            "attack_key": None if spec is None else spec.key(),
-            "eps": cell.eps,
-            "steps": cell.steps,
-            "step_size": None if spec is None else spec.alpha,
-            "norm": None if spec is None else spec.norm.value,
-            "source": None if src is None else src.model,
-            "source_checkpoint": None if src is None else src.hash,
-        }
+        return result_row(cell, self.summary.run_id, self.plan.preset.name)
 
     def _write(self, cell: Cell, correct: Tensor, elapsed: float) -> None:
         correct = correct.to("cpu", torch.bool)
@@ -498,17 +347,26 @@ class _Executor:
         self.timings["trust_s"] += time.perf_counter() - start
 
 
-def _refs_of(cell: Cell) -> list[str]:
-    refs = [cell.target.hash]
-    if cell.source is not None:
-        refs.insert(0, cell.source.hash)
-    if cell.group[0] == "transfer" and cell.group[1] not in refs:
-        refs.insert(0, cell.group[1])
-    return refs
+def result_row(cell: Cell, run_id: int, preset: str) -> dict[str, Any]:
+    """The stored row of ``cell`` (before its outcome): key, identity and descriptive fields."""
+    spec, src = cell.spec, cell.source
+    return {
+        "key": cell.key,
+        "run_id": run_id,
+        **cell.identity(),
+        "model": cell.target.model,
+        "n": cell.n,
+        "training": cell.target.training.value,
+        "preset": preset,
+        "attack": None if spec is None else spec.name,
+        "step_size": None if spec is None else spec.alpha,
+        "norm": None if spec is None else spec.norm.value,
+        "source": None if src is None else src.model,
+    }
 
 
 def _needs(cells: list[Cell]) -> set[str]:
-    return {h for c in cells if not c.cached for h in _refs_of(c)}
+    return {h for c in cells if not c.cached for h in c.checkpoints()}
 
 
 def _err_text(err: BaseException) -> str:

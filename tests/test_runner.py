@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bench.group_handlers as handlers_mod
 import bench.runner as runner_mod
 from bench.cli import main
 from bench.experiments import get_experiments
@@ -134,7 +135,7 @@ def test_failures_are_rows_and_are_retried(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("attack exploded")
 
-    monkeypatch.setattr(runner_mod, "whitebox_correct", boom)
+    monkeypatch.setattr(handlers_mod, "whitebox_correct", boom)
     summary = runner_mod.execute(p, store, "cpu", progress=False)
     n_white = sum(c.kind is EvalKind.WHITEBOX for c in p.cells)
     assert summary.failed == n_white and summary.exit_code == 1
