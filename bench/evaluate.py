@@ -139,8 +139,8 @@ def sharded_rows(n: int, batch_size: int, compute: RowsFn) -> Tensor:
 def as_attack(spec: Any, options: Mapping[str, Any] | None = None) -> AttackFn:
     """An attack callable from an ``AttackSpec`` (via ``build_attack``) or a callable as is.
 
-    ``options`` (e.g. ``channels_last``, ``amp_dtype``) are set on the attack where it has
-    such an attribute.
+    ``options`` (e.g. ``channels_last``, ``amp_dtype``) are set on the attack where it declares
+    them in its ``run_options``; others are ignored.
     """
     if callable(spec):
         attack = spec
@@ -148,8 +148,9 @@ def as_attack(spec: Any, options: Mapping[str, Any] | None = None) -> AttackFn:
         from bench.attacks import build_attack
 
         attack = build_attack(spec)
+    accepted = getattr(attack, "run_options", ())
     for name, value in (options or {}).items():
-        if hasattr(attack, name):
+        if name in accepted:
             setattr(attack, name, value)
     return attack
 
@@ -368,10 +369,8 @@ def step_sweep_correct(
 
 
 def spec_at_eps(spec: Any, eps: float) -> Any:
-    """``spec`` at another budget, its step size scaled in proportion (step/eps kept)."""
-    step = getattr(spec, "step_size", None)
-    new_step = None if step is None else step * eps / spec.eps
-    return dataclasses.replace(spec, eps=float(eps), step_size=new_step)
+    """``spec.at_eps(eps)`` (:meth:`bench.attacks.AttackSpec.at_eps`); kept for callers."""
+    return spec.at_eps(eps)
 
 
 def eps_sweep_correct(
@@ -392,18 +391,18 @@ def eps_sweep_correct(
 
     A sample is correct at eps when it survives every iterate of the attack at eps and at every
     smaller budget of the sweep. ``attack_for_eps(eps)`` builds the attack at each budget
-    (default: :func:`spec_at_eps`); ``seed`` may be a function of eps (each budget's random
+    (default: ``spec.at_eps(eps)``); ``seed`` may be a function of eps (each budget's random
     start is drawn per batch from its own seed). ``known`` maps budgets already evaluated (a
     resumed run) to their stored correctness: they are not recomputed, and their survivors bound
     the larger budgets.
 
     Cost: a stepwise attack (:class:`bench.attacks.base.Attack`) runs every budget of a batch
-    side by side (:func:`bench.attacks.base.correct_over_budgets`): about as many model calls as
+    side by side (:func:`bench.attacks.budgets.correct_over_budgets`): about as many model calls as
     ONE attack, and a (sample, budget) row is dropped as soon as the sample is fooled at that
     budget or a smaller one. Anything else (a black box, a plain callable, budgets with different
     step counts) falls back to one attack per budget in ascending order on the survivors.
     """
-    make = attack_for_eps or (lambda eps: spec_at_eps(spec, eps))
+    make = attack_for_eps or (lambda eps: spec.at_eps(eps))
     clean = clean_correct(model, x, y, batch_size) if clean is None else clean.clone().cpu()
     known = {float(e): ok.cpu().bool() for e, ok in (known or {}).items()}
     budgets = sorted({float(e) for e in eps_list} | set(known))
@@ -452,9 +451,9 @@ def _budgets_together(
     alive: Tensor,
     batch_size: int,
 ) -> Tensor:
-    """The budgets overlapped (:func:`bench.attacks.base.correct_over_budgets`), per batch of
+    """The budgets overlapped (:func:`bench.attacks.budgets.correct_over_budgets`), per batch of
     the samples alive at the smallest budget; each budget draws its own start per batch."""
-    from bench.attacks.base import correct_over_budgets
+    from bench.attacks.budgets import correct_over_budgets
 
     idx = alive[:, 0].nonzero().flatten()
     device = model_device(model)

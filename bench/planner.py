@@ -300,7 +300,7 @@ class _Planner:
         self.cells[key] = Cell(kind, target, sl[0], sl[1], spec, source, group, key, seed, [exp])
 
     def gen_seed(self, ref: ModelRef, sl: str, spec: Any) -> int:
-        base = dataclasses.replace(spec, steps=1) if spec.name in ("pgd", "mim") else spec
+        base = dataclasses.replace(spec, steps=1) if spec.fixed_step_iterative else spec
         return derive_seed(self.req.seed, ref.hash, sl, base.key())
 
     def spec(self, plan: AttackPlan, dataset: Dataset) -> Any:
