@@ -123,7 +123,7 @@ class Attack:
     key_fields: ClassVar[tuple[str, ...]] = ("eps", "step_size", "norm")
     variants: ClassVar[bool] = False  # spec names are "<name>:<Variant>" (torchattacks:PGD)
     usage: ClassVar[str] = ""  # how to write it in error messages ("" = name, or name[N])
-    examples: ClassVar[tuple[str, ...]] = ()  # spellings offered as close matches ("" = name)
+    examples: ClassVar[tuple[str, ...]] = ()  # spellings offered as close matches (() = name)
     run_options: ClassVar[tuple[str, ...]] = ("channels_last", "amp_dtype")  # see as_attack
     stepwise = True
 
@@ -153,7 +153,7 @@ class Attack:
     @classmethod
     def parse(cls, text: AttackText) -> dict[str, Any]:
         """The :class:`AttackSpec` fields ``parse_attack`` builds from ``text``."""
-        steps = text.steps if cls.fixed_step_iterative and text.steps is not None else None
+        steps = text.steps if cls.fixed_step_iterative else None  # others: a fixed count
         n_steps = cls.default_steps if steps is None else int(steps)
         if text.params:
             raise UserError(f"{cls.name} takes no keyword arguments; use --steps / --step-size")
