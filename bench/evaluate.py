@@ -1,41 +1,10 @@
 """Evaluation kinds as reusable functions on tensors, each returning per-sample correctness.
 
-Kinds (stored as ``results.kind``): ``clean``, ``whitebox``, ``transfer`` (black-box transfer
-attacks, Papernot et al. 2016; the RACL paper's Tables 2 and 3), ``step_sweep`` (accuracy after
-k PGD iterations, Madry et al. 2018, Figure 3a) and ``eps_sweep`` (accuracy against growing
-budgets, Figure 3b/c).
-
-Conventions, shared by every function here:
-
-* Verdicts are computed in float32 (autocast off) in eval mode with no gradients; attack
-  generation may use the attack's own speed knobs (channels_last, bf16), never the verdict.
-* A sample the model misclassifies clean is NOT attacked and counts as wrong under attack
-  (robust correctness = clean correctness AND correctness on the adversarial input). This is the
-  standard convention (e.g. RobustBench) and saves the attack cost of those samples.
-* Transfer attacks are generated ONCE per source over every sample of the slice (the source's
-  own mistakes included: the adversary does not know the target) and judged on each target as
-  "target clean-correct AND target correct on the transferred input".
-* The step sweep reads every iteration checkpoint off ONE PGD run
-  (:func:`bench.attacks.pgd_checkpoints`): PGD-k with a fixed step and the same random start is
-  the prefix of PGD-K, so the k-step number equals a separate PGD-k run with the same seed. Each
-  checkpoint is the k-th iterate (plain PGD-k), not the best iterate so far, so accuracy need not
-  fall strictly with k on every sample.
-* The eps sweep is a worst case over budgets and over iterates: budgets are visited in
-  ascending order and only the survivors of the previous budget are attacked; a sample fooled at
-  a smaller eps counts as fooled at every larger one (its adversarial input lies inside the
-  larger ball too), so the curve is non-increasing by construction. Within one budget's run a
-  sample counts as fooled as soon as ANY iterate (the random start included) fools the model,
-  and its remaining steps are skipped. Every iterate is a valid point of the ball, so this is a
-  stronger (never weaker) evaluation than judging only the last iterate, as AutoAttack does
-  with its best point. FGSM has a single iterate, so its sweep is unchanged by this rule.
-* Random starts are seeded per call (``seed``) and per batch inside a forked RNG, so a cell
-  recomputed after an interruption reproduces the same numbers.
-* Under ``torchrun`` (:mod:`core.distributed`) every function here shards its rows over the
-  ranks in runs of WHOLE BATCHES of the one-process batching (:func:`sharded_rows`): each batch
-  keeps its rows, its global index and hence its seed, so each rank computes exactly what one
-  process computes for those batches, and the per-sample correctness is gathered in order on
-  every rank. Sharded and one-process runs agree bit for bit, whatever the number of ranks. In
-  one process nothing changes (one call over every row, no collective).
+Kinds (stored as ``results.kind``): ``clean``, ``whitebox``, ``transfer``, ``step_sweep`` and
+``eps_sweep``. Every function runs its rows through the one seeded batched loop
+(:func:`bench.batches.per_batch`; sharded under ``torchrun``, bit for bit what one process
+computes). The conventions (clean mistakes are not attacked, verdicts in float32, transfer
+generated once per source, the sweeps' cost rules) are explained in docs/decisions/attacks.md.
 """
 
 from __future__ import annotations
@@ -48,18 +17,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core import distributed
+from bench.attacks import build_attack, pgd_checkpoints
+from bench.attacks.base import Attack, model_device
+from bench.attacks.budgets import correct_over_budgets
+from bench.batches import Batch, per_batch
 
 AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
-RowsFn = Callable[[int, int], Tensor]
 CheckpointFn = Callable[[nn.Module, Tensor, Tensor, Any, list[int]], dict[int, Tensor]]
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (or buffer); CPU for a parameterless model."""
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 @contextlib.contextmanager
@@ -71,22 +35,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
-
-
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
-    """Run the block under ``torch.manual_seed(seed)`` without disturbing the global RNG."""
-    devices = []
-    if device is not None and device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed % (2**63))
-        yield
-
-
-def batch_seed(seed: int, batch_index: int) -> int:
-    """A per-batch seed derived deterministically from a cell seed."""
-    return (seed * 1_000_003 + batch_index * 7919 + 17) % (2**63)
 
 
 @torch.no_grad()
@@ -103,6 +51,34 @@ def predict(model: nn.Module, x: Tensor, *, batch_size: int = 256) -> Tensor:
     return torch.cat(out)
 
 
+# -- attacks and verdicts ------------------------------------------------------------------------
+
+
+def as_attack(spec: Any, options: Mapping[str, Any] | None = None) -> AttackFn:
+    """An attack callable from an ``AttackSpec`` (via ``build_attack``) or a callable as is.
+
+    ``options`` (e.g. ``channels_last``, ``amp_dtype``) are set on the attack where it declares
+    them in its ``run_options``; others are ignored.
+    """
+    attack = spec if callable(spec) else build_attack(spec)
+    accepted = getattr(attack, "run_options", ())
+    for name, value in (options or {}).items():
+        if name in accepted:
+            setattr(attack, name, value)
+    return attack
+
+
+def _correct_on(model: nn.Module, x_adv: Tensor, y: Tensor, batch_size: int) -> Tensor:
+    return predict(model, x_adv, batch_size=max(batch_size, 1)) == y.cpu()
+
+
+def _attacked(attack: AttackFn, model: nn.Module, x: Tensor, y: Tensor, batch: Batch) -> Tensor:
+    """``attack(model, x, y)`` under the batch's seed, as a CPU float32 tensor."""
+    xb, yb = x.to(batch.device), y.to(batch.device)
+    with batch.seeded():
+        return attack(model, xb, yb).detach().to("cpu", torch.float32)
+
+
 def clean_correct(
     model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256, device: Any = None
 ) -> Tensor:
@@ -110,78 +86,10 @@ def clean_correct(
     if device is not None:
         model.to(device)
 
-    def rows(start: int, stop: int) -> Tensor:
-        return predict(model, x[start:stop], batch_size=batch_size) == y[start:stop].cpu()
+    def verdict(batch: Batch) -> Tensor:
+        return _correct_on(model, x[batch.rows], y[batch.rows], batch_size)
 
-    return sharded_rows(len(x), batch_size, rows)
-
-
-def sharded_rows(n: int, batch_size: int, compute: RowsFn) -> Tensor:
-    """``compute(start, stop)`` (a bool tensor, one row per input row) over rows ``[0, n)``.
-
-    One process: ``compute(0, n)``. Under torchrun each rank calls it on its contiguous run of
-    whole batches (``start`` is a multiple of ``batch_size``, so the batches inside are those of
-    the one-process run) and the rows of every rank are gathered in order on every rank. A
-    failure on any rank is raised on every rank, so the ranks stay in step.
-    """
-    if not distributed.context().enabled:
-        return compute(0, n)
-    rows = distributed.shard_range(n, block=batch_size)
-    local, error = None, None
-    try:
-        local = compute(rows.start, rows.stop)
-    except Exception as err:  # noqa: BLE001 - every rank learns of it, then it is raised
-        error = err
-    distributed.raise_if_any_failed(error)
-    return distributed.gather_bool(local, n, block=batch_size)
-
-
-def as_attack(spec: Any, options: Mapping[str, Any] | None = None) -> AttackFn:
-    """An attack callable from an ``AttackSpec`` (via ``build_attack``) or a callable as is.
-
-    ``options`` (e.g. ``channels_last``, ``amp_dtype``) are set on the attack where it has
-    such an attribute.
-    """
-    if callable(spec):
-        attack = spec
-    else:
-        from bench.attacks import build_attack
-
-        attack = build_attack(spec)
-    for name, value in (options or {}).items():
-        if hasattr(attack, name):
-            setattr(attack, name, value)
-    return attack
-
-
-def generate(
-    attack: AttackFn,
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    batch_size: int = 128,
-    seed: int = 0,
-    first_batch: int = 0,
-) -> Tensor:
-    """Adversarial inputs for every row of ``x`` (CPU tensor), batched and seeded per batch.
-
-    ``first_batch``: the global index of the first batch (a shard that starts further in).
-    """
-    device = model_device(model)
-    out = []
-    for b, start in enumerate(range(0, len(x), batch_size), start=first_batch):
-        xb = x[start : start + batch_size].to(device)
-        yb = y[start : start + batch_size].to(device)
-        with seeded(batch_seed(seed, b), device):
-            out.append(attack(model, xb, yb).detach().to("cpu", torch.float32))
-    if not out:
-        return x[:0].clone()
-    return torch.cat(out)
-
-
-def _correct_on(model: nn.Module, x_adv: Tensor, y: Tensor, batch_size: int) -> Tensor:
-    return predict(model, x_adv, batch_size=max(batch_size, 1)) == y.cpu()
+    return per_batch(len(x), batch_size, verdict)
 
 
 def adversarial_correct(
@@ -189,13 +97,11 @@ def adversarial_correct(
 ) -> Tensor:
     """Per-row correctness of ``model`` on ``attack(model, x, y)`` (every row attacked)."""
 
-    def rows(start: int, stop: int) -> Tensor:
-        xs, ys = x[start:stop], y[start:stop]
-        first = start // max(batch_size, 1)
-        x_adv = generate(attack, model, xs, ys, batch_size=batch_size, seed=seed, first_batch=first)
-        return _correct_on(model, x_adv, ys, batch_size)
+    def verdict(batch: Batch) -> Tensor:
+        xb, yb = x[batch.rows], y[batch.rows]
+        return _correct_on(model, _attacked(attack, model, xb, yb, batch), yb, batch_size)
 
-    return sharded_rows(len(x), batch_size, rows)
+    return per_batch(len(x), batch_size, verdict, seed=seed, device=model_device(model))
 
 
 def correct_over_iterates(
@@ -210,18 +116,13 @@ def correct_over_iterates(
     judge = getattr(attack, "correct_over_iterates", None)
     if judge is None:
         return adversarial_correct(attack, model, x, y, batch_size=batch_size, seed=seed)
-    device = model_device(model)
-    size = max(batch_size, 1)
 
-    def rows(start: int, stop: int) -> Tensor:
-        out = [torch.zeros(0, dtype=torch.bool)]
-        for b, first in enumerate(range(start, stop, size), start=start // size):
-            xb, yb = x[first : min(first + size, stop)], y[first : min(first + size, stop)]
-            with seeded(batch_seed(seed, b), device):
-                out.append(judge(model, xb.to(device), yb.to(device)).cpu())
-        return torch.cat(out)
+    def verdict(batch: Batch) -> Tensor:
+        xb, yb = x[batch.rows].to(batch.device), y[batch.rows].to(batch.device)
+        with batch.seeded():
+            return judge(model, xb, yb).cpu()
 
-    return sharded_rows(len(x), batch_size, rows)
+    return per_batch(len(x), batch_size, verdict, seed=seed, device=model_device(model))
 
 
 def whitebox_correct(
@@ -268,16 +169,15 @@ def transfer_correct(
         for name, target in targets.items()
     }
 
-    def rows(start: int, stop: int) -> Tensor:
-        xs, ys = x[start:stop], y[start:stop]
-        first = start // max(batch_size, 1)
-        x_adv = generate(
-            attack, source, xs, ys, batch_size=batch_size, seed=seed, first_batch=first
-        )
-        verdicts = [_correct_on(t, x_adv, ys, batch_size) for t in targets.values()]
-        return torch.stack(verdicts, dim=1) if verdicts else torch.zeros(stop - start, 0).bool()
+    def verdicts(batch: Batch) -> Tensor:
+        xb, yb = x[batch.rows], y[batch.rows]
+        x_adv = _attacked(attack, source, xb, yb, batch)
+        per_target = [_correct_on(t, x_adv, yb, batch_size) for t in targets.values()]
+        return torch.stack(per_target, dim=1) if per_target else torch.zeros(len(yb), 0).bool()
 
-    survived = sharded_rows(len(x), batch_size, rows)
+    survived = per_batch(
+        len(x), batch_size, verdicts, seed=seed, device=model_device(source), width=(len(ok),)
+    )
     return {name: ok[name] & survived[:, i] for i, name in enumerate(targets)}
 
 
@@ -319,12 +219,6 @@ def transfer_matrix(
     return out
 
 
-def _default_checkpoint_fn() -> CheckpointFn:
-    from bench.attacks import pgd_checkpoints
-
-    return pgd_checkpoints
-
-
 def step_sweep_correct(
     model: nn.Module,
     x: Tensor,
@@ -341,37 +235,35 @@ def step_sweep_correct(
     checkpoints = sorted({int(k) for k in steps})
     if not checkpoints or checkpoints[0] < 1:
         raise ValueError(f"iteration checkpoints must be >= 1, got {list(steps)}")
-    run = checkpoint_fn or _default_checkpoint_fn()
+    run = checkpoint_fn or pgd_checkpoints
     if dataclasses.is_dataclass(spec):
         spec = dataclasses.replace(spec, steps=checkpoints[-1])
     clean = clean_correct(model, x, y, batch_size) if clean is None else clean.cpu()
     idx = clean.nonzero().flatten()
     device = model_device(model)
 
-    def rows(start: int, stop: int) -> Tensor:
-        verdicts = torch.zeros(stop - start, len(checkpoints), dtype=torch.bool)
-        for b, first in enumerate(range(start, stop, batch_size), start=start // batch_size):
-            part = idx[first : min(first + batch_size, stop)]
-            xb, yb = x[part].to(device), y[part].to(device)
-            with seeded(batch_seed(seed, b), device):
-                advs = run(model, xb, yb, spec, checkpoints)
-            for j, k in enumerate(checkpoints):
-                at = slice(first - start, first - start + len(part))
-                verdicts[at, j] = _correct_on(model, advs[k].detach().cpu(), y[part], batch_size)
-        return verdicts
+    def verdicts(batch: Batch) -> Tensor:
+        part = idx[batch.rows]
+        xb, yb = x[part].to(device), y[part].to(device)
+        with batch.seeded():
+            advs = run(model, xb, yb, spec, checkpoints)
+        oks = [_correct_on(model, advs[k].detach().cpu(), y[part], batch_size) for k in checkpoints]
+        return torch.stack(oks, dim=1)
 
-    survived = sharded_rows(len(idx), batch_size, rows)
+    width = (len(checkpoints),)
+    survived = per_batch(len(idx), batch_size, verdicts, seed=seed, device=device, width=width)
     out = {k: clean.clone() for k in checkpoints}
     for j, k in enumerate(checkpoints):
         out[k][idx] = survived[:, j]
     return out
 
 
+# -- the eps sweep -------------------------------------------------------------------------------
+
+
 def spec_at_eps(spec: Any, eps: float) -> Any:
-    """``spec`` at another budget, its step size scaled in proportion (step/eps kept)."""
-    step = getattr(spec, "step_size", None)
-    new_step = None if step is None else step * eps / spec.eps
-    return dataclasses.replace(spec, eps=float(eps), step_size=new_step)
+    """``spec.at_eps(eps)`` (:meth:`bench.attacks.AttackSpec.at_eps`); kept for callers."""
+    return spec.at_eps(eps)
 
 
 def eps_sweep_correct(
@@ -392,31 +284,34 @@ def eps_sweep_correct(
 
     A sample is correct at eps when it survives every iterate of the attack at eps and at every
     smaller budget of the sweep. ``attack_for_eps(eps)`` builds the attack at each budget
-    (default: :func:`spec_at_eps`); ``seed`` may be a function of eps (each budget's random
+    (default: ``spec.at_eps(eps)``); ``seed`` may be a function of eps (each budget's random
     start is drawn per batch from its own seed). ``known`` maps budgets already evaluated (a
     resumed run) to their stored correctness: they are not recomputed, and their survivors bound
     the larger budgets.
 
     Cost: a stepwise attack (:class:`bench.attacks.base.Attack`) runs every budget of a batch
-    side by side (:func:`bench.attacks.base.correct_over_budgets`): about as many model calls as
-    ONE attack, and a (sample, budget) row is dropped as soon as the sample is fooled at that
+    side by side (:func:`bench.attacks.budgets.correct_over_budgets`): about as many model calls
+    as ONE attack, and a (sample, budget) row is dropped as soon as the sample is fooled at that
     budget or a smaller one. Anything else (a black box, a plain callable, budgets with different
     step counts) falls back to one attack per budget in ascending order on the survivors.
     """
-    make = attack_for_eps or (lambda eps: spec_at_eps(spec, eps))
+    make = attack_for_eps or (lambda eps: spec.at_eps(eps))
     clean = clean_correct(model, x, y, batch_size) if clean is None else clean.clone().cpu()
     known = {float(e): ok.cpu().bool() for e, ok in (known or {}).items()}
     budgets = sorted({float(e) for e in eps_list} | set(known))
     todo = [e for e in budgets if e not in known]
     out = dict(known)
     if todo:
-        attacks = [as_attack(make(eps), options) for eps in todo]
-        seeds = [seed(eps) if callable(seed) else seed for eps in todo]
-        alive = torch.stack([_bounded_by(clean, known, eps) for eps in todo], dim=1)
-        if _side_by_side(attacks):
-            correct = _budgets_together(model, x, y, attacks, seeds, alive, batch_size)
-        else:
-            correct = _budgets_in_turn(model, x, y, attacks, seeds, alive, batch_size)
+        sweep = _Sweep(
+            model,
+            x,
+            y,
+            batch_size,
+            attacks=[as_attack(make(eps), options) for eps in todo],
+            seeds=[seed(eps) if callable(seed) else seed for eps in todo],
+            alive=torch.stack([_bounded_by(clean, known, eps) for eps in todo], dim=1),
+        )
+        correct = sweep.together() if sweep.side_by_side() else sweep.in_turn()
         out.update({eps: correct[:, j] for j, eps in enumerate(todo)})
     return {eps: out[eps] for eps in budgets if eps in out}
 
@@ -430,72 +325,66 @@ def _bounded_by(clean: Tensor, known: Mapping[float, Tensor], eps: float) -> Ten
     return alive
 
 
-def _side_by_side(attacks: Sequence[Any]) -> bool:
-    from bench.attacks.base import Attack
+@dataclasses.dataclass
+class _Sweep:
+    """The budgets still to run: ``attacks[j]``, ``seeds[j]``, rows ``alive[:, j]`` to attack."""
 
-    first = attacks[0]
-    return all(
-        isinstance(a, Attack)
-        and a.stepwise
-        and type(a) is type(first)
-        and a.spec.steps == first.spec.steps
-        for a in attacks
-    )
+    model: nn.Module
+    x: Tensor
+    y: Tensor
+    batch_size: int
+    attacks: list[Any]
+    seeds: list[int]
+    alive: Tensor
 
+    def side_by_side(self) -> bool:
+        """Whether the budgets can run overlapped: one stepwise class, one step count."""
+        first = self.attacks[0]
+        return all(
+            isinstance(a, Attack)
+            and a.stepwise
+            and type(a) is type(first)
+            and a.spec.steps == first.spec.steps
+            for a in self.attacks
+        )
 
-def _budgets_together(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    attacks: Sequence[Any],
-    seeds: Sequence[int],
-    alive: Tensor,
-    batch_size: int,
-) -> Tensor:
-    """The budgets overlapped (:func:`bench.attacks.base.correct_over_budgets`), per batch of
-    the samples alive at the smallest budget; each budget draws its own start per batch."""
-    from bench.attacks.base import correct_over_budgets
+    def together(self) -> Tensor:
+        """The budgets overlapped (:func:`bench.attacks.budgets.correct_over_budgets`), per batch
+        of the samples alive at the smallest budget; each budget draws its own start per batch."""
+        idx = self.alive[:, 0].nonzero().flatten()
+        device, size = model_device(self.model), max(self.batch_size, 1)
 
-    idx = alive[:, 0].nonzero().flatten()
-    device = model_device(model)
-    size = max(batch_size, 1)
-
-    def rows(start: int, stop: int) -> Tensor:
-        out = [torch.zeros(0, len(attacks), dtype=torch.bool)]
-        for b, first in enumerate(range(start, stop, size), start=start // size):
-            part = idx[first : min(first + size, stop)]
-            xb, yb = x[part].to(device, torch.float32), y[part].to(device)
+        def verdicts(batch: Batch) -> Tensor:
+            part = idx[batch.rows]
+            xb, yb = self.x[part].to(device, torch.float32), self.y[part].to(device)
             starts = []
-            for attack, budget_seed in zip(attacks, seeds, strict=True):
-                with seeded(batch_seed(budget_seed, b), device):
+            for attack, budget_seed in zip(self.attacks, self.seeds, strict=True):
+                with batch.seeded(budget_seed):
                     starts.append(attack.start(xb, None))
-            out.append(
-                correct_over_budgets(attacks, model, xb, yb, starts, alive[part], max_rows=size)
+            alive = self.alive[part]
+            return correct_over_budgets(
+                self.attacks, self.model, xb, yb, starts, alive, max_rows=size
             )
-        return torch.cat(out)
 
-    correct = torch.zeros_like(alive)
-    correct[idx] = sharded_rows(len(idx), batch_size, rows)
-    return correct
+        correct = torch.zeros_like(self.alive)
+        width = (len(self.attacks),)
+        correct[idx] = per_batch(len(idx), size, verdicts, device=device, width=width)
+        return correct
 
-
-def _budgets_in_turn(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    attacks: Sequence[Any],
-    seeds: Sequence[int],
-    alive: Tensor,
-    batch_size: int,
-) -> Tensor:
-    """One attack per budget, ascending, on the survivors of the smaller budgets only."""
-    correct = alive.clone()
-    for j, (attack, budget_seed) in enumerate(zip(attacks, seeds, strict=True)):
-        if j:
-            correct[:, j] &= correct[:, j - 1]
-        idx = correct[:, j].nonzero().flatten()
-        if len(idx):
-            correct[idx, j] = correct_over_iterates(
-                attack, model, x[idx], y[idx], batch_size=batch_size, seed=budget_seed
-            )
-    return correct
+    def in_turn(self) -> Tensor:
+        """One attack per budget, ascending, on the survivors of the smaller budgets only."""
+        correct = self.alive.clone()
+        for j, (attack, budget_seed) in enumerate(zip(self.attacks, self.seeds, strict=True)):
+            if j:
+                correct[:, j] &= correct[:, j - 1]
+            idx = correct[:, j].nonzero().flatten()
+            if len(idx):
+                correct[idx, j] = correct_over_iterates(
+                    attack,
+                    self.model,
+                    self.x[idx],
+                    self.y[idx],
+                    batch_size=self.batch_size,
+                    seed=budget_seed,
+                )
+        return correct

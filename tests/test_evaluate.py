@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from bench.batches import Batch, batch_seed, per_batch, seeded
 from bench.evaluate import (
     clean_correct,
     eps_sweep_correct,
@@ -191,3 +192,29 @@ def test_eps_sweep_reuses_known_budgets_and_is_bounded_by_them():
     assert torch.equal(part[0.1], known[0.1])
     assert not part[0.2][:3].any()  # fooled at a smaller stored budget: fooled at 0.2 too
     assert torch.equal(part[0.2], full[0.2] & known[0.1])
+
+
+def test_per_batch_numbers_slices_and_seeds_every_batch():
+    seen = []
+
+    def compute(batch: Batch) -> torch.Tensor:
+        seen.append((batch.index, batch.rows.start, batch.rows.stop))
+        with batch.seeded():
+            draw = torch.rand(batch.rows.stop - batch.rows.start)
+        with batch.seeded(7):
+            other = torch.rand(1)
+        assert torch.equal(other, _seeded_draw(batch_seed(7, batch.index), 1))
+        return draw > 0.5
+
+    before = torch.random.get_rng_state()
+    out = per_batch(10, 4, compute, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the global RNG is untouched
+    assert seen == [(0, 0, 4), (1, 4, 8), (2, 8, 10)]
+    expected = torch.cat([_seeded_draw(batch_seed(3, b), n) > 0.5 for b, n in enumerate([4, 4, 2])])
+    assert torch.equal(out, expected)
+    assert per_batch(0, 4, compute, width=(3,)).shape == (0, 3)
+
+
+def _seeded_draw(seed: int, n: int) -> torch.Tensor:
+    with seeded(seed):
+        return torch.rand(n)

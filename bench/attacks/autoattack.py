@@ -12,11 +12,13 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from torch import Tensor, nn
 
-from bench.attacks.base import Attack, project
+from bench.attacks.base import Attack, AttackText, parse_norm, project
 from core.enums import Norm
+from core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,31 @@ log = logging.getLogger(__name__)
 class AutoAttack(Attack):
     """The original AutoAttack (``version`` from params, ``standard`` by default; seed 0)."""
 
+    name = "autoattack"
+    title = "AutoAttack"
+    default_steps = 100
+    norms = (Norm.LINF, Norm.L2)
+    key_fields = ("eps", "norm")
     stepwise = False
+
+    @classmethod
+    def parse(cls, text: AttackText) -> dict[str, Any]:
+        """``autoattack(norm=..., version=..., seed=...)``; steps and step size do not apply."""
+        params = text.params
+        norm = parse_norm(params.pop("norm", "Linf"))
+        allowed = {"version", "seed"}
+        if set(params) - allowed:
+            raise UserError(f"autoattack accepts only: norm, {', '.join(sorted(allowed))}")
+        params.setdefault("version", "standard")
+        params.setdefault("seed", 0)
+        return {
+            "name": cls.name,
+            "eps": text.eps,
+            "steps": cls.default_steps,
+            "step_size": None,
+            "norm": norm,
+            "params": tuple(params.items()),
+        }
 
     def iterate(
         self, model: nn.Module, x: Tensor, y: Tensor, init_delta: Tensor | None

@@ -1,31 +1,29 @@
 """The attack base class: one uniform callable per spec, the model bound at call time.
 
-In the spirit of torchattacks' ``Attack.__call__`` (Kim 2020, "Torchattacks: A PyTorch
-Repository for Adversarial Attacks"), the base does everything an attack must get right so a
-subclass writes only its step: eval mode (restored afterwards), no weight gradients for the
-duration (``requires_grad`` restored), the model's device, clamping to [0, 1] and projection onto
-the eps ball after every step. Optional speed knobs: ``channels_last`` memory format and
-``amp_dtype`` (autocast, e.g. bf16, for the gradient computations; the caller computes the final
-verdict in float32). With ``channels_last`` a contiguous model is converted for the call and
-converted back afterwards; convert the model once beforehand to skip that (about 1 ms per call).
-
-:meth:`Attack.correct_over_iterates` judges every iterate instead of only the last one (a sample
-counts as fooled as soon as any iterate fools the model, and is attacked no further); the eps
-sweep uses it, see :mod:`bench.evaluate`.
+In the spirit of torchattacks' ``Attack.__call__`` (Kim 2020), the base does everything an attack
+must get right so a subclass writes only its step: eval mode, frozen weights, the model's device,
+clamping to [0, 1] and projection onto the eps ball after every step (speed knobs:
+``channels_last``, ``amp_dtype``). Each class also declares what it is (name, default steps,
+step rule, label, key fields), which :class:`bench.attacks.spec.AttackSpec` reads through the
+registry. Design notes: docs/decisions/attacks.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.attacks.spec import AttackSpec
-from core.enums import Norm
+from core.enums import Dataset, Norm
+from core.errors import UserError
+
+if TYPE_CHECKING:
+    from bench.attacks.spec import AttackSpec
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -76,6 +74,30 @@ def project(x_adv: Tensor, x: Tensor, eps: float, norm: Norm) -> Tensor:
     return torch.clamp(x + delta, min=0.0, max=1.0)
 
 
+@dataclasses.dataclass
+class AttackText:
+    """An attack as :func:`bench.attacks.parse_attack` read it, for its class to build a spec.
+
+    ``variant``: the part after ``name:`` (None without one); ``steps`` / ``step_size``: as
+    asked for (None: the attack's default); ``params``: the keyword arguments written.
+    """
+
+    variant: str | None
+    eps: float
+    steps: int | None
+    step_size: float | None
+    params: dict[str, object]
+    dataset: Dataset | None
+
+
+def parse_norm(value: object) -> Norm:
+    """A :class:`Norm` from a member or a name (``Linf``, ``l2``); else a UserError."""
+    try:
+        return Norm.parse(value)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
 class Attack:
     """Base class: ``attack(model, x, y) -> x_adv``; subclasses implement :meth:`step`.
 
@@ -84,9 +106,68 @@ class Attack:
     cross-entropy with respect to the input, calls :meth:`step`, then projects and clamps.
     A subclass that replaces :meth:`iterate` (a black box such as torchattacks or AutoAttack)
     sets ``stepwise = False``: its iterates cannot be judged one by one.
+
+    The class attributes and class methods below declare what the attack is; a new attack is
+    its class plus one entry in :data:`bench.attacks.registry.ATTACKS`.
     """
 
+    name: ClassVar[str] = ""  # its spec name and registry key, e.g. "pgd"
+    title: ClassVar[str] = ""  # the stem of its label, e.g. "PGD"
+    default_steps: ClassVar[int] = 1
+    # iterative with a fixed step: the step count may be written in the name (pgd20), and the
+    # k-step run is the first k steps of the K-step run (same start and step size)
+    fixed_step_iterative: ClassVar[bool] = False
+    starts_random: ClassVar[bool] = False  # parse_attack's random_start
+    norms: ClassVar[tuple[Norm, ...]] = (Norm.LINF,)
+    # the spec fields its key() shows, in the key's fixed order (step_size only when set)
+    key_fields: ClassVar[tuple[str, ...]] = ("eps", "step_size", "norm")
+    variants: ClassVar[bool] = False  # spec names are "<name>:<Variant>" (torchattacks:PGD)
+    usage: ClassVar[str] = ""  # how to write it in error messages ("" = name, or name[N])
+    examples: ClassVar[tuple[str, ...]] = ()  # spellings offered as close matches (() = name)
+    run_options: ClassVar[tuple[str, ...]] = ("channels_last", "amp_dtype")  # see as_attack
     stepwise = True
+
+    @classmethod
+    def default_step_size(
+        cls, eps: float, steps: int, dataset: Dataset | None = None
+    ) -> float | None:
+        """The step size when none is given (None: the attack has no step size of its own)."""
+        return None
+
+    @classmethod
+    def spec_key_fields(cls, spec: AttackSpec) -> tuple[str, ...]:
+        """The fields ``spec.key()`` shows (:attr:`key_fields` unless it depends on the spec)."""
+        return cls.key_fields
+
+    @classmethod
+    def label(cls, spec: AttackSpec) -> str:
+        """Short human label: the title, ``-<steps>`` when steps are keyed, ``-L2`` for l2."""
+        steps = f"-{spec.steps}" if "steps" in cls.spec_key_fields(spec) else ""
+        return f"{cls.title}{steps}{'-L2' if spec.norm is Norm.L2 else ''}"
+
+    @classmethod
+    def accepts(cls, variant: str | None) -> bool:
+        """Whether ``<name>:<variant>`` (or the bare name, ``variant`` None) names this attack."""
+        return variant is None
+
+    @classmethod
+    def parse(cls, text: AttackText) -> dict[str, Any]:
+        """The :class:`AttackSpec` fields ``parse_attack`` builds from ``text``."""
+        steps = text.steps if cls.fixed_step_iterative else None  # others: a fixed count
+        n_steps = cls.default_steps if steps is None else int(steps)
+        if text.params:
+            raise UserError(f"{cls.name} takes no keyword arguments; use --steps / --step-size")
+        step_size = text.step_size
+        if step_size is None:
+            step_size = cls.default_step_size(text.eps, n_steps, text.dataset)
+        return {
+            "name": cls.name,
+            "eps": text.eps,
+            "steps": n_steps,
+            "step_size": step_size,
+            "norm": Norm.LINF,
+            "random_start": cls.starts_random,
+        }
 
     def __init__(
         self,
@@ -151,7 +232,7 @@ class Attack:
                 x_adv = x
                 for x_adv in self.iterate(model, x, y, init_delta):  # noqa: B007 - the last
                     pass
-                return _judge(model, x_adv, y).cpu()
+                return float32_verdict(model, x_adv, y).cpu()
             active = torch.arange(len(y), device=device)
             x_adv = self.start(x, init_delta)
             state: dict[str, Tensor] = {}
@@ -160,7 +241,7 @@ class Attack:
                 if self.amp_dtype is None:
                     ok = logits.argmax(dim=1) == y
                 else:
-                    ok = _judge(model, x_adv, y)
+                    ok = float32_verdict(model, x_adv, y)
                 if not bool(ok.all()):
                     correct[active[~ok]] = False
                     active, x, y, x_adv, grad = (t[ok] for t in (active, x, y, x_adv, grad))
@@ -168,7 +249,7 @@ class Attack:
                     if len(active) == 0:
                         return correct.cpu()
                 x_adv = project(self.step(x_adv, grad, state), x, self.spec.eps, self.spec.norm)
-            correct[active] = _judge(model, x_adv, y)
+            correct[active] = float32_verdict(model, x_adv, y)
         return correct.cpu()
 
     # -- the generic iterative loop; a subclass overrides `step` (or `iterate` for black boxes) --
@@ -218,113 +299,8 @@ class Attack:
         return torch.autocast(device_type=device.type, dtype=self.amp_dtype)
 
 
-@dataclasses.dataclass
-class _Cohort:
-    """Rows of one budget that started together: sample indices, iterates, step state."""
-
-    budget: int
-    rows: Tensor
-    x_adv: Tensor
-    begun: int
-    state: dict[str, Tensor] = dataclasses.field(default_factory=dict)
-
-
-def correct_over_budgets(
-    attacks: Sequence[Attack],
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    starts: Sequence[Tensor],
-    alive: Tensor,
-    *,
-    max_rows: int,
-) -> Tensor:
-    """Several budgets of one stepwise attack, run overlapped, every iterate judged.
-
-    ``attacks[j]`` is the attack at the j-th budget in ASCENDING order (same class, same number
-    of steps), ``starts[j]`` its starting images for ``x`` (one row per sample) and
-    ``alive[:, j]`` marks the samples still to attack at budget j (clean-correct, not fooled at
-    a smaller budget evaluated earlier). Returns ``correct`` (same shape as ``alive``, on the
-    CPU): sample i survived every iterate of budget j's run AND of every smaller budget's run.
-
-    Every model call takes up to ``max_rows`` (sample, budget) rows: the running ones, then
-    waiting rows in ascending budget order while there is room. A row leaves as soon as its
-    sample is fooled at its own budget or at any smaller one (a point of a smaller ball lies in
-    every larger ball), and its place goes to a waiting row. So calls stay full, no call is
-    ever added for a larger budget, and the smaller budgets, whose verdicts prune the larger
-    ones, go first. Rows of a larger budget that start before a smaller budget has finished
-    with the same sample are wasted if the smaller one fools it later; that is the price of
-    the full calls. Each row follows its own budget's step rule from ``starts[j]`` (rows that
-    start together share the step state, e.g. momentum), so its iterates are those of a run of
-    ``attacks[j]``, up to batch-size-dependent float rounding. Verdicts as in
-    :meth:`Attack.correct_over_iterates`.
-    """
-    first = attacks[0]
-    steps, size = first.spec.steps, max(max_rows, 1)
-    device = model_device(model)
-    x = x.detach().to(device=device, dtype=torch.float32)
-    y = y.detach().to(device=device)
-    correct = alive.to(device=device, dtype=torch.bool).clone()
-    waiting = correct.clone()
-    cohorts: list[_Cohort] = []
-    t = 0
-    with frozen_eval(model, first.channels_last):
-        while True:
-            waiting &= correct
-            active = sum(len(c.rows) for c in cohorts)
-            for j in range(len(attacks)):
-                if active >= size:
-                    break
-                r = waiting[:, j].nonzero().flatten()[: size - active]
-                if len(r):
-                    waiting[r, j] = False
-                    x0 = starts[j].detach().to(device, torch.float32)[r]
-                    cohorts.append(_Cohort(j, r, x0, t))
-                    active += len(r)
-            if active == 0:
-                break
-            sizes = [len(c.rows) for c in cohorts]
-            oks, grads = _judge_and_gradient(
-                first, model, torch.cat([c.x_adv for c in cohorts]),
-                y[torch.cat([c.rows for c in cohorts])], size,
-            )  # fmt: skip
-            for c, ok in zip(cohorts, oks.split(sizes), strict=True):
-                correct[c.rows[~ok], c.budget :] = False  # fooled here: at every larger budget
-            for c, g in zip(cohorts, grads.split(sizes), strict=True):
-                keep = correct[c.rows, c.budget]
-                if t - c.begun >= steps:  # its last iterate was just judged: the run is over
-                    keep = torch.zeros_like(keep)
-                c.rows, c.x_adv, g = c.rows[keep], c.x_adv[keep], g[keep]
-                c.state = {name: value[keep] for name, value in c.state.items()}
-                spec = attacks[c.budget].spec
-                stepped = attacks[c.budget].step(c.x_adv, g, c.state)
-                c.x_adv = project(stepped, x[c.rows], spec.eps, spec.norm)
-            cohorts = [c for c in cohorts if len(c.rows)]
-            t += 1
-    return correct.cpu()
-
-
-def _judge_and_gradient(
-    attack: Attack, model: nn.Module, batch: Tensor, labels: Tensor, max_rows: int
-) -> tuple[Tensor, Tensor]:
-    """Per-row correctness and input gradient of ``batch``, in chunks of ``max_rows`` rows."""
-    if attack.channels_last and batch.dim() == 4:
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    size = max(max_rows, 1)
-    oks, grads = [], []
-    for lo in range(0, len(batch), size):
-        xb, yb = batch[lo : lo + size], labels[lo : lo + size]
-        grad, logits = attack.gradient_and_logits(model, xb, yb)
-        if attack.amp_dtype is None:
-            oks.append(logits.argmax(dim=1) == yb)
-        else:
-            oks.append(_judge(model, xb, yb))
-        grads.append(grad)
-    return torch.cat(oks), torch.cat(grads)
-
-
 @torch.no_grad()
-def _judge(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+def float32_verdict(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """``model(x)`` classifies ``y`` correctly, in float32 (autocast off), per sample."""
     with torch.autocast(device_type=x.device.type, enabled=False):
         return model(x.float()).argmax(dim=1) == y

@@ -9,10 +9,18 @@ from __future__ import annotations
 from torch import Tensor
 
 from bench.attacks.base import Attack
+from core.enums import Dataset
 
 
 class FGSM(Attack):
     """Fast Gradient Sign Method (linf, one step of size ``spec.alpha``, eps by default)."""
+
+    name = "fgsm"
+    title = "FGSM"
+
+    @classmethod
+    def default_step_size(cls, eps: float, steps: int, dataset: Dataset | None = None) -> float:
+        return eps
 
     def step(self, x_adv: Tensor, grad: Tensor, state: dict[str, Tensor]) -> Tensor:
         return x_adv + self.spec.alpha * grad.sign()

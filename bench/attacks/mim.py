@@ -11,10 +11,23 @@ from __future__ import annotations
 from torch import Tensor
 
 from bench.attacks.base import Attack
+from core.enums import Dataset
 
 
 class MIM(Attack):
     """Momentum Iterative Method (linf, no random start, ``spec.decay`` momentum)."""
+
+    name = "mim"
+    title = "MIM"
+    default_steps = 10
+    fixed_step_iterative = True
+    key_fields = ("eps", "steps", "step_size", "norm", "decay")
+    examples = ("mim", "mim10")
+
+    @classmethod
+    def default_step_size(cls, eps: float, steps: int, dataset: Dataset | None = None) -> float:
+        """eps/steps (Dong et al. 2018)."""
+        return eps / max(int(steps), 1)
 
     def step(self, x_adv: Tensor, grad: Tensor, state: dict[str, Tensor]) -> Tensor:
         scale = grad.abs().mean(dim=tuple(range(1, grad.dim())), keepdim=True)

@@ -10,16 +10,36 @@ Cost rule: with a fixed step and the same start, PGD-k is the prefix of PGD-K (k
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from bench.attacks.base import Attack
-from bench.attacks.spec import AttackSpec
+from core.enums import Dataset
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from bench.attacks.spec import AttackSpec
 
 
 class PGD(Attack):
     """Projected Gradient Descent (linf): ``x <- Proj(x + alpha * sign(grad))``."""
+
+    name = "pgd"
+    title = "PGD"
+    default_steps = 20
+    fixed_step_iterative = True
+    starts_random = True
+    key_fields = ("eps", "steps", "step_size", "norm", "random_start")
+    examples = ("pgd", "pgd20", "pgd100")
+
+    @classmethod
+    def default_step_size(cls, eps: float, steps: int, dataset: Dataset | None = None) -> float:
+        """eps/4, i.e. 2/255 at eps 8/255 as in the RACL/RobNet CIFAR evaluation; on MNIST-like
+        sets eps*20/76.5, i.e. the paper's 20/255 at 0.3."""
+        if dataset in (Dataset.MNIST, Dataset.FASHION_MNIST):
+            return eps * 20.0 / 76.5
+        return eps / 4.0
 
     def step(self, x_adv: Tensor, grad: Tensor, state: dict[str, Tensor]) -> Tensor:
         return x_adv + self.spec.alpha * grad.sign()

@@ -1,6 +1,12 @@
-"""The attack registry: spec name -> class, and :func:`build_attack`."""
+"""The attack registry: spec name -> class, and :func:`build_attack`.
+
+Adding an attack: its class (declaring what it is, see :class:`bench.attacks.base.Attack`) in its
+own module, plus its entry here; :class:`bench.attacks.spec.AttackSpec` reads the rest from it.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -10,20 +16,26 @@ from bench.attacks.external import TorchattacksAttack
 from bench.attacks.fgsm import FGSM
 from bench.attacks.mim import MIM
 from bench.attacks.pgd import PGD
-from bench.attacks.spec import TORCHATTACKS_PREFIX, AttackSpec
+
+if TYPE_CHECKING:
+    from bench.attacks.spec import AttackSpec
 
 ATTACKS: dict[str, type[Attack]] = {
-    "fgsm": FGSM,
-    "pgd": PGD,
-    "mim": MIM,
-    "autoattack": AutoAttack,
-    "torchattacks": TorchattacksAttack,
+    cls.name: cls for cls in (FGSM, PGD, MIM, AutoAttack, TorchattacksAttack)
 }
+
+
+def find_attack(spec_name: str) -> type[Attack] | None:
+    """The class of a spec name (``pgd``, ``torchattacks:APGD``); None if none takes it."""
+    name, colon, variant = spec_name.partition(":")
+    cls = ATTACKS.get(name)
+    if cls is None or not cls.accepts(variant if colon else None):
+        return None
+    return cls
 
 
 def build_attack(
     spec: AttackSpec, *, channels_last: bool = False, amp_dtype: torch.dtype | None = None
 ) -> Attack:
     """The attack object for a spec (``torchattacks:<Name>`` goes to the adapter)."""
-    key = "torchattacks" if spec.name.startswith(TORCHATTACKS_PREFIX) else spec.name
-    return ATTACKS[key](spec, channels_last=channels_last, amp_dtype=amp_dtype)
+    return find_attack(spec.name)(spec, channels_last=channels_last, amp_dtype=amp_dtype)

@@ -28,7 +28,6 @@ from bench.attacks import AttackSpec
 from bench.evaluate import (
     clean_correct,
     eps_sweep_correct,
-    spec_at_eps,
     step_sweep_correct,
     transfer_correct,
     transfer_matrix,
@@ -136,7 +135,7 @@ def test_eps_sweep_attacks_only_survivors(benchmark, at_model, data):
                                  seed=2)  # fmt: skip
 
     def separate():
-        return {e: whitebox_correct(at_model, x, y, spec_at_eps(base, e), batch_size=64,
+        return {e: whitebox_correct(at_model, x, y, base.at_eps(e), batch_size=64,
                                     clean=clean, seed=2) for e in EPS_LIST}  # fmt: skip
 
     fast, slow = _compare(benchmark, sweep, separate, "eps sweep (7 budgets) vs separate", 0.5)
