@@ -261,11 +261,6 @@ def step_sweep_correct(
 # -- the eps sweep -------------------------------------------------------------------------------
 
 
-def spec_at_eps(spec: Any, eps: float) -> Any:
-    """``spec.at_eps(eps)`` (:meth:`bench.attacks.AttackSpec.at_eps`); kept for callers."""
-    return spec.at_eps(eps)
-
-
 def eps_sweep_correct(
     model: nn.Module,
     x: Tensor,

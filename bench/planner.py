@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bench.cells import Cell, CellGroup, ModelRef, Plan, Skipped, derive_seed
 from bench.cost import estimate_costs
@@ -157,7 +157,7 @@ class _Planner:
         if group.kind is EvalKind.TRANSFER and known.group.kind is not EvalKind.TRANSFER:
             known.group, known.seed = group, seed
 
-    def gen_seed(self, ref: ModelRef, sl: str, spec: Any) -> int:
+    def gen_seed(self, ref: ModelRef, sl: str, spec: AttackSpec) -> int:
         base = dataclasses.replace(spec, steps=1) if spec.fixed_step_iterative else spec
         return derive_seed(self.req.seed, ref.hash, sl, base.key())
 
@@ -218,12 +218,10 @@ class _Planner:
     def _eps_sweep(
         self, ap: AttackPlan, ref: ModelRef, dataset: Dataset, sl: tuple[str, int], name: str
     ) -> None:
-        from bench.evaluate import spec_at_eps
-
         base = ap.spec(dataset, None)
         group = CellGroup(EvalKind.EPS_SWEEP, ref.hash, sl[0], base.key())
         for eps in sweep_budgets(dataset, self.preset.eps_count):
-            spec = spec_at_eps(base, eps)
+            spec = base.at_eps(eps)
             seed = self.gen_seed(ref, sl[0], spec)
             self.add(EvalKind.EPS_SWEEP, ref, sl, spec, name, group=group, seed=seed)
 

@@ -29,6 +29,7 @@ from racl_search.architecture import ArchitectureParameters, weight_mode
 from racl_search.config import SearchConfig
 from racl_search.derive import derive_genotype
 from racl_search.errors import SearchError
+from racl_search.parallel import distribute, sync_admm_state
 from racl_search.run_state import load_run_state, rng_state, save_run_state, set_rng_state
 from racl_search.supernet import Supernet, SupernetConfig
 
@@ -149,7 +150,7 @@ def run_epoch(
             mods.net.train()
             out = mods.arch_step(xa[ia].to(device), ya[ia].to(device))
             if world > 1:
-                _sync_admm_state(mods.arch_step)
+                sync_admm_state(mods.arch_step)
             sums["arch_ce"] += out["arch_ce"] * len(ia)
         loss, correct = weight_step(mods, xw[iw].to(device), yw[iw].to(device), config)
         sums["train_loss"] += loss * len(iw)
@@ -387,44 +388,6 @@ def _safe_exp(value: float | None) -> float | None:
     if value is None or value > 700:
         return None
     return math.exp(value)
-
-
-# -- torchrun ----------------------------------------------------------------------------------
-# The process group is the caller's (``bench search`` joins the one torchrun describes); without
-# one every helper below is a no-op and the search is the one-process search.
-
-
-def distribute(
-    mods: SearchModules, config: SearchConfig, device: torch.device, n_half: int
-) -> None:
-    """Under torchrun: DDP for the supernet weights and synchronised architecture gradients.
-
-    The Adam steps of ``mu`` and ``sigma`` are preceded by an in-order gradient average
-    (:func:`core.distributed.average_gradients`), so every rank applies the same update to the
-    same parameters. ``n_half``: images per half (a global batch must give every rank its
-    share). No-op in one process.
-    """
-    world = distributed.context().world_size
-    if world == 1:
-        return
-    if config.batch_size % world or min(config.batch_size, n_half) < world:
-        raise SearchError(
-            f"batch size {config.batch_size} (halves of {n_half} images) must divide by the "
-            f"{world} processes (it is the global batch)"
-        )
-    mods.ddp = distributed.wrap_ddp(mods.net)
-    for opt in (mods.arch_step.mu_opt, mods.arch_step.sigma_opt):
-        opt.register_step_pre_hook(_average_optimizer_gradients)
-
-
-def _average_optimizer_gradients(optimizer: torch.optim.Optimizer, *_: Any) -> None:
-    distributed.average_gradients([p for group in optimizer.param_groups for p in group["params"]])
-
-
-def _sync_admm_state(step: ArchitectureStep) -> None:
-    """Copy rank 0's dual ``theta`` and ``ln lambda*`` to every rank."""
-    state = step.state
-    state.theta, state.log_target = distributed.broadcast_object((state.theta, state.log_target))
 
 
 def _silent(message: str) -> None:

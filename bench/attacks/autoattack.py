@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from bench.attacks.base import Attack, AttackText, parse_norm, project
+from bench.attacks.base import Attack, AttackText, project
 from core.enums import Norm
 from core.errors import UserError
 
@@ -37,7 +37,7 @@ class AutoAttack(Attack):
     def parse(cls, text: AttackText) -> dict[str, Any]:
         """``autoattack(norm=..., version=..., seed=...)``; steps and step size do not apply."""
         params = text.params
-        norm = parse_norm(params.pop("norm", "Linf"))
+        norm = Norm.parse(params.pop("norm", "Linf"))
         allowed = {"version", "seed"}
         if set(params) - allowed:
             raise UserError(f"autoattack accepts only: norm, {', '.join(sorted(allowed))}")

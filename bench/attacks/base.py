@@ -90,14 +90,6 @@ class AttackText:
     dataset: Dataset | None
 
 
-def parse_norm(value: object) -> Norm:
-    """A :class:`Norm` from a member or a name (``Linf``, ``l2``); else a UserError."""
-    try:
-        return Norm.parse(value)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-
-
 class Attack:
     """Base class: ``attack(model, x, y) -> x_adv``; subclasses implement :meth:`step`.
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from bench.attacks.base import Attack, AttackText, parse_norm, project
+from bench.attacks.base import Attack, AttackText, project
 from core.datasets import dataset_info
 from core.enums import Norm
 from core.errors import UserError
@@ -69,7 +69,7 @@ class TorchattacksAttack(Attack):
             bad = ", ".join(unknown) or "model/eps"
             accepted = ", ".join(k for k in sig if k not in ("self", "model", "eps"))
             raise UserError(f"torchattacks.{variant} does not take {bad}; it accepts: {accepted}")
-        norm = parse_norm(params.pop("norm", _signature_default(sig, "norm", "Linf")))
+        norm = Norm.parse(params.pop("norm", _signature_default(sig, "norm", "Linf")))
         if variant.endswith("L2"):
             norm = Norm.L2
         n_steps = params.pop(

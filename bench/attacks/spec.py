@@ -16,7 +16,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-from bench.attacks.base import Attack, AttackText, parse_norm
+from bench.attacks.base import Attack, AttackText
 from bench.attacks.registry import ATTACKS, find_attack
 from core.enums import Dataset, Norm
 from core.errors import UserError
@@ -57,7 +57,7 @@ class AttackSpec:
     params: tuple[tuple[str, object], ...] = field(default=())
 
     def __post_init__(self) -> None:
-        norm = parse_norm(self.norm)
+        norm = Norm.parse(self.norm)
         object.__setattr__(self, "norm", norm)
         object.__setattr__(self, "eps", float(self.eps))
         object.__setattr__(self, "params", tuple(sorted(dict(self.params).items())))
