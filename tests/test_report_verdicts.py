@@ -133,7 +133,7 @@ def test_seeds_must_each_hold(tmp_path):
     at = {"racl_published": racl, "pc_darts": _counts(50, 40, 10)}
     claims, report = _claims(tmp_path, at=at, seeds=(0, 1))
     assert claims[BEATS].ours == "inconclusive"
-    assert "held in 1/2 seeds" in claims[BEATS].detail
+    assert "held in 1/2 seeds, reversed in 0/2" in claims[BEATS].detail
     table = next(t for t in report.tables if t.key == "table1_with_at")
     cell = next(r for r in table.rows if r.label == "racl_published").cells[1]
     assert cell.ours == 40.0 and cell.spread.k == 2 and cell.spread.mean == pytest.approx(33.0)
@@ -159,3 +159,4 @@ def test_cells_without_usable_bits_are_inconclusive(tmp_path):
     report = build_report(path, tmp_path / "out", ReportOptions(figures=False))
     claim = next(c for c in report.claims if c.text == BEATS)
     assert claim.ours == "inconclusive" and "no paired per-sample outcomes" in claim.detail
+    assert claim.needed == "unknown: no paired outcomes at FGSM vs pc_darts"

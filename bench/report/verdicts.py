@@ -35,9 +35,12 @@ class Tested:
     tests: tuple[tuple[int, McNemar], ...]
     verdict: str
 
-    @property
-    def held_seeds(self) -> int:
-        return sum(t.a_only > t.b_only and t.p < ALPHA for _, t in self.tests)
+    def seeds_text(self) -> str:
+        """``held in 1/3 seeds, reversed in 1/3`` (significant at alpha, either direction)."""
+        held = sum(t.a_only > t.b_only and t.p < ALPHA for _, t in self.tests)
+        against = sum(t.b_only > t.a_only and t.p < ALPHA for _, t in self.tests)
+        k = len(self.tests)
+        return f"held in {held}/{k} seeds, reversed in {against}/{k}"
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,7 @@ def _p_text(tested: Tested) -> str:
     ps = ["<0.001" if t.p < 0.001 else f"{t.p:.3f}" for _, t in tested.tests]
     if len(ps) == 1:
         return f"p{ps[0]}" if ps[0].startswith("<") else f"p={ps[0]}"
-    held = f"held in {tested.held_seeds}/{len(ps)} seeds"
-    return f"p by seed {'/'.join(ps)}, {held}"
+    return f"p by seed {'/'.join(ps)}, {tested.seeds_text()}"
 
 
 def detail(judged: Judged) -> str:
