@@ -14,7 +14,12 @@ import pytest
 
 from bench.cli import main
 from bench.report import ReportOptions, build_report
+from bench.report.agreement import Tau
+from bench.report.loading import load_store
+from bench.report.paper import NameMap
 from bench.report.render import to_markdown
+from bench.report.scope import ReportContext
+from bench.report.sweeps import load_sweep
 from bench.report.table_model import Cell, cell_text, format_eps
 from core.errors import UserError
 
@@ -114,12 +119,17 @@ def test_cells_show_ours_paper_and_difference(report):
     table = _table(report, "table1_with_at")
     row = next(r for r in table.rows if r.label == "racl_published")
     assert row.paper_row == "racl"
-    assert cell_text(row.cells[1]) == "93.0 (57.4, +35.6)"  # FGSM: 93.0 vs paper 57.44
+    assert cell_text(row.cells[1]) == "93.0 [86, 97] (57.4, +35.6)"  # FGSM: 93.0 vs paper 57.44
     frame = pd.read_csv(report.out_dir / "tables" / "table1_with_at.csv", comment="#")
     racl = frame[frame["row"] == "racl_published"].iloc[0]
     assert racl["FGSM_ours"] == 93.0 and racl["FGSM_paper"] == 57.44
     assert racl["FGSM_diff"] == pytest.approx(35.56)
-    assert racl["FGSM_n"] == 100
+    assert racl["FGSM_n"] == 100 and racl["FGSM_seeds"] == 1
+    # darts PGD20 is 84/100: Wilson 95 % = [75.58, 89.90] (hand-computed in test_report_stats)
+    darts = frame[frame["row"] == "darts"].iloc[0]
+    assert (darts["PGD20_ci_low"], darts["PGD20_ci_high"]) == (75.58, 89.90)
+    tex = (report.out_dir / "tables" / "table1_with_at.tex").read_text()
+    assert "84.0 & [75.6, 89.9] & 44.9 (+39.1)" in tex
 
 
 def test_headers_state_dataset_preset_images_and_comparability(report):
@@ -135,7 +145,7 @@ def test_trust_failures_mark_cells_and_earlier_failures_that_later_passed_do_not
     assert marks["pc_darts"] and not marks["darts"] and not marks["racl_published"]
     assert any("robust_le_clean" in f and "pc_darts" in f for f in table.footnotes)
     md = (report.out_dir / "tables" / "table1_with_at.md").read_text()
-    assert "82.0 (41.9, +40.1) †1" in md
+    assert "82.0 [73, 88] (41.9, +40.1) †1" in md
 
 
 def test_failed_cell_is_shown_with_its_error(report):
@@ -174,9 +184,28 @@ def test_agreement_has_kendall_tau_and_claims(report):
     assert taus[("table4", "fashion_mnist")].text() == "n/a"  # no paper values
     claims = {c.text: c for c in report.claims}
     table4 = next(c for c in report.claims if "Table 4" in c.where)
-    assert table4.ours == "not held"  # fashion_mnist: TRADES 80 > PGD-AT 78 in the fixture
+    # fashion_mnist: TRADES 80 > PGD-AT 78 in the fixture, 2 discordant images: p = 0.5
+    assert table4.ours == "inconclusive" and "p=0.500" in table4.detail
+    asymmetry = next(c for c in report.claims if "transfer more strongly" in c.text)
+    assert asymmetry.ours == "held" and "(p<0.001)" in asymmetry.detail  # 71 vs 96
     assert all(c.paper in ("held", "-", "not run") for c in claims.values())
-    assert "Kendall" in text and "| held |" in text
+    assert "Kendall" in text and "| held |" in text and "McNemar" in text
+    lo, hi = taus[("table1_with_at", "PGD20")].ci
+    assert lo <= taus[("table1_with_at", "PGD20")].tau <= hi
+
+
+def test_tau_interval_says_when_it_spans_zero():
+    assert Tau("t", "c", 0.33, 4, (-0.33, 0.67)).ci_text() == "[-0.33, +0.67] (spans 0)"
+    assert Tau("t", "c", 0.67, 4, (0.33, 1.0)).ci_text() == "[+0.33, +1.00]"
+    assert Tau("t", "c", None, 2).ci_text() == "n/a"
+
+
+def test_sweep_points_carry_their_band(report):
+    ctx = ReportContext.build(load_store(STORE), report.scope, NameMap({}))
+    series = load_sweep(ctx, "figure3a").series
+    assert series and all(s.low and s.high for s in series)
+    for s in series:
+        assert all(lo <= y <= hi for lo, y, hi in zip(s.low, s.y, s.high, strict=True))
 
 
 def test_index_pages_hold_environment_tables_and_embedded_figures(report):
@@ -244,6 +273,7 @@ def test_cell_text_and_eps_formatting():
     assert cell_text(Cell(None, 49.3)) == "- (49.3)"
     assert cell_text(Cell(None, None, failed=True)) == "failed"
     assert cell_text(Cell(1.93, 1.93)) == "1.9 (1.9, +0.0)"
+    assert cell_text(Cell(47.2, 49.3, ci=(40.3, 54.2))) == "47.2 [40, 54] (49.3, -2.1)"
     assert format_eps(8 / 255) == "8/255" and format_eps(0.3) == "0.3" and format_eps(0.1) == "0.1"
 
 

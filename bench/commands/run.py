@@ -38,7 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="delete the plan's cells first")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    p.add_argument("--seed", type=int, help="global seed: training and attacks (default 0)")
+    p.add_argument(
+        "--seeds",
+        help="comma-separated global seeds, e.g. 0,1,2: the whole plan once per seed (each "
+        "seed trains its own checkpoints); replaces --seed",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     p.set_defaults(func=run)
@@ -113,7 +118,7 @@ def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types i
         store,
         eps=eps,
         n=args.n,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         training=training,
         checkpoint_dir=_ckpt_dir(args),
     )
@@ -149,15 +154,30 @@ def _plan_for_run(args: argparse.Namespace, store):  # noqa: ANN202 - see build_
     return result
 
 
-def _print_plan(result, as_json: bool) -> None:  # noqa: ANN001
+def parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
+    """The run's global seeds: ``--seeds a,b,c`` (distinct, >= 0) or ``[--seed]`` (default 0)."""
+    from core.errors import UserError
+
+    if seeds is None:
+        return [0 if seed is None else seed]
+    if seed is not None:
+        raise UserError("--seed and --seeds exclude each other: give the seeds in --seeds")
+    try:
+        values = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--seeds wants comma-separated integers, got {seeds!r}") from None
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise UserError(f"--seeds wants distinct integers >= 0, got {seeds!r}")
+    return values
+
+
+def _print_plan(result) -> None:  # noqa: ANN001
     info = result.to_json()
-    if as_json:
-        print(json.dumps({"dry_run": True, **info}, indent=2))
-        return
     est = info["estimate"]
     print(
-        f"plan ({info['preset']}): {info['cells']} cells, {info['to_compute']} to compute, "
-        f"{info['cached']} cached, {info['checkpoints']} checkpoints"
+        f"plan ({info['preset']}, seed {info['seed']}): {info['cells']} cells, "
+        f"{info['to_compute']} to compute, {info['cached']} cached, "
+        f"{info['checkpoints']} checkpoints"
     )
     print(
         f"estimate: training {est['train_passes']:,} forward-equivalents (~{est['train_s']} s), "
@@ -183,13 +203,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Plan and run once per seed (``--seeds``); JSON: one object, or a list for several seeds."""
     import contextlib
 
     import torch
 
-    from bench.runner import execute
     from bench.store import ResultStore
-    from bench.summary import summary_table
     from core import distributed
 
     if args.threads is not None:
@@ -198,43 +217,54 @@ def _run(args: argparse.Namespace) -> int:
 
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    seeds = parse_seeds(args.seed, args.seeds)
     main = distributed.context().is_main
     # A dry run only reads: it plans against an empty in-memory store when the file is absent.
     dry_new = args.dry_run and not Path(args.store).exists()
     opened = ResultStore(":memory:" if dry_new else args.store) if main else None
     with opened if opened is not None else contextlib.nullcontext() as store:
-        result = distributed.on_main(lambda: _plan_for_run(args, store))
-        if args.dry_run:
-            if main:
-                _print_plan(result, args.json)
-            return 0
-        meta = {
-            "argv": sys.argv[1:],
-            "torch_version": torch.__version__,
-            "git_commit": _git_commit(),
-        }
-        log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
-        summary = execute(
-            result,
-            store,
-            args.device,
-            progress=not args.no_progress,
-            checkpoint_dir=_ckpt_dir(args),
-            data_dir=args.data_dir,
-            run_meta=meta,
-            log=log,
-        )
-        rows = store.rows(key=[c.key for c in result.cells]) if main else []
+        done = [_run_seed(argparse.Namespace(**{**vars(args), "seed": s}), store) for s in seeds]
+    if main and args.json:
+        docs = [doc for _, doc in done]
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
+    return max(code for code, _ in done)
+
+
+def _run_seed(args: argparse.Namespace, store) -> tuple[int, dict]:  # noqa: ANN001
+    """Plan and execute (or print, on a dry run) for ``args.seed``: (exit code, JSON doc)."""
+    import torch
+
+    from bench.runner import execute
+    from bench.summary import summary_table
+    from core import distributed
+
+    main = distributed.context().is_main
+    result = distributed.on_main(lambda: _plan_for_run(args, store))
+    if args.dry_run:
+        if main and not args.json:
+            _print_plan(result)
+        return 0, ({"dry_run": True, **result.to_json()} if main else {})
+    meta = {"argv": sys.argv[1:], "torch_version": torch.__version__, "git_commit": _git_commit()}
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    summary = execute(
+        result,
+        store,
+        args.device,
+        progress=not args.no_progress,
+        checkpoint_dir=_ckpt_dir(args),
+        data_dir=args.data_dir,
+        run_meta=meta,
+        log=log,
+    )
     if not main:
-        return summary.exit_code
-    if args.json:
-        print(json.dumps(summary.to_json(), indent=2))
-    else:
+        return summary.exit_code, {}
+    if not args.json:
+        rows = store.rows(key=[c.key for c in result.cells])
         print(summary_table(rows, summary.trust))
         t = summary.timings
         print(
-            f"\n{summary.computed} computed, {summary.cached} cached, {summary.failed} failed; "
-            f"train {t.get('train_s', 0):.1f} s, total {t.get('total_s', 0):.1f} s; "
-            f"store {args.store}"
+            f"\nseed {args.seed}: {summary.computed} computed, {summary.cached} cached, "
+            f"{summary.failed} failed; train {t.get('train_s', 0):.1f} s, "
+            f"total {t.get('total_s', 0):.1f} s; store {args.store}"
         )
-    return summary.exit_code
+    return summary.exit_code, summary.to_json()

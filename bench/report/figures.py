@@ -1,6 +1,7 @@
 """Figure 3 of the RACL paper (a: accuracy vs PGD iterations; b, c: accuracy vs eps for PGD and
 FGSM) and a heat map of the Table 3 transfer matrix, as PNG and PDF without timestamps; the
-paper's stated Figure 3 values are overlaid as hollow markers (docs/decisions/report.md).
+paper's stated Figure 3 values are overlaid as hollow markers, each curve carries its 95 %
+Wilson band and each heat-map cell its interval (docs/decisions/report.md).
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def sweep_figure(
             linewidth=1.5,
             label=s.model,
         )
+        if s.low and s.high:
+            ax.fill_between(s.x, s.low, s.high, color=st.color, alpha=0.15, linewidth=0)
     if sweep.axis == "steps":
         _overlay_paper(ax, sweep, styles, paper_rows, paper)
         from matplotlib.ticker import NullFormatter
@@ -112,7 +115,7 @@ def sweep_figure(
         ax.set_xlabel("PGD iterations (log scale)")
     else:
         ax.set_xlabel("perturbation budget eps (L-inf, pixel scale [0, 1])")
-    ax.set_ylabel("accuracy under attack (%)")
+    ax.set_ylabel("accuracy under attack (%), 95 % band")
     attack = sweep.attack.upper()
     training = sweep.training or "-"
     ax.set_title(f"{TITLES[sweep.key]}\n{dataset_label}, {attack}, training {training}", fontsize=9)
@@ -169,10 +172,14 @@ def heatmap_figure(table: Table, out_dir: Path, dataset_label: str) -> list[Path
         for j in range(k):
             value = data[i, j]
             text = "-" if np.isnan(value) else f"{value:.1f}"
+            ci = table.rows[i].cells[j].ci
+            if ci is not None:
+                text += f"\n[{ci[0]:.0f}, {ci[1]:.0f}]"
             color = "black" if not np.isnan(value) and value > 60 else "white"
             weight = "bold" if i == j else "normal"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color, weight=weight)
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color, weight=weight)
     fig.colorbar(image, ax=ax, label="accuracy (%)")
-    ax.set_title(f"{TITLES['transfer_heatmap']}\n{dataset_label}; diagonal = white-box", fontsize=9)
+    title = f"{TITLES['transfer_heatmap']}\n{dataset_label}; diagonal = white-box; [95 % interval]"
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, out_dir, "transfer_heatmap")

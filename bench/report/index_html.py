@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from bench.report.agreement import STATS_LINES
 from bench.report.contents import Report
 from bench.report.environment import RUN_HEADER, run_cells
 from bench.report.index_md import skipped_lines, summary_lines
@@ -27,6 +28,7 @@ ul.notes { list-style: none; padding-left: 1rem; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 0.85rem; color: #444; }
 .held { color: #075; } .not-held { color: #b00; } .not-run { color: #777; }
+.inconclusive { color: #a60; }
 """
 
 
@@ -75,25 +77,27 @@ def _figure_html(key: str, title: str, png_bytes: bytes) -> str:
 
 
 def _agreement_html(report: Report) -> str:
-    taus = [[t.table, t.column, t.text(), str(t.n)] for t in report.taus]
+    taus = [[t.table, t.column, t.text(), t.ci_text(), str(t.n)] for t in report.taus]
     parts = [
         "<h2>Agreement with the paper</h2>",
         _simple_table(
-            "Kendall's tau: our ranking of models vs the paper's",
-            ["Table", "Column", "tau", "rows"],
+            "Kendall's tau: our ranking of models vs the paper's (95 % bootstrap interval)",
+            ["Table", "Column", "tau", "95 % interval", "rows"],
             taus,
             "kendall-tau",
         ),
     ]
+    parts += [f"<p>{escape(line.replace('**', ''))}</p>" for line in STATS_LINES]
     rows = []
     for c in report.claims:
         cls = c.ours.replace(" ", "-")
         rows.append(
             f"<tr><td>{escape(c.text)}</td><td>{escape(c.where)}</td>"
             f'<td class="{cls}">{escape(c.ours)}</td><td>{escape(c.paper)}</td>'
-            f"<td>{escape(c.detail)}</td></tr>"
+            f"<td>{escape(c.needed)}</td><td>{escape(c.detail)}</td></tr>"
         )
-    head = "".join(f"<th>{h}</th>" for h in ("Claim", "Where", "Ours", "Paper's numbers", "Detail"))
+    names = ("Claim", "Where", "Ours", "Paper's numbers", "Images needed", "Detail")
+    head = "".join(f"<th>{h}</th>" for h in names)
     parts += [
         '<table id="claims">',
         "<caption>Claims of the paper</caption>",

@@ -18,9 +18,9 @@ def summary_lines(report: Report) -> list[str]:
     lines = [
         f"Store: `{report.store_path.name}`; dataset {dataset_name(scope.dataset)}; "
         f"preset {scope.preset or '-'}; L-inf eps {format_eps(scope.eps)}.",
-        "Each cell reads ours (paper, ours - paper), accuracy in %. The paper evaluates "
-        "CIFAR-10 at eps 8/255 on the full test set; numbers from other datasets or presets "
-        "are not comparable in absolute terms.",
+        "Each cell reads ours [95 % interval] (paper, ours - paper), accuracy in %. The paper "
+        "evaluates CIFAR-10 at eps 8/255 on the full test set; numbers from other datasets or "
+        "presets are not comparable in absolute terms.",
     ]
     if report.failed_cells:
         lines.append(f"Failed cells in the store: {report.failed_cells} (marked 'failed').")

@@ -39,7 +39,8 @@ DATASET_NAMES = {
 }
 TRAINING_NAMES = {"natural": "natural (clean images)", "pgd_at": "PGD-AT", "trades": "TRADES"}
 CELLS_LINE = (
-    "Cells: ours (paper, ours - paper), accuracy in %; '-' = not in the store / not in the paper."
+    "Cells: ours [95 % Wilson interval] (paper, ours - paper), accuracy in %; '-' = not in the "
+    "store / not in the paper."
 )
 
 
@@ -60,11 +61,20 @@ def training_name(training: str | None) -> str | None:
 
 
 def images_line(measures: Iterable[Measure]) -> str:
+    """``Test images per cell: 200``, with the training seeds where there are several."""
+    measures = list(measures)
     ns = sorted({m.n for m in measures})
     if not ns:
         return "Test images per cell: -"
     span = str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
-    return f"Test images per cell: {span}"
+    seeds = sorted({r.seed for m in measures for r in m.seeds})
+    if len(seeds) < 2:
+        return f"Test images per cell: {span}"
+    names = ", ".join(map(str, seeds))
+    return (
+        f"Test images per cell: {span}; training seeds {names}: a cell shows seed {seeds[0]}'s "
+        "number and interval, then the mean ± SD over its seeds"
+    )
 
 
 def attack_line(label: str, measures: list[Measure]) -> str:

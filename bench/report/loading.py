@@ -3,7 +3,8 @@
 The report reads only from the store: this module is its single door. It opens the file with a
 ``mode=ro`` URI, never writes, and tolerates stores that lack optional tables (``trust``,
 ``runs``, ``checkpoints``) or columns, so a partial store still produces a partial report.
-The bit-packed ``per_sample`` column is never loaded (the report needs only the counts).
+The bit-packed ``per_sample`` column is loaded as bytes and decoded per cell
+(``bench.report.outcomes``): intervals need the counts, paired tests and the bootstrap the bits.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import pandas as pd
 from bench.store import RESULT_COLUMNS as STORE_RESULT_COLUMNS
 from core.errors import UserError
 
-# Every stored result column but the bit-packed per-sample vectors, which reports never read.
-RESULT_COLUMNS = tuple(c for c in STORE_RESULT_COLUMNS if c != "per_sample")
+RESULT_COLUMNS = tuple(STORE_RESULT_COLUMNS)
 RUN_COLUMNS = (
     "id",
     "started_at",

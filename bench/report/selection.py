@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.report.outcomes import SeedResult, decode_bits
+
 EPS_TOL = 1e-6
 MAX_DETAIL = 160
 EXACT_FIELDS = ("training", "attack", "steps", "source")  # Query fields matched exactly
@@ -28,7 +30,8 @@ class Query:
 
 @dataclass(frozen=True)
 class Measure:
-    """A pooled measurement: accuracy in percent over ``n`` images."""
+    """A cell's measurement: accuracy in percent over ``n`` images, of the first seed; ``seeds``
+    holds every seed's result (the first seed first), ``rows`` the store rows behind them."""
 
     accuracy: float
     n: int
@@ -38,6 +41,8 @@ class Measure:
     step_size: float | None
     attack_key: str | None
     training: str | None
+    seeds: tuple[SeedResult, ...] = ()
+    data_slice: str | None = None
 
 
 def _same_eps(series: pd.Series, eps: float) -> pd.Series:
@@ -84,19 +89,24 @@ def _config_key(rows: pd.DataFrame) -> pd.Series:
 
 
 def pool(rows: pd.DataFrame) -> Measure:
-    """Pool matching rows: pick one configuration (most images, most steps), sum over it."""
+    """Pick one configuration (most images, most steps) of the matching rows; one row per seed.
+
+    The accuracy and ``n`` are the first (lowest) seed's; several rows of one seed (e.g. an
+    older checkpoint of the model) give way to the newest run's row.
+    """
     configs = rows.assign(_cfg=_config_key(rows))
     totals = configs.groupby("_cfg").agg(n=("n", "sum"), steps=("steps", "max"))
     totals = totals.fillna({"steps": -1}).reset_index()
     totals = totals.sort_values(["n", "steps", "_cfg"], ascending=[False, False, True])
     chosen = configs[configs["_cfg"] == totals.iloc[0]["_cfg"]]
-    n = int(chosen["n"].fillna(0).sum())
-    if chosen["correct"].notna().all() and n > 0:
-        accuracy = 100.0 * float(chosen["correct"].sum()) / n
-    else:
+    seeds = _per_seed(chosen)
+    first = chosen.iloc[0]
+    if seeds:
+        accuracy, n = seeds[0].accuracy, seeds[0].n
+    else:  # rows without counts: the image-weighted mean of their accuracies
         weights = chosen["n"].fillna(1).clip(lower=1)
         accuracy = float((chosen["accuracy"] * weights).sum() / weights.sum())
-    first = chosen.iloc[0]
+        n = int(chosen["n"].fillna(0).sum())
     return Measure(
         accuracy=accuracy,
         n=n,
@@ -106,7 +116,30 @@ def pool(rows: pd.DataFrame) -> Measure:
         step_size=_opt_float(first["step_size"]),
         attack_key=None if first["attack_key"] is None else str(first["attack_key"]),
         training=first["training"],
+        seeds=seeds,
+        data_slice=seeds[0].data_slice if seeds else None,
     )
+
+
+def _per_seed(rows: pd.DataFrame) -> tuple[SeedResult, ...]:
+    """One :class:`SeedResult` per seed (newest run's row), ascending seeds; () without counts."""
+    if rows.empty or not (rows["correct"].notna() & rows["n"].gt(0)).all():
+        return ()
+    ordered = rows.assign(_seed=rows["seed"].fillna(0).astype(int), _run=rows["run_id"].fillna(-1))
+    ordered = ordered.sort_values(["_seed", "_run", "key"], ascending=[True, False, False])
+    ordered = ordered.drop_duplicates("_seed")
+    blobs = ordered["per_sample"] if "per_sample" in ordered else [None] * len(ordered)
+    columns = (ordered[c] for c in ("_seed", "n", "correct", "data_slice"))
+    out = []
+    for seed, n, correct, data_slice, blob in zip(*columns, blobs, strict=True):
+        n, correct = int(n), int(correct)
+        bits = decode_bits(blob, n, correct)
+        out.append(SeedResult(int(seed), correct, n, _opt_str(data_slice), bits))
+    return tuple(out)
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def _opt_float(value: object) -> float | None:

@@ -2,17 +2,19 @@
 
 ``step_sweep`` rows give one point per recorded iteration count; ``eps_sweep`` rows one point per
 budget (worst case over the budgets up to it and over every iterate, see docs/ARCHITECTURE.md).
-Points of several seeds are pooled like table cells. PGD-AT models are preferred, as in the paper's
-Figure 3; otherwise the most common training present.
+A point is chosen like a table cell (``selection.pool``): the first seed's accuracy, with its
+95 % Wilson interval (drawn as a band) and every seed's outcomes kept for the claims. PGD-AT
+models are preferred, as in the paper's Figure 3; otherwise the most common training present.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from bench.report.scope import ReportContext
+from bench.report.selection import Measure, pool
 
 NOTES = {  # what a point of an eps sweep means (the harness's worst case, not one attack run)
     "figure3b": "Each point: the worst case over every budget up to that eps and over every PGD "
@@ -30,12 +32,16 @@ SWEEPS = {
 
 @dataclass(frozen=True)
 class Series:
-    """One model's curve: x values ascending, accuracy in percent, images per point."""
+    """One model's curve: x values ascending, accuracy in percent (first seed), images per point,
+    the 95 % interval per point (``low``, ``high``) and the point measures (paired tests)."""
 
     model: str
     x: tuple[float, ...]
     y: tuple[float, ...]
     n: int
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
+    points: tuple[Measure, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -51,13 +57,18 @@ class Sweep:
 def _series(rows: pd.DataFrame, model: str, axis: str) -> Series:
     sub = rows[rows["model"] == model].copy()
     sub["_x"] = sub[axis].astype(float).round(8)
-    if sub["correct"].notna().all():
-        grouped = sub.groupby("_x").agg(correct=("correct", "sum"), n=("n", "sum"))
-        acc = 100.0 * grouped["correct"] / grouped["n"]
-    else:
-        grouped = sub.groupby("_x").agg(acc=("accuracy", "mean"), n=("n", "sum"))
-        acc = grouped["acc"]
-    return Series(model, tuple(grouped.index), tuple(acc), int(grouped["n"].min()))
+    xs = sorted(set(sub["_x"]))
+    points = tuple(pool(sub[sub["_x"] == x]) for x in xs)
+    bands = [(p.seeds[0].interval() if p.seeds else None) or (p.accuracy,) * 2 for p in points]
+    return Series(
+        model,
+        tuple(xs),
+        tuple(p.accuracy for p in points),
+        min(p.n for p in points),
+        tuple(b[0] for b in bands),
+        tuple(b[1] for b in bands),
+        points,
+    )
 
 
 def load_sweep(ctx: ReportContext, key: str) -> Sweep:

@@ -1,4 +1,5 @@
-"""The report's table value: rows of cells holding our number, the paper's and their difference.
+"""The report's table value: rows of cells holding our number with its interval, the paper's
+and their difference.
 
 Renderers (Markdown, LaTeX, CSV, HTML) all read this one structure, so the four outputs of a
 table always agree.
@@ -6,24 +7,50 @@ table always agree.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bench.report.outcomes import SeedResult, Spread, spread
+
+if TYPE_CHECKING:
+    from bench.report.selection import Measure
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One table cell: our accuracy (percent), the paper's, images evaluated, footnote marks."""
+    """One table cell: our accuracy (percent, first seed) and its 95 % Wilson interval, the
+    paper's, images evaluated, footnote marks; ``seeds`` every seed's result (paired tests)."""
 
     ours: float | None = None
     paper: float | None = None
     n: int | None = None
     marks: tuple[int, ...] = ()
     failed: bool = False
+    ci: tuple[float, float] | None = None
+    seeds: tuple[SeedResult, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def diff(self) -> float | None:
         if self.ours is None or self.paper is None:
             return None
         return self.ours - self.paper
+
+    @property
+    def spread(self) -> Spread | None:
+        """Mean and spread over seeds (None with fewer than two)."""
+        return spread(self.seeds)
+
+
+def measured_cell(
+    measure: Measure | None, paper: float | None, marks: Iterable[int] = (), failed: bool = False
+) -> Cell:
+    """The cell of ``measure`` (None: not in the store) next to the paper's value."""
+    marks = tuple(sorted(set(marks)))
+    if measure is None:
+        return Cell(None, paper, None, marks, failed)
+    ci = measure.seeds[0].interval() if measure.seeds else None
+    return Cell(measure.accuracy, paper, measure.n, marks, failed, ci, measure.seeds)
 
 
 @dataclass(frozen=True)
@@ -81,13 +108,28 @@ def format_diff(value: float | None, digits: int = 1) -> str:
     return f"{0.0:+.{digits}f}" if float(text) == 0 else text
 
 
+def format_ci(ci: tuple[float, float] | None) -> str:
+    """``[40, 54]``: the interval's ends rounded to whole points (compact, for Markdown/HTML)."""
+    return "" if ci is None else f"[{ci[0]:.0f}, {ci[1]:.0f}]"
+
+
+def ours_text(cell: Cell) -> str:
+    """``47.2 [40, 54]``, plus ``; 45.1 ± 2.3 over 3 seeds`` when the cell has several seeds."""
+    text = format_pct(cell.ours)
+    if cell.ci is not None:
+        text += f" {format_ci(cell.ci)}"
+    if cell.spread is not None:
+        text += f"; {cell.spread.text()}"
+    return text
+
+
 def cell_text(cell: Cell) -> str:
-    """``47.2 (49.3, -2.1)``; ``47.2 (-)`` without a paper value; ``- (49.3)`` when not run."""
+    """``47.2 [40, 54] (49.3, -2.1)``; ``(-)`` without a paper value; ``- (49.3)`` when not run."""
     if cell.ours is None:
         ours = "failed" if cell.failed else "-"
         if cell.paper is None:
             return ours
         return f"{ours} ({format_pct(cell.paper)})"
     if cell.paper is None:
-        return f"{format_pct(cell.ours)} (-)"
-    return f"{format_pct(cell.ours)} ({format_pct(cell.paper)}, {format_diff(cell.diff)})"
+        return f"{ours_text(cell)} (-)"
+    return f"{ours_text(cell)} ({format_pct(cell.paper)}, {format_diff(cell.diff)})"

@@ -12,7 +12,7 @@ from bench.report.labels import CELLS_LINE, attack_line, images_line, scope_line
 from bench.report.paper import NAS_MODELS, RACL, TRANSFER_SOURCE, model_order
 from bench.report.scope import ReportContext, choose_eps
 from bench.report.selection import Measure, Query, ResultIndex
-from bench.report.table_model import Cell, Row, Table
+from bench.report.table_model import Cell, Row, Table, measured_cell
 
 PAPER_SECTIONS = {
     "table1_with_at": "table1_with_at",
@@ -69,9 +69,7 @@ def _cell(
     else:
         for name in (model, *also):
             marks.update(ctx.flags.for_model(name, query.training))
-    ours = None if measure is None else measure.accuracy
-    n = None if measure is None else measure.n
-    return Cell(ours, paper, n, tuple(sorted(marks)), failed), measure
+    return measured_cell(measure, paper, marks, failed), measure
 
 
 def _order(ctx: ReportContext, models: set[str] | list[str], paper_rows: list[str]) -> list[str]:
@@ -309,8 +307,7 @@ def _table4_cell(
     measure = ResultIndex(rows).measure(model, Query("whitebox", "pgd", None, training, None, eps))
     paper = _section_value(section, prow, dataset)
     marks = ctx.flags.for_model(model, training, dataset) if measure else ()
-    ours = None if measure is None else measure.accuracy
-    return Cell(ours, paper, None if measure is None else measure.n, marks), measure
+    return measured_cell(measure, paper, marks), measure
 
 
 def table5(ctx: ReportContext) -> Table:
