@@ -10,11 +10,11 @@ sweeps on fewer. Measured timings are in the run's ``summary_json``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.experiments import EXPERIMENT_NAMES
-from core.enums import Dataset
+from core.enums import Dataset, Training
 from core.errors import UserError
 
 
@@ -46,6 +46,25 @@ class PresetConfig:
     eps_count: int | None = None
     batch_size: int = 128
     search_preset: str = "demo"
+    recipes: bool = False
+
+    def train_config(self, model: str, training: Training, dataset: Dataset):  # noqa: ANN201
+        """``(TrainConfig, model overrides it needs, recipe name)`` of a checkpoint.
+
+        With ``recipes`` (the paper preset): the model family's recipe (``bench.recipes``) with
+        ``train``'s fields replaced. Without (smoke, demo): the recipe's adversarial budget (RACL
+        3.1, ``TrainConfig.paper``) with the short schedule of ``train`` - the scaling that
+        docs/PROTOCOL.md tabulates field by field.
+        """
+        from bench.recipes import recipe_for
+        from bench.training import TrainConfig
+
+        changes = dict(self.train.get(training.value, {}))
+        recipe = recipe_for(model, training, dataset)
+        if self.recipes:
+            return recipe.config(**changes), recipe.model_overrides(), recipe.name
+        cfg = replace(TrainConfig.paper(training, dataset), **changes)
+        return cfg, {}, f"{recipe.name} scaled by preset {self.name}"
 
     def overrides_for(self, model: str) -> dict[str, Any]:
         """Constructor overrides for ``model`` under this preset (by the model's defaults)."""
@@ -113,6 +132,7 @@ PRESETS: dict[str, PresetConfig] = {
         n_trust=500,
         batch_size=256,
         search_preset="paper",
+        recipes=True,
     ),
 }
 

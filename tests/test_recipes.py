@@ -27,3 +27,22 @@ def test_smoke_and_demo_checkpoints_keep_their_config_hashes(name):
     preset = PRESETS[name]
     p = plan(get_experiments(list(preset.experiments)), preset, calibrate=False)
     assert sorted(p.refs) == PINNED[name]
+
+
+def test_paper_dry_run_is_instant_and_shows_the_recipes(tmp_path):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--preset", "paper", "--dataset", "cifar10",
+           "--dry-run", "--json", "--threads", "1", "--store", str(tmp_path / "s.db")]  # fmt: skip
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60)
+    assert time.perf_counter() - start < 15
+    rows = json.loads(out.stdout)["training_plan"]["checkpoints"]
+    darts = {r["training"]: r for r in rows if r["model"] == "darts"}
+    assert darts["natural"]["epochs"] == 600 and darts["natural"]["adversary"] is None
+    assert darts["pgd_at"]["epochs"] == 200
+    assert darts["pgd_at"]["adversary"] == "PGD-7 8/255 step 2/255"
+    assert all(r["gpu_hours"] > 0 and r["recipe"] for r in rows)
