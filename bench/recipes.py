@@ -9,7 +9,7 @@ and says how smoke and demo scale it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.enums import Dataset, Training
@@ -19,8 +19,7 @@ RACL = "racl"  # stated by the RACL paper
 PUBLISHED = "published"  # stated by the public code or paper named in the source
 CHOSEN = "chosen"  # our choice (the source says why)
 
-DARTS = "DARTS cnn/train.py (Liu et al., ICLR 2019), argparse defaults"
-PC_DARTS = "PC-DARTS train.py (Xu et al., ICLR 2020), argparse defaults"
+DARTS = "DARTS cnn/train.py (Liu et al., ICLR 2019)"
 ADVRUSH = "AdvRush adv_train.py (Mok et al., ICCV 2021)"
 TRADES_SRC = "TRADES train_trades_cifar10.py (Zhang et al., ICML 2019)"
 RICE = "Rice et al., ICML 2020, 'Overfitting in adversarially robust deep learning', 3"
@@ -47,7 +46,6 @@ class Recipe:
     dataset: Dataset
     settings: dict[str, Setting]
     model: dict[str, Setting] = field(default_factory=dict)
-    keep: str = "final"
     note: str = ""
 
     def config(self, **overrides: Any):  # noqa: ANN201 - TrainConfig (lazy import)
@@ -86,7 +84,7 @@ def _darts_natural() -> dict[str, Setting]:
         "momentum": Setting(0.9, DARTS),
         "weight_decay": Setting(3e-4, DARTS),
         "grad_clip": Setting(5.0, DARTS),
-        "cutout": Setting(16, DARTS),
+        "cutout": Setting(16, DARTS + " run with --cutout (length 16)"),
         "auxiliary_weight": Setting(0.4, DARTS),
         "drop_path_prob": Setting(
             0.2, DARTS + "; PC-DARTS uses 0.3: one value for every cell, DARTS's", CHOSEN
@@ -146,8 +144,9 @@ def _mnist(training: Training) -> dict[str, Setting]:
         "weight_decay": Setting(0.0, MADRY),
         "grad_clip": Setting(0.0, MADRY + " (no clipping)"),
         "augment": Setting(False, MADRY + " (no augmentation)"),
-        **_budget(Dataset.MNIST),
     }
+    if training is not Training.NATURAL:
+        out.update(_budget(Dataset.MNIST))
     if training is Training.TRADES:
         out["trades_beta"] = Setting(6.0, TRADES_SRC)
     return out
@@ -159,19 +158,22 @@ def _recipe(family: str, training: Training, ds: Dataset) -> Recipe:
         note = "Madry's MNIST schedule for every model; the budget is RACL 3.1's"
         return Recipe(name, family, training, ds, _mnist(training), note=note)
     if family == "cell" and training is Training.NATURAL:
-        aux = {"auxiliary": Setting(True, DARTS + " (--auxiliary)")}
+        aux = {"auxiliary": Setting(True, DARTS + " run with --auxiliary")}
         note = "DARTS's 600-epoch evaluation protocol (RACL Table 1 without AT)"
         return Recipe(name, family, training, ds, {**_darts_natural()}, aux, note=note)
     base = _adversarial_cell(ds) if family == "cell" else _adversarial_cnn(ds)
     if family == "cnn" and training is Training.NATURAL:
-        settings = {k: v for k, v in base.items() if k not in ("eps", "attack_step_size")}
-        settings.pop("attack_steps")
+        settings = {
+            k: Setting(
+                v.value, v.source + "; their PGD-AT schedule, here without the adversary", CHOSEN
+            )
+            for k, v in base.items()
+            if k not in ("eps", "attack_step_size", "attack_steps")
+        }
         return Recipe(name, family, training, ds, settings, note="Rice et al.'s schedule")
     if training is Training.TRADES:
         return Recipe(name, family, training, ds, _trades(base), note="TRADES's schedule")
-    keep = "best" if family == "cnn" else "final"
-    note = "best-robust checkpoint on a held-out split (Rice et al.)" if keep == "best" else ""
-    return Recipe(name, family, training, ds, base, keep=keep, note=note)
+    return Recipe(name, family, training, ds, base)
 
 
 FAMILIES = ("cell", "cnn")
@@ -205,9 +207,20 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-def scaled(recipe: Recipe, **changes: Any) -> Recipe:
-    """``recipe`` with settings replaced (``changes`` as plain values, marked chosen)."""
-    settings = dict(recipe.settings)
-    for key, value in changes.items():
-        settings[key] = Setting(value, "preset scaling", CHOSEN)
-    return replace(recipe, settings=settings)
+def describe(recipe: Recipe, changes: dict[str, Any] | None = None) -> list[str]:
+    """Lines that show a recipe: each setting with its origin and source; ``changes`` (values
+    given on the command line) marked as such."""
+    changes = changes or {}
+    lines = [
+        f"recipe {recipe.name} ({recipe.note or recipe.family})"
+        if recipe.note
+        else f"recipe {recipe.name}"
+    ]
+    for key, s in {**recipe.settings, **recipe.model}.items():
+        if key in changes:
+            lines.append(f"  {key} = {changes[key]!r}  [given; recipe: {s.value!r}]")
+        else:
+            lines.append(f"  {key} = {s.value!r}  [{s.origin}: {s.source}]")
+    for key in sorted(set(changes) - set(recipe.settings) - set(recipe.model)):
+        lines.append(f"  {key} = {changes[key]!r}  [given]")
+    return lines

