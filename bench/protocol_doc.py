@@ -53,8 +53,16 @@ weight decay (AdvRush's own values were not available), TRADES's epochs and weig
 (models with `init_channels`: DARTS, PC-DARTS, NASNet, AmoebaNet, RobNet, RACL, Table 5), `cnn`
 otherwise (ResNet-18, DenseNet-121, VGG). The paper preset trains every checkpoint by its
 recipe; `bench train --recipe NAME` trains one. Settings not listed take the `TrainConfig`
-defaults. Model selection against robust overfitting (Rice et al.'s best-robust checkpoint) is
-not implemented yet: every recipe keeps the final weights.
+defaults.
+
+## Model selection
+
+Cell networks are retrained on the entire training set and keep their final weights: RACL 3.1
+says the searched architecture is "retrained with the entire training set". The CNN recipes
+(no such statement) follow Rice et al.: 1,000 training images held out (the last ones; never the
+test set), PGD-10 at the training budget on them after every epoch, and the weights of the best
+robust epoch kept. Every epoch's held-out clean and PGD accuracy is in the checkpoint sidecar
+(`metrics.epochs`), and the kept epoch in `metrics.selection`.
 """
 
 

@@ -119,6 +119,9 @@ def _adversarial_cnn(ds: Dataset) -> dict[str, Setting]:
         "weight_decay": Setting(5e-4, RICE),
         "grad_clip": Setting(0.0, RICE + " (no clipping)"),
         "augment": Setting(True, RICE),
+        "n_holdout": Setting(1000, RICE + " (1,000 training images held out for validation)"),
+        "keep": Setting("best", RICE + " (early stopping at the best robust epoch)"),
+        "select_steps": Setting(10, RICE + " (PGD-10 on the held-out images)"),
         **_budget(ds, RACL31 + " (Rice et al. use PGD-10)"),
     }
 

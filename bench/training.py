@@ -42,6 +42,9 @@ RECIPE_DEFAULTS: dict[str, object] = {
     "bn_bias_decay": True,
     "optimizer": "sgd",
     "amp": "off",
+    "n_holdout": 0,
+    "keep": "final",
+    "select_steps": 10,
 }
 
 
@@ -74,6 +77,9 @@ class TrainConfig:
     bn_bias_decay: bool = True
     optimizer: str = "sgd"
     amp: str = "off"
+    n_holdout: int = 0
+    keep: str = "final"
+    select_steps: int = 10
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "training", Training.parse(self.training))
@@ -83,6 +89,9 @@ class TrainConfig:
         _check(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         _check(self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}")
         _check(0 < self.lr_gamma <= 1, f"lr_gamma must lie in (0, 1], got {self.lr_gamma}")
+        _check(self.keep in ("final", "best"), f"keep must be final or best, got {self.keep!r}")
+        _check(self.n_holdout >= 0 and self.select_steps >= 1, "bad n_holdout / select_steps")
+        _check(self.keep == "final" or self.n_holdout > 0, "keep best needs n_holdout > 0")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
@@ -159,15 +168,17 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool = True,
     state_dir: Path | None = None,
+    holdout: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict:
     """Train ``model`` in place; returns metrics (per-epoch loss/accuracy, wall time).
 
     With ``state_dir`` the full training state is saved there after every epoch and a state
     found there is resumed (printing ``resumed from epoch K``); the result is bit-identical to an
     uninterrupted run in one process. Under torchrun: DDP around ``model`` (``loader`` is this
-    rank's, see :func:`rank_loader`); the metrics are summed over the ranks.
+    rank's, see :func:`rank_loader`); the metrics are summed over the ranks. ``holdout``
+    images are evaluated after each epoch (``bench.selection``; the config keeps final or best).
     """
-    from bench import train_parts, train_state
+    from bench import selection, train_parts, train_state
 
     ctx = distributed.context()
     dev = distributed.device_for(distributed.resolve_device(device))
@@ -182,9 +193,11 @@ def train(
     optimizer = train_parts.build_optimizer(net, cfg)
     scheduler = train_parts.build_scheduler(optimizer, cfg, steps)
     epochs: list[dict] = []
+    keeper = selection.Keeper(cfg)
     saved = train_state.load(state_dir)
     if saved is not None:
         epochs = train_state.restore(saved[1], model, optimizer, scheduler, loader)
+        keeper.restore(saved[1].get("selection"))
         if ctx.is_main:
             print(f"resumed from epoch {saved[0]}", flush=True)
     loop = EpochLoop(cfg, dev, optimizer, scheduler, train_parts.grad_scaler(cfg, dev), progress)
@@ -193,9 +206,12 @@ def train(
     for epoch in range(len(epochs), cfg.epochs):
         _set_epoch(net, loader, cfg, epoch)
         epochs.append(loop.epoch(net, loader, epoch, epoch * steps, cfg.epochs * steps))
+        if holdout is not None:
+            epochs[-1].update(selection.evaluate(model, holdout, cfg, dev))
+            keeper.update(model, epoch + 1, epochs[-1])
         if state_dir is not None and ctx.is_main:
             state = train_state.capture(model, optimizer, scheduler, loader, epochs)
-            train_state.save(state_dir, epoch + 1, state)
+            train_state.save(state_dir, epoch + 1, {**state, "selection": keeper.state()})
     wall = time.perf_counter() - start
     images = sum(e["images"] for e in epochs)
     metrics = {
@@ -208,6 +224,9 @@ def train(
     }
     if saved is not None:
         metrics["resumed_from_epoch"] = saved[0]
+    kept = keeper.finish(model)
+    if kept is not None:
+        metrics["selection"] = kept
     if ctx.enabled:
         metrics["world_size"] = ctx.world_size
     return metrics
@@ -246,9 +265,12 @@ def ensure_trained(
         return ckpt.load_checkpoint(stem, device=dev)
     seed_everything(cfg.seed)
     model = ckpt.build_model(model_name, ds.value, overrides)
+    from bench.selection import holdout_split
+
     loader = rank_loader(ds, cfg, data_dir)
     state_dir = stem.parent / f"{digest}.partial"
-    metrics = train(model, loader, cfg, dev, progress and ctx.is_main, state_dir)
+    held = holdout_split(ds, cfg, data_dir)
+    metrics = train(model, loader, cfg, dev, progress and ctx.is_main, state_dir, held)
     meta = {
         "model": model_name,
         "model_overrides": overrides,
@@ -271,12 +293,14 @@ def ensure_trained(
 def rank_loader(dataset: str | Dataset, cfg: TrainConfig, data_dir: str | Path | None = None):
     """The training loader of this process: all of ``cfg``'s images in one process; under
     torchrun a DistributedSampler's share with ``batch_size / world_size`` images per step."""
+    from bench.selection import training_images
     from core.data import load_split, train_loader
 
     ctx = distributed.context()
+    n_train = training_images(dataset, cfg, data_dir)
     if not ctx.enabled:
         return train_loader(
-            dataset, cfg.batch_size, data_dir, n=cfg.n_train, augment=cfg.augment, seed=cfg.seed
+            dataset, cfg.batch_size, data_dir, n=n_train, augment=cfg.augment, seed=cfg.seed
         )
     from torch.utils.data.distributed import DistributedSampler
 
@@ -285,7 +309,7 @@ def rank_loader(dataset: str | Dataset, cfg: TrainConfig, data_dir: str | Path |
         f"batch size {cfg.batch_size} must divide by the {ctx.world_size} processes "
         "(it is the global batch)",
     )
-    n = cfg.n_train or load_split(dataset, "train", data_dir)[0].shape[0]
+    n = n_train or load_split(dataset, "train", data_dir)[0].shape[0]
     sampler = DistributedSampler(
         range(n), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
     )
@@ -293,7 +317,7 @@ def rank_loader(dataset: str | Dataset, cfg: TrainConfig, data_dir: str | Path |
         dataset,
         cfg.batch_size // ctx.world_size,
         data_dir,
-        n=cfg.n_train,
+        n=n_train,
         augment=cfg.augment,
         seed=distributed.rank_seed(cfg.seed),
         sampler=sampler,

@@ -64,9 +64,9 @@ def test_paper_preset_keys_are_pinned():
     p = plan(get_experiments(names), PRESETS["paper"], dataset=Dataset.CIFAR10, calibrate=False)
     assert len(p.cells) == 287 and len(p.refs) == 17
     assert _digest([c.key for c in p.cells]) == (
-        "4679a9767b31a5c6c4a8ba7ae4f14389dd89c988229ace23256f30a09592f3d8"
+        "c469162712342aaef236d44e14362a92ba8401883e656a2a257ac928402118d0"
     )
-    assert _layout(p.cells) == "cd75815c845efcc79a043be33e95bdfbd32fc1ec70086540d9a9033b3b7430b0"
+    assert _layout(p.cells) == "a36019782b052e825bf5e4e20816ecf4d87f831e39683a8af1b2218b590758a1"
     assert p.estimate()["eval_passes"] == 76823500 and p.estimate()["train_passes"] == 2635000000
 
 
