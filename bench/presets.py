@@ -82,6 +82,9 @@ class PresetConfig:
 # width-8 ResNet-18, 3000 MNIST images, one epoch: without the ramp 29.7% clean / 10.3% PGD-20 at
 # eps 0.3 (stuck near chance), with it 91.0% / 22.7% (300 test images).
 _SHORT_AT = {"attack_steps": 3, "lr": 0.1, "eps_warmup": 0.5}
+# Rehearsal: one epoch over two batches of the largest recipe batch (128), held-out selection on
+# 16 images when the recipe selects.
+_REHEARSAL = {"epochs": 1, "n_train": 256, "n_holdout": 16, "select_steps": 1}
 PRESETS: dict[str, PresetConfig] = {
     "smoke": PresetConfig(
         name="smoke",
@@ -132,6 +135,23 @@ PRESETS: dict[str, PresetConfig] = {
         n_trust=500,
         batch_size=256,
         search_preset="paper",
+        recipes=True,
+    ),
+    # The paper preset at full model size and recipe batch sizes on a couple of batches: every
+    # experiment, training kind and evaluation kind runs (shape, memory and code-path errors show
+    # in minutes on a CPU); the numbers mean nothing. See docs/PROTOCOL.md, "Rehearsal".
+    "rehearsal": PresetConfig(
+        name="rehearsal",
+        dataset=None,
+        experiments=EXPERIMENT_NAMES,
+        n_eval=32,
+        n_sweep=16,
+        n_trust=16,
+        train={k: dict(_REHEARSAL) for k in ("natural", "pgd_at", "trades")},
+        step_checkpoints=(1, 2),
+        eps_count=2,
+        batch_size=32,
+        search_preset="smoke",
         recipes=True,
     ),
 }
