@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -199,7 +200,7 @@ def train(
         epochs = train_state.restore(saved[1], model, optimizer, scheduler, loader)
         keeper.restore(saved[1].get("selection"))
         if ctx.is_main:
-            print(f"resumed from epoch {saved[0]}", flush=True)
+            print(f"resumed from epoch {saved[0]}", file=sys.stderr, flush=True)
     loop = EpochLoop(cfg, dev, optimizer, scheduler, train_parts.grad_scaler(cfg, dev), progress)
     prior = sum(e["seconds"] for e in epochs)
     start = time.perf_counter()

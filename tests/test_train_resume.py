@@ -57,7 +57,7 @@ def test_sigkilled_training_resumes_bit_identical(tmp_path):
     epoch = _kill_after_first_epoch(killed)
     assert 1 <= epoch < 6 and not list(killed.glob("*.safetensors"))  # killed mid-training
     again = subprocess.run(_cmd(killed), env=_env(), capture_output=True, text=True, check=True)
-    assert f"resumed from epoch {epoch}" in again.stdout
+    assert f"resumed from epoch {epoch}" in again.stderr
     assert not list(killed.glob("*.partial"))  # the state goes once the checkpoint is written
     subprocess.run(_cmd(whole), env=_env(), capture_output=True, text=True, check=True)
     a, b = _weights(killed), _weights(whole)
