@@ -97,3 +97,15 @@ def test_bf16_autocast_trains_and_fp16_needs_cuda():
     )
     with pytest.raises(UserError, match="fp16"):
         run(amp="fp16")
+
+
+def test_drop_path_ramps_linearly_over_the_epochs():
+    from bench import training
+
+    model = create_model("darts", dataset="mnist", init_channels=4, layers=3)
+    cfg = TrainConfig(epochs=4, drop_path_prob=0.2)
+    seen = []
+    for epoch in range(4):
+        training._set_epoch(model, [], cfg, epoch)
+        seen.append(model.drop_path_prob)
+    assert seen == pytest.approx([0.0, 0.05, 0.1, 0.15])  # DARTS: p * epoch / epochs
