@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from bench.cost import plan_estimate
+from bench.cost import checkpoint_plan, plan_estimate
 from bench.presets import PresetConfig
 from bench.store import result_key
 from core.enums import Dataset, EvalKind, Training
@@ -34,6 +34,7 @@ class ModelRef:
     hash: str
     cfg: Any = field(compare=False, hash=False, repr=False)
     needs_search: bool = False
+    recipe: str | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -182,6 +183,7 @@ class Plan:
             "skipped": [dataclasses.asdict(s) for s in self.skipped],
             "needs_search": sorted({r.model for r in self.refs.values() if r.needs_search}),
             "estimate": self.estimate(),
+            "training_plan": checkpoint_plan(self),
             "missing": [c.label() for c in self.missing],
         }
 

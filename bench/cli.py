@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from core.errors import UserError
 
-COMMANDS = ("zoo", "train", "run", "results", "search", "report", "submit")
+COMMANDS = ("zoo", "train", "recipes", "run", "results", "search", "report", "submit")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,21 +86,19 @@ class _Planner:
         return info.available
 
     def ref(self, model: str, training: Training, dataset: Dataset) -> ModelRef:
-        from bench.training import TrainConfig, config_hash
+        from bench.training import config_hash
 
         needs_search = model.startswith(TABLE5_PREFIX) and not _genotype_exists(model)
         if needs_search:
             overrides = dict(self.preset.cell_overrides)
         else:
             overrides = self.preset.overrides_for(model)
-        cfg = TrainConfig.paper(training, dataset)
-        changes = dict(self.preset.train.get(training.value, {}))
-        changes["seed"] = self.req.seed
-        cfg = dataclasses.replace(cfg, **changes)
+        cfg, extra, recipe = self.preset.train_config(model, training, dataset)
+        overrides.update(extra)
+        cfg = dataclasses.replace(cfg, seed=self.req.seed)
         h = config_hash(model, overrides, dataset, cfg)
-        ref = ModelRef(
-            model, training, dataset, tuple(sorted(overrides.items())), h, cfg, needs_search
-        )
+        items = tuple(sorted(overrides.items()))
+        ref = ModelRef(model, training, dataset, items, h, cfg, needs_search, recipe)
         self.refs.setdefault(h, ref)
         return self.refs[h]
 

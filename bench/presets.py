@@ -10,11 +10,11 @@ sweeps on fewer. Measured timings are in the run's ``summary_json``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.experiments import EXPERIMENT_NAMES
-from core.enums import Dataset
+from core.enums import Dataset, Training
 from core.errors import UserError
 
 
@@ -46,6 +46,25 @@ class PresetConfig:
     eps_count: int | None = None
     batch_size: int = 128
     search_preset: str = "demo"
+    recipes: bool = False
+
+    def train_config(self, model: str, training: Training, dataset: Dataset):  # noqa: ANN201
+        """``(TrainConfig, model overrides it needs, recipe name)`` of a checkpoint.
+
+        With ``recipes`` (the paper preset): the model family's recipe (``bench.recipes``) with
+        ``train``'s fields replaced. Without (smoke, demo): the recipe's adversarial budget (RACL
+        3.1, ``TrainConfig.paper``) with the short schedule of ``train`` - the scaling that
+        docs/PROTOCOL.md tabulates field by field.
+        """
+        from bench.recipes import recipe_for
+        from bench.training import TrainConfig
+
+        changes = dict(self.train.get(training.value, {}))
+        recipe = recipe_for(model, training, dataset)
+        if self.recipes:
+            return recipe.config(**changes), recipe.model_overrides(), recipe.name
+        cfg = replace(TrainConfig.paper(training, dataset), **changes)
+        return cfg, {}, f"{recipe.name} scaled by preset {self.name}"
 
     def overrides_for(self, model: str) -> dict[str, Any]:
         """Constructor overrides for ``model`` under this preset (by the model's defaults)."""
@@ -63,6 +82,9 @@ class PresetConfig:
 # width-8 ResNet-18, 3000 MNIST images, one epoch: without the ramp 29.7% clean / 10.3% PGD-20 at
 # eps 0.3 (stuck near chance), with it 91.0% / 22.7% (300 test images).
 _SHORT_AT = {"attack_steps": 3, "lr": 0.1, "eps_warmup": 0.5}
+# Rehearsal: one epoch over two batches of the largest recipe batch (128), held-out selection on
+# 16 images when the recipe selects.
+_REHEARSAL = {"epochs": 1, "n_train": 256, "n_holdout": 16, "select_steps": 1}
 PRESETS: dict[str, PresetConfig] = {
     "smoke": PresetConfig(
         name="smoke",
@@ -113,6 +135,24 @@ PRESETS: dict[str, PresetConfig] = {
         n_trust=500,
         batch_size=256,
         search_preset="paper",
+        recipes=True,
+    ),
+    # The paper preset at full model size and recipe batch sizes on a couple of batches: every
+    # experiment, training kind and evaluation kind runs (shape, memory and code-path errors show
+    # in minutes on a CPU); the numbers mean nothing. See docs/PROTOCOL.md, "Rehearsal".
+    "rehearsal": PresetConfig(
+        name="rehearsal",
+        dataset=None,
+        experiments=EXPERIMENT_NAMES,
+        n_eval=32,
+        n_sweep=16,
+        n_trust=16,
+        train={k: dict(_REHEARSAL) for k in ("natural", "pgd_at", "trades")},
+        step_checkpoints=(1, 2),
+        eps_count=2,
+        batch_size=32,
+        search_preset="smoke",
+        recipes=True,
     ),
 }
 

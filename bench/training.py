@@ -1,9 +1,12 @@
 """Training: natural, PGD adversarial training (Madry et al., ICLR 2018) and TRADES (Zhang et al.,
 ICML 2019), with checkpoints cached by config hash (:func:`ensure_trained`).
 
-SGD with momentum, per-iteration cosine learning rate, gradient clipping, the DARTS auxiliary
-loss and a linear drop-path ramp where the model has them; data-parallel under torchrun. The
-choices (attack mode during training, TRADES start, eps warm-up, DDP batch rule) are in
+SGD with momentum (or Adam), a per-iteration cosine, step or constant learning rate with an optional
+linear warm-up, gradient clipping, cutout, optional autocast, the DARTS auxiliary loss and a linear
+drop-path ramp where the model has them (``bench.train_parts``); the state saved after each
+epoch so that a killed run resumes (``bench.train_state``); data-parallel under torchrun. The
+recipes that set these: ``bench.recipes`` and docs/PROTOCOL.md. The choices (attack mode during
+training, TRADES start, eps warm-up, DDP batch rule) are in
 docs/DECISIONS.md, "Training", and docs/DISTRIBUTED.md.
 """
 
@@ -12,22 +15,38 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from bench import objectives
+from bench.train_loop import EpochLoop, budget_at  # noqa: F401 - budget_at: public here
 from core import distributed
 from core.enums import Dataset, Training
 from core.errors import UserError
-from core.progress import progress_bar
 
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "step")
+OPTIMIZERS = ("sgd", "adam")
+AMP_MODES = ("off", "bf16", "fp16")
 HASH_VERSION = 1
+# Fields added with the recipes (issue 11): left out of the hash at their defaults, so the hash of
+# every config that does not use them is the one it had before.
+RECIPE_DEFAULTS: dict[str, object] = {
+    "cutout": 0,
+    "warmup_epochs": 0,
+    "lr_milestones": (),
+    "lr_gamma": 0.1,
+    "bn_bias_decay": True,
+    "optimizer": "sgd",
+    "amp": "off",
+    "n_holdout": 0,
+    "keep": "final",
+    "select_steps": 10,
+}
 
 
 @dataclass(frozen=True)
@@ -52,9 +71,28 @@ class TrainConfig:
     auxiliary_weight: float = 0.4
     drop_path_prob: float = 0.0
     eps_warmup: float = 0.0
+    cutout: int = 0
+    warmup_epochs: int = 0
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    bn_bias_decay: bool = True
+    optimizer: str = "sgd"
+    amp: str = "off"
+    n_holdout: int = 0
+    keep: str = "final"
+    select_steps: int = 10
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "training", Training.parse(self.training))
+        object.__setattr__(self, "lr_milestones", tuple(int(m) for m in self.lr_milestones))
+        _check(self.cutout >= 0, f"cutout must be >= 0, got {self.cutout}")
+        _check(0 <= self.warmup_epochs < self.epochs, "warmup_epochs must lie in [0, epochs)")
+        _check(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
+        _check(self.amp in AMP_MODES, f"amp must be one of {', '.join(AMP_MODES)}")
+        _check(0 < self.lr_gamma <= 1, f"lr_gamma must lie in (0, 1], got {self.lr_gamma}")
+        _check(self.keep in ("final", "best"), f"keep must be final or best, got {self.keep!r}")
+        _check(self.n_holdout >= 0 and self.select_steps >= 1, "bad n_holdout / select_steps")
+        _check(self.keep == "final" or self.n_holdout > 0, "keep best needs n_holdout > 0")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"learning rate must be > 0, got {self.lr}")
@@ -82,9 +120,18 @@ class TrainConfig:
         return cls(**settings)
 
     def to_dict(self) -> dict:
-        """JSON-safe field values (enums as their strings)."""
+        """JSON-safe field values (enums as their strings, tuples as lists)."""
         out = asdict(self)
         out["training"] = self.training.value
+        out["lr_milestones"] = list(self.lr_milestones)
+        return out
+
+    def hash_dict(self) -> dict:
+        """:meth:`to_dict` without the recipe fields at their defaults (see RECIPE_DEFAULTS)."""
+        out = self.to_dict()
+        for key, default in RECIPE_DEFAULTS.items():
+            if getattr(self, key) == default:
+                del out[key]
         return out
 
     @classmethod
@@ -102,7 +149,7 @@ def config_hash(
         "model": model_name,
         "model_overrides": dict(sorted((model_overrides or {}).items())),
         "dataset": Dataset.parse(dataset).value,
-        "config": cfg.to_dict(),
+        "config": cfg.hash_dict(),
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -121,104 +168,69 @@ def train(
     cfg: TrainConfig,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    state_dir: Path | None = None,
+    holdout: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict:
     """Train ``model`` in place; returns metrics (per-epoch loss/accuracy, wall time).
 
-    Under torchrun: DDP around ``model`` (``loader`` is this rank's, see :func:`rank_loader`);
-    the metrics are summed over the ranks.
+    With ``state_dir`` the full training state is saved there after every epoch and a state
+    found there is resumed (printing ``resumed from epoch K``); the result is bit-identical to an
+    uninterrupted run in one process. Under torchrun: DDP around ``model`` (``loader`` is this
+    rank's, see :func:`rank_loader`); the metrics are summed over the ranks. ``holdout``
+    images are evaluated after each epoch (``bench.selection``; the config keeps final or best).
     """
+    from bench import selection, train_parts, train_state
+
     ctx = distributed.context()
     dev = distributed.device_for(distributed.resolve_device(device))
+    train_parts.check_amp(cfg, dev)
     progress = progress and ctx.is_main
     seed_everything(cfg.seed)
     model.to(dev)
     net = distributed.wrap_ddp(model)
     if ctx.enabled:  # independent attack noise / drop-path per rank (weights come from rank 0)
         torch.manual_seed(distributed.rank_seed(cfg.seed))
-    optimizer = torch.optim.SGD(
-        net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-    total_steps = cfg.epochs * max(len(loader), 1)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-        if cfg.schedule == "cosine"
-        else None
-    )
+    steps = max(len(loader), 1)
+    optimizer = train_parts.build_optimizer(net, cfg)
+    scheduler = train_parts.build_scheduler(optimizer, cfg, steps)
     epochs: list[dict] = []
+    keeper = selection.Keeper(cfg)
+    saved = train_state.load(state_dir)
+    if saved is not None:
+        epochs = train_state.restore(saved[1], model, optimizer, scheduler, loader)
+        keeper.restore(saved[1].get("selection"))
+        if ctx.is_main:
+            print(f"resumed from epoch {saved[0]}", file=sys.stderr, flush=True)
+    loop = EpochLoop(cfg, dev, optimizer, scheduler, train_parts.grad_scaler(cfg, dev), progress)
+    prior = sum(e["seconds"] for e in epochs)
     start = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    for epoch in range(len(epochs), cfg.epochs):
         _set_epoch(net, loader, cfg, epoch)
-        first = epoch * max(len(loader), 1)
-        epochs.append(
-            _train_epoch(net, loader, cfg, dev, optimizer, scheduler, epoch, progress, first)
-        )
+        epochs.append(loop.epoch(net, loader, epoch, epoch * steps, cfg.epochs * steps))
+        if holdout is not None:
+            epochs[-1].update(selection.evaluate(model, holdout, cfg, dev))
+            keeper.update(model, epoch + 1, epochs[-1])
+        if state_dir is not None and ctx.is_main:
+            state = train_state.capture(model, optimizer, scheduler, loader, epochs)
+            train_state.save(state_dir, epoch + 1, {**state, "selection": keeper.state()})
     wall = time.perf_counter() - start
     images = sum(e["images"] for e in epochs)
     metrics = {
         "epochs": epochs,
         "train_loss": epochs[-1]["loss"],
         "train_acc": epochs[-1]["acc"],
-        "wall_time_s": round(wall, 3),
-        "images_per_s": round(images / wall, 2) if wall > 0 else None,
+        "wall_time_s": round(prior + wall, 3),
+        "images_per_s": round(images / wall, 2) if wall > 0 and saved is None else None,
         "device": str(dev),
     }
+    if saved is not None:
+        metrics["resumed_from_epoch"] = saved[0]
+    kept = keeper.finish(model)
+    if kept is not None:
+        metrics["selection"] = kept
     if ctx.enabled:
         metrics["world_size"] = ctx.world_size
     return metrics
-
-
-def _train_epoch(model, loader, cfg, dev, optimizer, scheduler, epoch, progress, first) -> dict:
-    model.train()
-    loss_sum, correct, seen = 0.0, 0, 0
-    t0 = time.perf_counter()
-    desc = f"train {epoch + 1}/{cfg.epochs}"
-    bar = progress_bar(total=_loader_size(loader), desc=desc, enabled=progress)
-    total_steps = cfg.epochs * max(len(loader), 1)
-    for step, (x, y) in enumerate(loader, start=first):
-        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-        loss, logits = objectives.OBJECTIVES[cfg.training](
-            model, x, y, budget_at(cfg, step, total_steps)
-        )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        loss_sum += loss.item() * y.shape[0]
-        correct += int((logits.argmax(1) == y).sum())
-        seen += y.shape[0]
-        bar.update(y.shape[0])
-        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
-    bar.close()
-    if distributed.context().enabled:
-        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen])
-        correct, seen = int(correct), int(seen)
-    if seen == 0:
-        raise UserError("the training loader yielded no images")
-    return {
-        "epoch": epoch + 1,
-        "loss": round(loss_sum / seen, 6),
-        "acc": round(100.0 * correct / seen, 4),
-        "images": seen,
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
-
-
-def budget_at(cfg: TrainConfig, step: int, total_steps: int) -> TrainConfig:
-    """``cfg`` with the attack budget of training step ``step`` (0-based) under ``eps_warmup``.
-
-    With ``eps_warmup = w > 0`` the budget (eps and the attack step size together) grows linearly
-    over the first ``w * total_steps`` steps, reaching the full budget there; ``w = 0`` is Madry's
-    full budget from the first step. A ramp is the usual remedy for PGD-AT at MNIST's eps 0.3
-    stalling at chance in short runs (measured in the demo: see ``bench.presets``).
-    """
-    warm_steps = cfg.eps_warmup * total_steps
-    if warm_steps <= 0 or step + 1 >= warm_steps:
-        return cfg
-    scale = (step + 1) / warm_steps
-    return replace(cfg, eps=cfg.eps * scale, attack_step_size=cfg.attack_step_size * scale)
 
 
 # -- the cache ---------------------------------------------------------------------------------
@@ -241,6 +253,7 @@ def ensure_trained(
     sidecar records the config, seeds, metrics (per-epoch loss/accuracy, wall time) and hash.
     """
     from bench import checkpoint as ckpt
+    from bench import train_state
 
     ds = Dataset.parse(dataset)
     overrides = dict(model_overrides or {})
@@ -253,8 +266,12 @@ def ensure_trained(
         return ckpt.load_checkpoint(stem, device=dev)
     seed_everything(cfg.seed)
     model = ckpt.build_model(model_name, ds.value, overrides)
+    from bench.selection import holdout_split
+
     loader = rank_loader(ds, cfg, data_dir)
-    metrics = train(model, loader, cfg, dev, progress=progress and ctx.is_main)
+    state_dir = stem.parent / f"{digest}.partial"
+    held = holdout_split(ds, cfg, data_dir)
+    metrics = train(model, loader, cfg, dev, progress and ctx.is_main, state_dir, held)
     meta = {
         "model": model_name,
         "model_overrides": overrides,
@@ -268,6 +285,7 @@ def ensure_trained(
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     info = distributed.on_main(lambda: ckpt.save_checkpoint(model, stem, meta))
+    distributed.on_main(lambda: train_state.clear(state_dir))
     if not ctx.is_main:  # rank 0 has written it: go on with exactly its weights and buffers
         model, _ = ckpt.load_checkpoint(stem, device=dev)
     return model.eval(), {**meta, "content_hash": info.content_hash, "path": str(info.weights)}
@@ -276,12 +294,14 @@ def ensure_trained(
 def rank_loader(dataset: str | Dataset, cfg: TrainConfig, data_dir: str | Path | None = None):
     """The training loader of this process: all of ``cfg``'s images in one process; under
     torchrun a DistributedSampler's share with ``batch_size / world_size`` images per step."""
+    from bench.selection import training_images
     from core.data import load_split, train_loader
 
     ctx = distributed.context()
+    n_train = training_images(dataset, cfg, data_dir)
     if not ctx.enabled:
         return train_loader(
-            dataset, cfg.batch_size, data_dir, n=cfg.n_train, augment=cfg.augment, seed=cfg.seed
+            dataset, cfg.batch_size, data_dir, n=n_train, augment=cfg.augment, seed=cfg.seed
         )
     from torch.utils.data.distributed import DistributedSampler
 
@@ -290,7 +310,7 @@ def rank_loader(dataset: str | Dataset, cfg: TrainConfig, data_dir: str | Path |
         f"batch size {cfg.batch_size} must divide by the {ctx.world_size} processes "
         "(it is the global batch)",
     )
-    n = cfg.n_train or load_split(dataset, "train", data_dir)[0].shape[0]
+    n = n_train or load_split(dataset, "train", data_dir)[0].shape[0]
     sampler = DistributedSampler(
         range(n), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed
     )
@@ -298,7 +318,7 @@ def rank_loader(dataset: str | Dataset, cfg: TrainConfig, data_dir: str | Path |
         dataset,
         cfg.batch_size // ctx.world_size,
         data_dir,
-        n=cfg.n_train,
+        n=n_train,
         augment=cfg.augment,
         seed=distributed.rank_seed(cfg.seed),
         sampler=sampler,
@@ -331,13 +351,6 @@ def _set_epoch(model: nn.Module, loader, cfg: TrainConfig, epoch: int) -> None:
         inner = getattr(sampler, "sampler", sampler)
         if hasattr(inner, "set_epoch"):
             inner.set_epoch(epoch)
-
-
-def _loader_size(loader) -> int | None:
-    try:
-        return len(loader.dataset)
-    except TypeError:
-        return None
 
 
 def _check(ok: bool, message: str) -> None:

@@ -58,6 +58,7 @@ class Preset(StrEnum):
     SMOKE = "smoke"
     DEMO = "demo"
     PAPER = "paper"
+    REHEARSAL = "rehearsal"
 
 
 class Device(StrEnum):

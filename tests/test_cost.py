@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench import cost
@@ -43,11 +45,65 @@ def test_calibrated_plan_builds_models_on_the_meta_device_only(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(models, "create_model", spy)
-    cost.forward_flops.cache_clear()
+    monkeypatch.setattr(cost, "_table", dict)  # count, do not read the committed table
+    cost._profile.cache_clear()
     try:
         p = plan(get_experiments(["table1"]), PRESETS["paper"], dataset=Dataset.CIFAR10)
     finally:
-        cost.forward_flops.cache_clear()
+        cost._profile.cache_clear()
     assert devices and set(devices) == {"meta"}
     assert len(p.rates) > 5 and all(r != cost.DEFAULT_RATE for r in p.rates.values())
     assert p.estimate()["total_s"] > 0
+
+
+def test_hook_count_equals_flop_counter_mode():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from models import create_model
+
+    for name, overrides in (("darts", {"init_channels": 4, "layers": 3}), ("vgg19", {"width": 8})):
+        with torch.device("meta"):
+            model = create_model(name, dataset="mnist", **overrides).eval()
+        x = torch.empty(1, 1, 28, 28, device="meta")
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x)
+        assert cost.count_flops(model, x) == counter.get_total_flops() > 0
+
+
+def test_committed_table_matches_fresh_counts_and_covers_the_presets():
+    table = cost._table()
+    for key in [k for k in table if "mnist" in k][:3]:  # small entries: cheap to recount
+        name, overrides, dataset = key.split("|")
+        items = tuple(tuple(kv) for kv in json.loads(overrides))
+        assert list(cost.count_profile(name, items, Dataset.parse(dataset))) == table[key]
+    for preset in PRESETS.values():
+        p = plan(get_experiments(list(preset.experiments)), preset, calibrate=False)
+        for ref in p.refs.values():
+            name = "racl_published" if ref.needs_search else ref.model
+            assert cost.table_key(name, ref.overrides, ref.dataset) in table, ref.label
+
+
+def test_cpu_rate_is_bounded_by_operator_overhead():
+    small = (("init_channels", 4), ("layers", 3))
+    ref = _ref("darts", small)
+    flops = cost.forward_flops("darts", small, Dataset.MNIST)
+    leaves = cost.leaf_modules("darts", small, Dataset.MNIST)
+    if cost.device_throughput() == cost.CUDA_FLOPS:
+        pytest.skip("the CPU rule")
+    overhead = cost.CPU_LEAF_S * leaves / 128
+    assert overhead > flops / cost.CPU_FLOPS  # tiny cell network: overhead-bound
+    assert cost.forward_rate(ref) == pytest.approx(1 / overhead)
+    assert cost.forward_rate(ref, batch=256) == pytest.approx(2 / overhead)
+    assert cost.forward_rate(ref, gpu=True) == pytest.approx(cost.CUDA_FLOPS / flops)
+
+
+def test_paper_dry_run_lists_recipe_epochs_and_gpu_hours():
+    p = plan(get_experiments(["table1"]), PRESETS["paper"], dataset=Dataset.CIFAR10)
+    info = p.to_json()["training_plan"]
+    rows = {(r["model"], r["training"]): r for r in info["checkpoints"]}
+    assert rows[("darts", "natural")]["epochs"] == 600
+    assert rows[("darts", "natural")]["recipe"] == "cell-natural-cifar10"
+    assert rows[("darts", "pgd_at")]["epochs"] == 200
+    assert info["gpu_hours"] == pytest.approx(sum(r["gpu_hours"] for r in rows.values()), abs=0.01)
+    assert info["gpu_hours"] > 10 and "GPU" in info["gpu_assumed"]

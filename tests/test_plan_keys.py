@@ -58,14 +58,16 @@ def test_adhoc_keys_are_pinned():
 
 
 def test_paper_preset_keys_are_pinned():
+    # Re-pinned by issue 11: the paper preset trains by the published recipes (bench.recipes),
+    # so its checkpoint hashes, and with them the keys, changed on purpose; the cells did not.
     names = [n for n in EXPERIMENT_NAMES if n != "table5"]  # table5 depends on searched files
     p = plan(get_experiments(names), PRESETS["paper"], dataset=Dataset.CIFAR10, calibrate=False)
     assert len(p.cells) == 287 and len(p.refs) == 17
     assert _digest([c.key for c in p.cells]) == (
-        "5add0dc8b7e8f3f4a74bdac4beb1fca14db83286e874523dfb98609492308e80"
+        "c469162712342aaef236d44e14362a92ba8401883e656a2a257ac928402118d0"
     )
-    assert _layout(p.cells) == "4b6a39e75bee66acddf1140a5d1b65aff558dc9a73a59084a156a7885b521d88"
-    assert p.estimate()["eval_passes"] == 76823500 and p.estimate()["train_passes"] == 12450000
+    assert _layout(p.cells) == "a36019782b052e825bf5e4e20816ecf4d87f831e39683a8af1b2218b590758a1"
+    assert p.estimate()["eval_passes"] == 76823500 and p.estimate()["train_passes"] == 2635000000
 
 
 def test_result_rows_are_pinned():

@@ -68,7 +68,7 @@ def test_paper_settings_and_validation():
         {"epochs": 0},
         {"eps": 2.0},
         {"training": "magic"},
-        {"schedule": "step"},
+        {"schedule": "linear"},
         {"eps_warmup": 1.5},
     )
     for bad in bad_values:

