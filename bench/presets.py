@@ -27,7 +27,9 @@ class PresetConfig:
     ``cell_overrides`` / ``width_overrides``: model constructor overrides for cell networks
     (``init_channels``, ``layers``) and ResNet/DenseNet/VGG (``width``). ``train``: TrainConfig
     fields replaced per training kind. ``n_eval`` test images (None = all), ``n_sweep`` for the
-    sweeps, ``n_trust`` for the large-eps check.
+    sweeps, ``n_trust`` for the large-eps check; the trust checks' subsets: ``n_indicator``
+    images per white-box cell for the attack-failure indicators, ``n_mono`` for the eps-check
+    cells, ``n_gap`` for the AutoAttack gap check (docs/decisions/trust.md).
     """
 
     name: str
@@ -46,6 +48,9 @@ class PresetConfig:
     eps_count: int | None = None
     batch_size: int = 128
     search_preset: str = "demo"
+    n_indicator: int = 32
+    n_mono: int = 32
+    n_gap: int = 128
 
     def overrides_for(self, model: str) -> dict[str, Any]:
         """Constructor overrides for ``model`` under this preset (by the model's defaults)."""
@@ -84,6 +89,9 @@ PRESETS: dict[str, PresetConfig] = {
         eps_count=3,
         batch_size=64,
         search_preset="smoke",
+        n_indicator=16,
+        n_mono=16,
+        n_gap=32,
     ),
     "demo": PresetConfig(
         name="demo",
@@ -113,6 +121,9 @@ PRESETS: dict[str, PresetConfig] = {
         n_trust=500,
         batch_size=256,
         search_preset="paper",
+        n_indicator=100,
+        n_mono=500,
+        n_gap=1000,
     ),
 }
 

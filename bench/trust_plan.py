@@ -1,0 +1,76 @@
+"""The cells the trust checks need beyond the experiments, planned for every checkpoint.
+
+- the large-budget cell (``trust``): PGD-10 at eps 0.5 on ``n_trust`` images (the
+  ``large_eps_near_zero`` check and the unconstrained-attack indicator);
+- the eps-check cells (``trust:eps``): the checkpoint's strongest PGD at its main budget, run
+  independently at fractions of that budget on the first ``n_mono`` images (``eps_monotone``;
+  the main cell itself is the budget 1.0);
+- the gap cell (``trust:gap``, adversarially trained checkpoints only): APGD-CE + APGD-T of the
+  original AutoAttack at the main budget on the first ``n_gap`` images (``autoattack_gap``).
+
+Sizes are the preset's; why these attacks and fractions: docs/decisions/trust.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bench.experiments import TRUST_ATTACK, AttackPlan
+from core.datasets import dataset_info
+from core.enums import EvalKind, Training
+
+if TYPE_CHECKING:
+    from bench.attacks import AttackSpec
+    from bench.cells import ModelRef
+    from bench.planner import _Planner
+
+GAP_ATTACK = AttackPlan("autoattack(version='custom',attacks='apgd-ce,apgd-t')")
+EPS_CHECK_FRACTIONS = (0.25, 0.5, 0.75, 1.25)
+ADVERSARIAL = (Training.PGD_AT, Training.TRADES)
+TRUST_EXPERIMENTS = ("trust", "trust:eps", "trust:gap")
+
+
+def add_trust_cells(planner: _Planner) -> None:
+    """Add the large-budget, eps-check and gap cells of every checkpoint of the plan."""
+    refs = list(planner.refs.values())
+    for ref in refs:
+        sl = planner.slice_for(ref.dataset, _capped(planner, planner.preset.n_trust))
+        planner.whitebox(ref, sl, TRUST_ATTACK.spec(ref.dataset), "trust")
+    for ref in refs:
+        main = main_pgd(planner, ref)
+        if main is None:
+            continue
+        mono = planner.slice_for(ref.dataset, _capped(planner, planner.preset.n_mono))
+        for fraction in EPS_CHECK_FRACTIONS:
+            budget = round(main.eps * fraction, 6)
+            if 0.0 < budget <= 1.0:
+                planner.whitebox(ref, mono, main.at_eps(budget), "trust:eps")
+        if ref.training in ADVERSARIAL:
+            gap = planner.slice_for(ref.dataset, _capped(planner, planner.preset.n_gap))
+            planner.whitebox(ref, gap, GAP_ATTACK.spec(ref.dataset, main.eps), "trust:gap")
+
+
+def main_budget(planner: _Planner, ref: ModelRef) -> float:
+    """The budget the run asked for (``--eps``), else the dataset's standard one."""
+    return planner.req.eps if planner.req.eps is not None else dataset_info(ref.dataset).eps
+
+
+def main_pgd(planner: _Planner, ref: ModelRef) -> AttackSpec | None:
+    """The PGD white-box spec of ``ref`` at its main budget with the most steps (None if none)."""
+    budget = main_budget(planner, ref)
+    specs = [
+        c.spec
+        for c in planner.cells.values()
+        if c.kind is EvalKind.WHITEBOX
+        and c.target.hash == ref.hash
+        and c.spec.name == "pgd"
+        and abs(c.spec.eps - budget) < 1e-9
+        and not set(c.experiments) <= set(TRUST_EXPERIMENTS)
+    ]
+    if not specs:
+        return None
+    return min(specs, key=lambda s: (-s.steps, s.key()))
+
+
+def _capped(planner: _Planner, size: int) -> int:
+    return min(size, planner.eval_n() or 10**9)
