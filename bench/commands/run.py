@@ -23,6 +23,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="demo", help="smoke | demo | paper (default demo)")
     p.add_argument("--dataset", help="cifar10 | cifar100 | mnist | fashion_mnist")
     p.add_argument("--models", help="comma-separated zoo names (filters the experiments)")
+    own = p.add_mutually_exclusive_group()
+    own.add_argument(
+        "--model-file",
+        metavar="FILE.py:FUNC",
+        help="your own model: a factory returning an nn.Module (images in [0, 1])",
+    )
+    own.add_argument(
+        "--model",
+        metavar="PACKAGE.MODULE:FUNC",
+        help="your own model: an importable factory (as --model-file)",
+    )
+    p.add_argument("--weights", help="weights of --model-file/--model: .safetensors or a "
+                   "state dict (torch.load with weights_only=True)")  # fmt: skip
     p.add_argument(
         "--attacks",
         help="comma-separated, e.g. fgsm,pgd20,mim,autoattack,"
@@ -41,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when a trust check or an indicator of attack failure fails",
+    )
     p.set_defaults(func=run)
 
 
@@ -87,6 +105,9 @@ def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types i
     preset = get_preset(args.preset)
     models, attacks = split_list(args.models), split_list(args.attacks)
     check_plan_models(models)
+    user = _user_model(args, preset)
+    if user is not None:
+        models = [user.name]
     names = split_list(args.experiment)
     if names and attacks:
         raise UserError("--attacks makes an ad-hoc experiment; drop --experiment or --attacks")
@@ -116,6 +137,7 @@ def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types i
         seed=args.seed,
         training=training,
         checkpoint_dir=_ckpt_dir(args),
+        user_model=user,
     )
     if not result.cells:
         raise UserError("nothing to run: no experiment model matches --models")
@@ -125,6 +147,30 @@ def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types i
         if unused:
             raise UserError(f"model {unused[0]} is not in the chosen experiments")
     return result
+
+
+def _user_model(args: argparse.Namespace, preset):  # noqa: ANN001, ANN202 - lazy types
+    """The ``--model-file`` / ``--model`` factory with its weights, checked (None without)."""
+    from core.errors import UserError
+
+    text = args.model_file or args.model
+    if text is None:
+        if args.weights:
+            raise UserError("--weights goes with --model-file or --model")
+        return None
+    if args.models or args.experiment:
+        raise UserError("--model-file/--model runs ad-hoc attacks: drop --models/--experiment")
+    from bench.user_model import prepare_user_model
+    from core.enums import Dataset
+
+    dataset = args.dataset or (preset.dataset.value if preset.dataset else Dataset.CIFAR10.value)
+    dataset = Dataset.parse(dataset).value
+    user, notes = prepare_user_model(
+        text, is_file=args.model_file is not None, weights=args.weights, dataset=dataset
+    )
+    for note in notes:
+        print(f"bench: note: {note}", file=sys.stderr)
+    return user
 
 
 def _zoo(name: str) -> str:
@@ -224,17 +270,18 @@ def _run(args: argparse.Namespace) -> int:
             run_meta=meta,
             log=log,
         )
-        rows = store.rows(key=[c.key for c in result.cells]) if main else []
+        shown = [c.key for c in result.cells if c.experiments != ["trust:eps"]]
+        rows = store.rows(key=shown) if main else []
     if not main:
-        return summary.exit_code
+        return summary.strict_exit_code() if args.strict else summary.exit_code
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
-        print(summary_table(rows, summary.trust))
+        print(summary_table(rows, summary.trust, summary.indicators))
         t = summary.timings
         print(
             f"\n{summary.computed} computed, {summary.cached} cached, {summary.failed} failed; "
             f"train {t.get('train_s', 0):.1f} s, total {t.get('total_s', 0):.1f} s; "
             f"store {args.store}"
         )
-    return summary.exit_code
+    return summary.strict_exit_code() if args.strict else summary.exit_code
