@@ -34,6 +34,7 @@ class ModelRef:
     hash: str
     cfg: Any = field(compare=False, hash=False, repr=False)
     needs_search: bool = False
+    factory: Any = field(default=None, compare=False, hash=False, repr=False)  # a UserModel
 
     @property
     def label(self) -> str:
