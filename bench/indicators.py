@@ -26,7 +26,6 @@ Thresholds and choices: docs/decisions/trust.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,17 +35,10 @@ from torch import Tensor, nn
 
 from bench.attacks.base import Attack, float32_verdict, frozen_eval, model_device, project
 from bench.batches import batch_seed, seeded
+from bench.indicator_names import INDICATORS
 from core.enums import Norm
 
 REVISION = 1  # joins the stored row: a row of another revision is recomputed
-INDICATORS = (
-    "silent_success",
-    "incomplete_optimization",
-    "transfer_failure",
-    "unconstrained_failure",
-    "unavailable_gradients",
-    "unstable_predictions",
-)
 UNSTABLE_REPEATS, UNSTABLE_DRAWS, UNSTABLE_RADIUS = 2, 6, 0.25  # radius: a fraction of eps
 LOSS_TOLERANCE, LOSS_WINDOW_FRACTION, MIN_TRACKED_STEPS = 0.05, 0.1, 4
 
@@ -201,9 +193,3 @@ def _tracked_run(attack: Attack, model: nn.Module, x: Tensor, y: Tensor) -> _Tra
 def _attack_precision(attack: Attack, device: torch.device) -> torch.autocast:
     enabled = attack.amp_dtype is not None
     return torch.autocast(device_type=device.type, dtype=attack.amp_dtype, enabled=enabled)
-
-
-def fraction_text(counts: Mapping[str, Any], name: str) -> str:
-    """``3/32`` for a stored count pair, ``-`` where the indicator does not apply."""
-    value = counts.get(name)
-    return "-" if value is None else f"{value[0]}/{value[1]}"

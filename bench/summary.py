@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bench.indicators import INDICATORS, fraction_text
+from bench.indicator_names import INDICATORS
 from bench.trust_paired import attack_name
 
 Row = Mapping[str, Any]
@@ -89,6 +89,10 @@ def summary_table(
     return text + indicator_table(indicators)
 
 
+def _fraction(value: list[int] | None) -> str:
+    return "-" if not value else f"{value[0]}/{value[1]}"
+
+
 SHORT = {
     "silent_success": "silent",
     "incomplete_optimization": "incomplete",
@@ -103,7 +107,7 @@ def indicator_table(indicators: Iterable[Row]) -> str:
     """Indicators of attack failure per white-box cell (triggered/examined images), or ""."""
     lines = [
         [_row_label(r), f"{attack_name(r)}@{eps_text(r['eps'])}"]
-        + [fraction_text(r["counts"], name) for name in INDICATORS]
+        + [_fraction(r["counts"].get(name)) for name in INDICATORS]
         for r in sorted(indicators, key=lambda r: (_row_label(r), r["eps"], attack_name(r)))
     ]
     if not lines:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.indicators import INDICATORS
+from bench.indicator_names import INDICATORS
 from bench.stats import Paired, paired
 from bench.store_format import unpack_per_sample
 

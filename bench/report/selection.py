@@ -11,7 +11,7 @@ import pandas as pd
 
 EPS_TOL = 1e-6
 MAX_DETAIL = 160
-EXACT_FIELDS = ("training", "attack", "steps", "source")  # Query fields matched exactly
+EXACT_FIELDS = ("training", "attack", "steps", "source", "source_checkpoint")  # matched exactly
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Query:
     training: str | None = None
     source: str | None = None
     eps: float | None = None
+    source_checkpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class ResultIndex:
 
 def _config_key(rows: pd.DataFrame) -> pd.Series:
     key = rows["attack_key"].map(str)
-    for col in ("eps", "steps", "training", "source", "data_slice"):
+    for col in ("eps", "steps", "training", "source", "source_checkpoint", "data_slice"):
         key = key + "|" + rows[col].map(str)
     return key
 
