@@ -98,6 +98,7 @@ class Cell:
     experiments: list[str]
     cached: bool = False
     cost: float = 0.0
+    after: str | None = None  # key of the cell whose survivors it attacks (the gap check)
 
     def identity(self) -> dict[str, Any]:
         """The fields the result key hashes, as the row stores them."""

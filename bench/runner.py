@@ -141,11 +141,14 @@ class _Executor:
             )
         )
         ready: set[str] = set()
+        last = {g: cs for g, cs in pending.items() if any(c.after for c in cs)}  # gap cells
         for h in order:
             self._ensure(self.plan.refs[h])
             ready.add(h)
-            for group in [g for g, cs in pending.items() if _needs(cs) <= ready]:
+            for group in [g for g, cs in pending.items() if _needs(cs) <= ready and g not in last]:
                 self._run_group(group, pending.pop(group))
+        for group in last:  # after the cells they follow, whatever group those are in
+            self._run_group(group, pending.pop(group))
 
     def _load_data(self, pending: dict[CellGroup, list[Cell]]) -> None:
         """Load every needed eval slice first, so a missing dataset fails before any work."""

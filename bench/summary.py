@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from bench.attack_names import attack_name
 from bench.indicator_names import INDICATORS
-from bench.trust_paired import attack_name
 
 Row = Mapping[str, Any]
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.attack_names import attack_name
 from bench.indicator_names import INDICATORS
 from bench.stats import Paired, paired
 from bench.store_format import unpack_per_sample
@@ -68,20 +69,6 @@ def _pct(values: np.ndarray) -> float:
 def label(row: Row) -> str:
     """``PGD-20 eps=0.3`` for a result or indicator row."""
     return f"{attack_name(row)} eps={float(row['eps']):.4g}" if row.get("eps") is not None else ""
-
-
-def attack_name(row: Row) -> str:
-    """``PGD-20``, ``FGSM``, ``AutoAttack(APGD-CE+APGD-T)`` (an indicator row has its label)."""
-    if row.get("label"):
-        return str(row["label"])
-    attack = str(row.get("attack") or "clean")
-    if attack == "autoattack":
-        members = re.search(r"attacks='([^']*)'", str(row.get("attack_key") or ""))
-        return (
-            f"AutoAttack({members.group(1).upper().replace(',', '+')})" if members else "AutoAttack"
-        )
-    name = {"fgsm": "FGSM", "pgd": "PGD", "mim": "MIM"}.get(attack, attack)
-    return f"{name}-{row['steps']}" if attack in ("pgd", "mim") and row.get("steps") else name
 
 
 def _best_pair(lows: list[Row], highs: list[Row]) -> tuple[Row, Row, tuple] | None:

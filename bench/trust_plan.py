@@ -6,13 +6,16 @@
   independently at fractions of that budget on the first ``n_mono`` images (``eps_monotone``;
   the main cell itself is the budget 1.0);
 - the gap cell (``trust:gap``, adversarially trained checkpoints only): APGD-CE + APGD-T of the
-  original AutoAttack at the main budget on the first ``n_gap`` images (``autoattack_gap``).
+  original AutoAttack at the main budget on the first ``n_gap`` images, run on the images that
+  strongest PGD cell leaves robust, as AutoAttack runs each member on the survivors of the
+  previous ones (``autoattack_gap``); its spec names that PGD (``after``), its cell that cell.
 
 Sizes are the preset's; why these attacks and fractions: docs/decisions/trust.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from bench.experiments import TRUST_ATTACK, AttackPlan
@@ -20,8 +23,7 @@ from core.datasets import dataset_info
 from core.enums import EvalKind, Training
 
 if TYPE_CHECKING:
-    from bench.attacks import AttackSpec
-    from bench.cells import ModelRef
+    from bench.cells import Cell, ModelRef
     from bench.planner import _Planner
 
 GAP_ATTACK = AttackPlan("autoattack(version='custom',attacks='apgd-ce,apgd-t')")
@@ -37,17 +39,28 @@ def add_trust_cells(planner: _Planner) -> None:
         sl = planner.slice_for(ref.dataset, _capped(planner, planner.preset.n_trust))
         planner.whitebox(ref, sl, TRUST_ATTACK.spec(ref.dataset), "trust")
     for ref in refs:
-        main = main_pgd(planner, ref)
-        if main is None:
+        cell = main_pgd(planner, ref)
+        if cell is None:
             continue
+        main = cell.spec
         mono = planner.slice_for(ref.dataset, _capped(planner, planner.preset.n_mono))
         for fraction in EPS_CHECK_FRACTIONS:
             budget = round(main.eps * fraction, 6)
             if 0.0 < budget <= 1.0:
                 planner.whitebox(ref, mono, main.at_eps(budget), "trust:eps")
         if ref.training in ADVERSARIAL:
-            gap = planner.slice_for(ref.dataset, _capped(planner, planner.preset.n_gap))
-            planner.whitebox(ref, gap, GAP_ATTACK.spec(ref.dataset, main.eps), "trust:gap")
+            _gap_cell(planner, ref, cell)
+
+
+def _gap_cell(planner: _Planner, ref: ModelRef, pgd: Cell) -> None:
+    """APGD-CE + APGD-T on the survivors of ``pgd`` among its first ``n_gap`` images."""
+    sl = planner.slice_for(ref.dataset, min(_capped(planner, planner.preset.n_gap), pgd.n))
+    base = GAP_ATTACK.spec(ref.dataset, pgd.spec.eps)
+    spec = dataclasses.replace(base, params=(*base.params, ("after", pgd.spec.key())))
+    planner.whitebox(ref, sl, spec, "trust:gap")
+    for c in planner.cells.values():
+        if c.target.hash == ref.hash and c.spec is not None and c.spec.key() == spec.key():
+            c.after = pgd.key
 
 
 def main_budget(planner: _Planner, ref: ModelRef) -> float:
@@ -55,11 +68,12 @@ def main_budget(planner: _Planner, ref: ModelRef) -> float:
     return planner.req.eps if planner.req.eps is not None else dataset_info(ref.dataset).eps
 
 
-def main_pgd(planner: _Planner, ref: ModelRef) -> AttackSpec | None:
-    """The PGD white-box spec of ``ref`` at its main budget with the most steps (None if none)."""
+def main_pgd(planner: _Planner, ref: ModelRef) -> Cell | None:
+    """The PGD white-box cell of ``ref`` at its main budget with the most steps, on the most
+    images (None if none)."""
     budget = main_budget(planner, ref)
-    specs = [
-        c.spec
+    cells = [
+        c
         for c in planner.cells.values()
         if c.kind is EvalKind.WHITEBOX
         and c.target.hash == ref.hash
@@ -67,9 +81,9 @@ def main_pgd(planner: _Planner, ref: ModelRef) -> AttackSpec | None:
         and abs(c.spec.eps - budget) < 1e-9
         and not set(c.experiments) <= set(TRUST_EXPERIMENTS)
     ]
-    if not specs:
+    if not cells:
         return None
-    return min(specs, key=lambda s: (-s.steps, s.key()))
+    return min(cells, key=lambda c: (-c.spec.steps, -c.n, c.spec.key(), c.key))
 
 
 def _capped(planner: _Planner, size: int) -> int:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
+from bench.attack_names import members_label
 from bench.attacks.base import Attack, AttackText, project
 from core.enums import Norm
 from core.errors import UserError
@@ -64,10 +65,8 @@ class AutoAttack(Attack):
 
     @classmethod
     def label(cls, spec: AttackSpec) -> str:
-        """``AutoAttack``, or its members for a custom version (``AutoAttack(APGD-CE+APGD-T)``)."""
-        members = dict(spec.params).get("attacks")
-        base = super().label(spec)
-        return f"{base}({str(members).upper().replace(',', '+')})" if members else base
+        """``AutoAttack``, its members for a custom version, or the gap check's label."""
+        return members_label(spec.key())
 
     def iterate(
         self, model: nn.Module, x: Tensor, y: Tensor, init_delta: Tensor | None
