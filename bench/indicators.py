@@ -13,8 +13,9 @@ many images triggered it out of how many were examined (``None`` where it does n
   in its precision) but not the float32 verdict;
 - ``unavailable_gradients``: the input gradient of the loss is zero or not finite (or the graph
   is cut);
-- ``unstable_predictions``: one of 8 forwards (2 of the image itself, 6 of random points of the
-  box of half-width eps/4 around it) predicts another class.
+- ``unstable_predictions``: a repeated forward of the image itself predicts another class (the
+  model is random), or, on an image the attack did not fool, one of 6 random points of the box
+  of half-width eps/4 around it is misclassified (random noise beat the attack).
 
 ``unconstrained_failure`` (the large-budget attack fails) comes from the stored large-eps trust
 cell (:mod:`bench.trust_paired`). The tracked run also attacks the clean mistakes, so that
@@ -77,10 +78,12 @@ def _batch_counts(model: nn.Module, x: Tensor, y: Tensor, attack: Any) -> Counts
     norm = attack.spec.norm if hasattr(attack, "spec") else Norm.LINF
     out: Counts = {name: None for name in INDICATORS}
     out["unavailable_gradients"] = _count(unavailable_gradients(model, x, y), clean_ok)
-    out["unstable_predictions"] = _count(unstable_predictions(model, x, y, eps, norm), clean_ok)
-    if not (isinstance(attack, Attack) and attack.stepwise):
-        return out  # a black box: only its output, so no attack-level indicator
+    if not (isinstance(attack, Attack) and attack.stepwise):  # a black box: no attack-level ones
+        out["unstable_predictions"] = _count(unstable_predictions(model, x, y, eps, norm), clean_ok)
+        return out
     trace = _tracked_run(attack, model, x, y)
+    unstable = unstable_predictions(model, x, y, eps, norm, robust=trace.final_ok)
+    out["unstable_predictions"] = _count(unstable, clean_ok)
     survived = clean_ok & trace.final_ok
     out["silent_success"] = _count(trace.fooled_before & trace.final_ok, clean_ok)
     out["transfer_failure"] = _count(trace.view_fooled & trace.final_ok, clean_ok)
@@ -132,15 +135,23 @@ def unavailable_gradients(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def unstable_predictions(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: Norm) -> Tensor:
-    """Per image: a repeat of the image, or a random point near it, is classified otherwise."""
-    changed = torch.zeros(len(y), dtype=torch.bool, device=x.device)
+def unstable_predictions(
+    model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: Norm, robust: Tensor | None = None
+) -> Tensor:
+    """Per image: a repeated forward of the image itself misclassifies it (the model is random),
+    or - where ``robust`` (the attack's verdict) says the attack failed - a random point of the
+    box of half-width eps/4 around it is misclassified (random noise beat the attack)."""
+    random_model = torch.zeros(len(y), dtype=torch.bool, device=x.device)
+    noise_fools = torch.zeros_like(random_model)
     radius = UNSTABLE_RADIUS * eps
     with frozen_eval(model):
-        for k in range(UNSTABLE_REPEATS + UNSTABLE_DRAWS):
-            point = x if k < UNSTABLE_REPEATS or radius == 0 else _random_point(x, radius, norm)
-            changed |= float32_verdict(model, point, y) == 0
-    return changed.cpu()
+        for _ in range(UNSTABLE_REPEATS):
+            random_model |= ~float32_verdict(model, x, y)
+        for _ in range(UNSTABLE_DRAWS if robust is not None and radius > 0 else 0):
+            noise_fools |= ~float32_verdict(model, _random_point(x, radius, norm), y)
+    if robust is not None:
+        noise_fools &= robust.to(x.device)
+    return (random_model | noise_fools).cpu()
 
 
 def _random_point(x: Tensor, radius: float, norm: Norm) -> Tensor:
