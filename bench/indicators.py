@@ -147,7 +147,8 @@ def unstable_predictions(
     with frozen_eval(model):
         for _ in range(UNSTABLE_REPEATS):
             random_model |= ~float32_verdict(model, x, y)
-        for _ in range(UNSTABLE_DRAWS if robust is not None and radius > 0 else 0):
+        draws = robust is not None and radius > 0 and bool(robust.any())
+        for _ in range(UNSTABLE_DRAWS if draws else 0):
             noise_fools |= ~float32_verdict(model, _random_point(x, radius, norm), y)
     if robust is not None:
         noise_fools &= robust.to(x.device)

@@ -29,7 +29,8 @@ class PresetConfig:
     fields replaced per training kind. ``n_eval`` test images (None = all), ``n_sweep`` for the
     sweeps, ``n_trust`` for the large-eps check; the trust checks' subsets: ``n_indicator``
     images per white-box cell for the attack-failure indicators, ``n_mono`` for the eps-check
-    cells, ``n_gap`` for the AutoAttack gap check (docs/decisions/trust.md).
+    cells, ``n_gap`` for the AutoAttack gap check, with ``gap_targets`` target classes for its
+    APGD-T (docs/decisions/trust.md).
     """
 
     name: str
@@ -51,6 +52,7 @@ class PresetConfig:
     n_indicator: int = 32
     n_mono: int = 32
     n_gap: int = 128
+    gap_targets: int = 9  # APGD-T's target classes in the gap check (standard AutoAttack: 9)
 
     def overrides_for(self, model: str) -> dict[str, Any]:
         """Constructor overrides for ``model`` under this preset (by the model's defaults)."""
@@ -92,6 +94,7 @@ PRESETS: dict[str, PresetConfig] = {
         n_indicator=16,
         n_mono=16,
         n_gap=32,
+        gap_targets=3,
     ),
     "demo": PresetConfig(
         name="demo",
@@ -111,6 +114,7 @@ PRESETS: dict[str, PresetConfig] = {
         step_checkpoints=(1, 2, 5, 10, 20, 50),
         batch_size=100,
         search_preset="demo",
+        gap_targets=3,  # each target class is 100 model calls: see docs/decisions/trust.md
     ),
     "paper": PresetConfig(
         name="paper",

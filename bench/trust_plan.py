@@ -6,7 +6,8 @@
   independently at fractions of that budget on the first ``n_mono`` images (``eps_monotone``;
   the main cell itself is the budget 1.0);
 - the gap cell (``trust:gap``, adversarially trained checkpoints only): APGD-CE + APGD-T of the
-  original AutoAttack at the main budget on the first ``n_gap`` images, run on the images that
+  original AutoAttack (``gap_targets`` target classes for APGD-T; 9 is the standard version's)
+  at the main budget on the first ``n_gap`` images, run on the images that
   strongest PGD cell leaves robust, as AutoAttack runs each member on the survivors of the
   previous ones (``autoattack_gap``); its spec names that PGD (``after``), its cell that cell.
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from bench.cells import Cell, ModelRef
     from bench.planner import _Planner
 
-GAP_ATTACK = AttackPlan("autoattack(version='custom',attacks='apgd-ce,apgd-t')")
+GAP_ATTACK = "autoattack(version='custom',attacks='apgd-ce,apgd-t',targets={targets})"
 EPS_CHECK_FRACTIONS = (0.25, 0.5, 0.75, 1.25)
 ADVERSARIAL = (Training.PGD_AT, Training.TRADES)
 TRUST_EXPERIMENTS = ("trust", "trust:eps", "trust:gap")
@@ -55,7 +56,8 @@ def add_trust_cells(planner: _Planner) -> None:
 def _gap_cell(planner: _Planner, ref: ModelRef, pgd: Cell) -> None:
     """APGD-CE + APGD-T on the survivors of ``pgd`` among its first ``n_gap`` images."""
     sl = planner.slice_for(ref.dataset, min(_capped(planner, planner.preset.n_gap), pgd.n))
-    base = GAP_ATTACK.spec(ref.dataset, pgd.spec.eps)
+    text = GAP_ATTACK.format(targets=planner.preset.gap_targets)
+    base = AttackPlan(text).spec(ref.dataset, pgd.spec.eps)
     spec = dataclasses.replace(base, params=(*base.params, ("after", pgd.spec.key())))
     planner.whitebox(ref, sl, spec, "trust:gap")
     for c in planner.cells.values():

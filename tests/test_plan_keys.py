@@ -17,7 +17,6 @@ from bench.planner import plan
 from bench.presets import PRESETS
 from core.enums import Dataset, Training
 
-
 NEW_TRUST = {"trust:eps", "trust:gap"}
 NEW_SMOKE = {"trust:eps": 16, "trust:gap": 2}  # 4 budgets x 4 checkpoints; 2 PGD-AT ones
 NEW_PAPER = {"trust:eps": 64, "trust:gap": 9}

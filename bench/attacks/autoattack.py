@@ -4,7 +4,8 @@ diverse parameter-free attacks", ICML 2020.
 The ORIGINAL standard version (APGD-CE, APGD-T, FAB-T, Square with 5000 queries), run through the
 ``pyautoattack`` package (the original code, MIT). ``version='custom'`` with
 ``attacks='apgd-ce,apgd-t'`` runs only the listed members, with the standard version's settings
-(one APGD restart, 9 target classes, 5000 Square queries): the trust checks' gap attack. Its
+(one APGD restart, 9 target classes or ``targets=N``, 5000 Square queries): the trust checks'
+gap attack. Its
 progress messages go to the ``auto-attack`` logger (and any stray prints to this module's
 logger), never to stdout.
 """
@@ -45,7 +46,7 @@ class AutoAttack(Attack):
         """``autoattack(norm=..., version=..., seed=...)``; steps and step size do not apply."""
         params = text.params
         norm = Norm.parse(params.pop("norm", "Linf"))
-        allowed = {"version", "seed", "attacks"}
+        allowed = {"version", "seed", "attacks", "targets"}
         if set(params) - allowed:
             raise UserError(f"autoattack accepts only: norm, {', '.join(sorted(allowed))}")
         params.setdefault("version", "standard")
@@ -54,6 +55,10 @@ class AutoAttack(Attack):
             raise UserError("autoattack: version='custom' goes with attacks='apgd-ce,apgd-t,...'")
         if "attacks" in params:
             params["attacks"] = _members(params["attacks"])
+        if "targets" in params and (not _whole(params["targets"]) or "attacks" not in params):
+            raise UserError(
+                "autoattack: targets=N (1-9 target classes of APGD-T) needs version='custom'"
+            )
         return {
             "name": cls.name,
             "eps": text.eps,
@@ -86,7 +91,7 @@ class AutoAttack(Attack):
             attacks=members,
         )
         if members is not None:
-            _standard_settings(runner)
+            _standard_settings(runner, int(params.get("targets", 9)))
         stray = io.StringIO()
         with contextlib.redirect_stdout(stray), self._autocast(x.device):
             result = runner.run_standard_evaluation(x, y, batch_size=max(int(x.shape[0]), 1))
@@ -108,10 +113,15 @@ def _members(text: object) -> str:
     return ",".join(names)
 
 
-def _standard_settings(runner: Any) -> None:
-    """The standard version's settings on a custom run (pyautoattack's ``_set_version``)."""
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 9
+
+
+def _standard_settings(runner: Any, targets: int = 9) -> None:
+    """The standard version's settings on a custom run (pyautoattack's ``_set_version``), with
+    ``targets`` target classes for APGD-T (standard: 9)."""
     runner.apgd.n_restarts = 1
-    runner.apgd_targeted.n_target_classes = 9
+    runner.apgd_targeted.n_target_classes = targets
     runner.apgd_targeted.n_restarts = 1
     runner.fab.n_restarts = 1
     runner.fab.n_target_classes = 9

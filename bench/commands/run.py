@@ -93,7 +93,7 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types imported lazily
+def build_plan(args: argparse.Namespace, store, user=None):  # noqa: ANN001, ANN201 - lazy types
     from bench.attacks import parse_eps
     from bench.experiments import get_experiments
     from bench.planner import plan
@@ -105,7 +105,7 @@ def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types i
     preset = get_preset(args.preset)
     models, attacks = split_list(args.models), split_list(args.attacks)
     check_plan_models(models)
-    user = _user_model(args, preset)
+    user = user or _user_model(args, preset)
     if user is not None:
         models = [user.name]
     names = split_list(args.experiment)
@@ -185,9 +185,9 @@ def _ckpt_dir(args: argparse.Namespace) -> Path:
     return Path(args.store).parent / "checkpoints"
 
 
-def _plan_for_run(args: argparse.Namespace, store):  # noqa: ANN202 - see build_plan
+def _plan_for_run(args: argparse.Namespace, store, user=None):  # noqa: ANN001, ANN202
     """The plan, with the cells of ``--fresh`` deleted from the store (not on a dry run)."""
-    result = build_plan(args, store)
+    result = build_plan(args, store, user)
     if args.fresh and not args.dry_run:
         store.delete(c.key for c in result.cells)
         for c in result.cells:
@@ -233,6 +233,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from bench.presets import get_preset
     from bench.runner import execute
     from bench.store import ResultStore
     from bench.summary import summary_table
@@ -245,11 +246,13 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     main = distributed.context().is_main
+    # a user's model is checked before the store is touched (a misfit creates no store)
+    user = distributed.on_main(lambda: _user_model(args, get_preset(args.preset)))
     # A dry run only reads: it plans against an empty in-memory store when the file is absent.
     dry_new = args.dry_run and not Path(args.store).exists()
     opened = ResultStore(":memory:" if dry_new else args.store) if main else None
     with opened if opened is not None else contextlib.nullcontext() as store:
-        result = distributed.on_main(lambda: _plan_for_run(args, store))
+        result = distributed.on_main(lambda: _plan_for_run(args, store, user))
         if args.dry_run:
             if main:
                 _print_plan(result, args.json)
