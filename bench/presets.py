@@ -114,6 +114,7 @@ PRESETS: dict[str, PresetConfig] = {
         step_checkpoints=(1, 2, 5, 10, 20, 50),
         batch_size=100,
         search_preset="demo",
+        n_indicator=16,  # the indicators' attacks cost in proportion: docs/decisions/trust.md
         gap_targets=3,  # each target class is 100 model calls: see docs/decisions/trust.md
     ),
     "paper": PresetConfig(

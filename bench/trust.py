@@ -1,17 +1,18 @@
 """Trust checks: invariants any sound robustness evaluation satisfies, run over stored rows.
 
 Following the sanity checks of Carlini et al. 2019 ("On Evaluating Adversarial Robustness",
-section 5) and Athalye et al. 2018 (obfuscated gradients): robust accuracy never exceeds clean
-accuracy; accuracy does not rise with the budget or (beyond noise) with the number of PGD
-iterations; an iterative attack is at least as strong as a single step; a transfer (black-box)
-attack is no stronger than the white-box attack of the same kind on the target; an unbounded-ish
-budget (eps 0.5, enough to turn any image into a uniform grey one) drives accuracy near zero.
+section 5) and Athalye et al. 2018 (obfuscated gradients): accuracy does not rise (beyond noise)
+with the number of PGD iterations; an iterative attack is at least as strong as a single step; a
+transfer (black-box) attack is no stronger than the white-box attack of the same kind on the
+target; a large budget (eps 0.5, enough to turn any image into a uniform grey one) drives
+accuracy near zero. The checks on paired per-sample outcomes (robust accuracy vs clean over all
+images, independent runs at increasing budgets, the AutoAttack gap) and the indicators of attack
+failure live in :mod:`bench.trust_paired`.
 
-Each check over one (model, dataset, training) group gives a :class:`TrustResult`; a failing
-one is stored in the ``trust`` table and shown in the summary, never dropped. Tolerances are one
-sample (100/n points) where the comparison crosses different attacks or runs, and
-``max(one sample, 1 point)`` for the iteration sweep, whose checkpoints are plain PGD iterates
-(not a running best) and may fluctuate by a sample or two.
+Each check over one (model, dataset, training, checkpoint) group gives a :class:`TrustResult`; a
+failing one is stored in the ``trust`` table and shown in the summary, never dropped. The row
+checks here tolerate one sample (100/n points), ``max(one sample, 1 point)`` for the iteration
+sweep (plain PGD iterates, not a running best). Rules and numbers: docs/decisions/trust.md.
 """
 
 from __future__ import annotations

@@ -3,13 +3,13 @@
 - the large-budget cell (``trust``): PGD-10 at eps 0.5 on ``n_trust`` images (the
   ``large_eps_near_zero`` check and the unconstrained-attack indicator);
 - the eps-check cells (``trust:eps``): the checkpoint's strongest PGD at its main budget, run
-  independently at fractions of that budget on the first ``n_mono`` images (``eps_monotone``;
+  independently at half and 5/4 of that budget on the first ``n_mono`` images (``eps_monotone``;
   the main cell itself is the budget 1.0);
 - the gap cell (``trust:gap``, adversarially trained checkpoints only): APGD-CE + APGD-T of the
   original AutoAttack (``gap_targets`` target classes for APGD-T; 9 is the standard version's)
-  at the main budget on the first ``n_gap`` images, run on the images that
-  strongest PGD cell leaves robust, as AutoAttack runs each member on the survivors of the
-  previous ones (``autoattack_gap``); its spec names that PGD (``after``), its cell that cell.
+  at the main budget on the first ``n_gap`` images, run on the images that strongest PGD cell
+  leaves robust, as AutoAttack runs each member on the survivors of the previous ones
+  (``autoattack_gap``); its spec names that PGD (``after``), its cell that cell.
 
 Sizes are the preset's; why these attacks and fractions: docs/decisions/trust.md.
 """
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from bench.planner import _Planner
 
 GAP_ATTACK = "autoattack(version='custom',attacks='apgd-ce,apgd-t',targets={targets})"
-EPS_CHECK_FRACTIONS = (0.25, 0.5, 0.75, 1.25)
+EPS_CHECK_FRACTIONS = (0.5, 1.25)
 ADVERSARIAL = (Training.PGD_AT, Training.TRADES)
 TRUST_EXPERIMENTS = ("trust", "trust:eps", "trust:gap")
 

@@ -18,9 +18,9 @@ from bench.presets import PRESETS
 from core.enums import Dataset, Training
 
 NEW_TRUST = {"trust:eps", "trust:gap"}
-NEW_SMOKE = {"trust:eps": 16, "trust:gap": 2}  # 4 budgets x 4 checkpoints; 2 PGD-AT ones
-NEW_PAPER = {"trust:eps": 64, "trust:gap": 9}
-PAPER_PASSES = 81064500  # 76823500 before the eps-check and gap cells
+NEW_SMOKE = {"trust:eps": 8, "trust:gap": 2}  # 2 budgets x 4 checkpoints; 2 PGD-AT ones
+NEW_PAPER = {"trust:eps": 32, "trust:gap": 9}
+PAPER_PASSES = 80298500  # 76823500 before the eps-check and gap cells
 
 
 def _old(cells):  # noqa: ANN001, ANN202
@@ -54,11 +54,11 @@ def test_smoke_preset_keys_are_pinned():
     )
     assert _layout(cells) == "224e3a5524465f1d7fd3d44ef5022bf12879301b25ef9fabcf66910f0dec3d8d"
     assert p.estimate() == {  # 46208 eval passes before the eps-check and gap cells
-        "eval_passes": 77248,
-        "eval_s": 154.5,
+        "eval_passes": 71360,
+        "eval_s": 142.7,
         "train_passes": 5120,
         "train_s": 10.2,
-        "total_s": 164.7,
+        "total_s": 153.0,
     }
 
 
@@ -67,7 +67,7 @@ def test_adhoc_keys_are_pinned():
     a = plan([], PRESETS["smoke"], models=["resnet18"], attacks=attacks, dataset=Dataset.CIFAR10,
              eps=4 / 255, n=10, seed=3, training=Training.NATURAL, calibrate=False)  # fmt: skip
     cells = _old(a.cells)
-    assert len(cells) == 5 and _new(a.cells) == {"trust:eps": 4, "trust:gap": 0}  # natural
+    assert len(cells) == 5 and _new(a.cells) == {"trust:eps": 2, "trust:gap": 0}  # natural
     assert _digest([c.key for c in cells]) == (
         "a5d87fde5d464738758fa1fe7b4f14e10ad5bcb53ab17715a181df726e4223db"
     )

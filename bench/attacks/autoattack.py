@@ -71,7 +71,7 @@ class AutoAttack(Attack):
     @classmethod
     def label(cls, spec: AttackSpec) -> str:
         """``AutoAttack``, its members for a custom version, or the gap check's label."""
-        return members_label(spec.key())
+        return members_label(spec.key()) + ("-L2" if spec.norm is Norm.L2 else "")
 
     def iterate(
         self, model: nn.Module, x: Tensor, y: Tensor, init_delta: Tensor | None
