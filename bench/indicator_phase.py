@@ -59,6 +59,7 @@ class IndicatorPhase:
         self.checkpoint_dir, self.data_dir = checkpoint_dir, data_dir
         self.batch_size, self.options, self.run_id = batch_size, options, run_id
         self.data: dict[str, tuple[Tensor, Tensor]] = {}
+        self.errors: list[tuple[Cell, str]] = []  # cells whose indicators could not be computed
 
     def size(self, cell: Cell) -> int:
         return min(self.plan.preset.n_indicator, cell.n)
@@ -71,7 +72,16 @@ class IndicatorPhase:
             if ref.hash not in self.models:
                 self.ensure(ref)
         todo = [c for c in todo if c.target.hash in self.models]
-        return distributed.on_main(lambda: sum(self._compute(c) for c in todo))
+        return distributed.on_main(lambda: sum(self._guarded(c) for c in todo))
+
+    def _guarded(self, cell: Cell) -> int:
+        """:meth:`_compute`, an exception recorded in ``errors`` instead of ending the run."""
+        try:
+            return self._compute(cell)
+        except Exception as err:  # noqa: BLE001 - failures are results: the run goes on
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            self.errors.append((cell, f"{type(err).__name__}: {first}".rstrip(": ")))
+            return 0
 
     def _todo(self, by_key: dict[str, Cell]) -> list[str]:
         """Keys of cells with a successful row, a loadable checkpoint and no current indicators."""

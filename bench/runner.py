@@ -24,7 +24,7 @@ from bench.indicator_phase import IndicatorPhase, indicator_cells
 from bench.planner import plan
 from bench.run_summary import RunSummary
 from bench.store import ResultStore
-from bench.trust import run_checks
+from bench.trust import TrustResult, run_checks
 from core import distributed
 from core.errors import UserError
 from genotypes.names import zoo_name
@@ -97,6 +97,7 @@ class _Executor:
         )
         self.timings: dict[str, float] = defaultdict(float)
         self.summary = RunSummary(run_id=-1)
+        self.indicator_errors: list[TrustResult] = []  # indicators that could not be computed
         self.bar: Any = None
         self.main = distributed.context().is_main
 
@@ -322,13 +323,25 @@ class _Executor:
         self.timings["indicators_s"] += time.perf_counter() - start
         if computed:
             self.log(f"indicators of attack failure: {computed} cell(s)")
+        for cell, message in phase.errors:
+            self.log(f"indicators of {cell.label()} not computed: {message}")
+            self.indicator_errors.append(
+                TrustResult(
+                    "indicators",
+                    cell.target.model,
+                    False,
+                    f"{cell.label()}: {message}",
+                    cell.target.dataset.value,
+                    cell.target.training.value,
+                )  # fmt: skip
+            )
 
     def _trust(self) -> None:
         start = time.perf_counter()
         rows = self.store.rows(key=[c.key for c in self.plan.cells])
         indicators = self.store.indicator_rows(c.key for c in indicator_cells(self.plan))
         self.summary.indicators = indicators
-        results = run_checks(rows, indicators)
+        results = run_checks(rows, indicators) + self.indicator_errors
         for r in results:
             self.store.add_trust(
                 self.summary.run_id,

@@ -107,3 +107,20 @@ def test_the_gap_check_fires_on_saturated_logits_and_not_on_the_normal_model(
     code, failed, out = _run(tmp_path, capsys, small_weights, "small", "--training", "pgd_at")
     assert code == 0 and "autoattack_gap" not in failed
     assert any(t["check"] == "autoattack_gap" and t["passed"] for t in out["trust"])
+
+
+def test_indicators_that_cannot_be_computed_are_a_failed_check_not_a_crash(
+    tmp_path, capsys, small_weights, checks_preset, monkeypatch
+):
+    import bench.indicator_phase as phase
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("out of memory\nsecond line")
+
+    monkeypatch.setattr(phase, "cell_indicators", broken)
+    code, failed, out = _run(tmp_path, capsys, small_weights, "small")
+    assert code == 3 and failed == {"indicators"} and out["failed"] == 0
+    details = [t["detail"] for t in out["trust"] if t["check"] == "indicators"]
+    assert len(details) == 2 and all(d.endswith("RuntimeError: out of memory") for d in details)
+    assert "FGSM" in details[0] and "PGD-20" in details[1]  # one per white-box cell
+    assert out["indicators"] == []  # no row stored: the next run tries again
