@@ -35,6 +35,7 @@ class ModelRef:
     cfg: Any = field(compare=False, hash=False, repr=False)
     needs_search: bool = False
     recipe: str | None = field(default=None, compare=False)
+    factory: Any = field(default=None, compare=False, hash=False, repr=False)  # a UserModel
 
     @property
     def label(self) -> str:
@@ -98,6 +99,7 @@ class Cell:
     experiments: list[str]
     cached: bool = False
     cost: float = 0.0
+    after: str | None = None  # key of the cell whose survivors it attacks (the gap check)
 
     def identity(self) -> dict[str, Any]:
         """The fields the result key hashes, as the row stores them."""

@@ -86,9 +86,10 @@ def read_meta(path: str | Path) -> dict:
 
 
 def load_checkpoint(
-    path: str | Path, *, device: str | torch.device = "cpu"
+    path: str | Path, *, device: str | torch.device = "cpu", model: nn.Module | None = None
 ) -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint and load its verified weights (model in eval mode)."""
+    """Rebuild the model of a checkpoint (or take ``model``, e.g. a user's factory's) and load
+    its verified weights (model in eval mode)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -98,7 +99,7 @@ def load_checkpoint(
         raise UserError(f"checkpoint weights missing: {weights}")
     if file_sha256(weights) != meta["content_hash"]:
         raise UserError(f"corrupt checkpoint {weights}: content hash mismatch")
-    model = _rebuild(meta, weights)
+    model = _rebuild(meta, weights) if model is None else model
     try:
         state = load_file(str(weights), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:

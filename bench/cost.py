@@ -37,7 +37,8 @@ def estimate_costs(plan: Plan, calibrate: bool, checkpoint_dir: Path | None) -> 
     cell_costs(plan.cells)
     for h, ref in plan.refs.items():
         on_disk = checkpoint_dir is not None and (checkpoint_dir / f"{h}.safetensors").exists()
-        plan.train_cost[h] = 0.0 if on_disk else train_cost(ref)
+        given = on_disk or ref.factory is not None  # a user's model comes with its weights
+        plan.train_cost[h] = 0.0 if given else train_cost(ref)
         plan.rates[h] = (
             forward_rate(ref, batch=plan.preset.batch_size) if calibrate else DEFAULT_RATE
         )

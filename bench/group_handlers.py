@@ -84,6 +84,14 @@ class GroupHandlers:
 
         return distributed.on_main(read)
 
+    def survivors(self, cell: Cell) -> Tensor:
+        """The images the cell ``cell.after`` left correct (its first ``cell.n``): the attack
+        then runs on them only, as AutoAttack runs each member on the previous survivors."""
+        bits = self.stored_bits(cell.after)
+        if bits is None:
+            raise RuntimeError(f"{cell.label()}: the cell it follows has no stored result")
+        return bits[: cell.n]
+
     def _clean(self, cells: list[Cell], todo: list[Cell]) -> Results:
         for c in todo:
             yield c, self.clean(c.target, c)
@@ -97,7 +105,7 @@ class GroupHandlers:
                 y,
                 c.spec,
                 batch_size=self.batch_size,
-                clean=self.clean(c.target, c),
+                clean=self.clean(c.target, c) if c.after is None else self.survivors(c),
                 seed=c.seed,
                 options=self.options,
             )

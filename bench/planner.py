@@ -14,13 +14,9 @@ from typing import TYPE_CHECKING
 
 from bench.cells import Cell, CellGroup, ModelRef, Plan, Skipped, derive_seed
 from bench.cost import estimate_costs
-from bench.experiments import (
-    TRUST_ATTACK,
-    AttackPlan,
-    Experiment,
-    sweep_budgets,
-)
+from bench.experiments import AttackPlan, Experiment, sweep_budgets
 from bench.presets import PresetConfig
+from bench.trust_plan import add_trust_cells
 from core.datasets import dataset_info
 from core.enums import Dataset, EvalKind, Training
 from genotypes.names import zoo_name
@@ -29,6 +25,7 @@ from racl_search.variants import TABLE5_PREFIX
 if TYPE_CHECKING:
     from bench.attacks import AttackSpec
     from bench.store import ResultStore
+    from bench.user_model import UserModel
 
 CUSTOM = "custom"  # the name of the ad-hoc experiment of --models/--attacks
 
@@ -44,6 +41,7 @@ class PlanRequest:
     eps: float | None = None
     n: int | None = None
     seed: int = 0
+    user_model: UserModel | None = None  # a user's factory + weights (bench.user_model)
 
 
 class _Planner:
@@ -72,6 +70,8 @@ class _Planner:
         return [m for m in names if m in wanted]
 
     def available(self, exp: Experiment, model: str) -> bool:
+        if self.user_ref(model):
+            return True
         if exp.needs_search:
             if _genotype_exists(model) or _search_api_available():
                 return True
@@ -85,8 +85,17 @@ class _Planner:
             self.skipped.append(Skipped(exp.name, model, info.reason or "unavailable"))
         return info.available
 
+    def user_ref(self, model: str) -> bool:
+        user = self.req.user_model
+        return user is not None and model == user.name
+
     def ref(self, model: str, training: Training, dataset: Dataset) -> ModelRef:
         from bench.training import config_hash
+
+        if self.user_ref(model):
+            user = self.req.user_model
+            ref = ModelRef(model, training, dataset, (), user.identity, None, factory=user)
+            return self.refs.setdefault(ref.hash, ref)
 
         needs_search = model.startswith(TABLE5_PREFIX) and not _genotype_exists(model)
         if needs_search:
@@ -257,11 +266,6 @@ class _Planner:
             source = None if kind is EvalKind.WHITEBOX else src
             self.add(kind, ref, main, spec, name, source=source, group=group, seed=seed)
 
-    def trust_cells(self) -> None:
-        for ref in list(self.refs.values()):
-            sl = self.slice_for(ref.dataset, min(self.preset.n_trust, self.eval_n() or 10**9))
-            self.whitebox(ref, sl, TRUST_ATTACK.spec(ref.dataset), "trust")
-
 
 def _search_api_available() -> bool:
     import importlib.util
@@ -289,20 +293,22 @@ def plan(
     training: Training = Training.PGD_AT,
     calibrate: bool = True,
     checkpoint_dir: Path | None = None,
+    user_model: UserModel | None = None,
 ) -> Plan:
     """Expand experiments into cells, mark the cached ones, estimate the cost.
 
     ``attacks`` (texts for ``parse_attack``) add an ad-hoc experiment ``custom`` over ``models``
     (white-box + clean under ``training``); ``models`` otherwise filters the experiments.
+    ``user_model``: a user's model, named in ``models`` by its name.
     """
     experiments = list(experiments)
     if attacks:
         experiments.append(custom_experiment(models, attacks, training, preset))
-    req = PlanRequest(experiments, preset, models, dataset, eps, n, seed)
+    req = PlanRequest(experiments, preset, models, dataset, eps, n, seed, user_model)
     planner = _Planner(req, store)
     for exp in experiments:
         planner.experiment(exp)
-    planner.trust_cells()
+    add_trust_cells(planner)
     cells = list(planner.cells.values())
     if store is not None:
         cached = store.cached_keys(c.key for c in cells)

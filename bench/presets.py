@@ -27,7 +27,10 @@ class PresetConfig:
     ``cell_overrides`` / ``width_overrides``: model constructor overrides for cell networks
     (``init_channels``, ``layers``) and ResNet/DenseNet/VGG (``width``). ``train``: TrainConfig
     fields replaced per training kind. ``n_eval`` test images (None = all), ``n_sweep`` for the
-    sweeps, ``n_trust`` for the large-eps check.
+    sweeps, ``n_trust`` for the large-eps check; the trust checks' subsets: ``n_indicator``
+    images per white-box cell for the attack-failure indicators, ``n_mono`` for the eps-check
+    cells, ``n_gap`` for the AutoAttack gap check, with ``gap_targets`` target classes for its
+    APGD-T (docs/decisions/trust.md).
     """
 
     name: str
@@ -65,6 +68,11 @@ class PresetConfig:
             return recipe.config(**changes), recipe.model_overrides(), recipe.name
         cfg = replace(TrainConfig.paper(training, dataset), **changes)
         return cfg, {}, f"{recipe.name} scaled by preset {self.name}"
+
+    n_indicator: int = 32
+    n_mono: int = 32
+    n_gap: int = 128
+    gap_targets: int = 9  # APGD-T's target classes in the gap check (standard AutoAttack: 9)
 
     def overrides_for(self, model: str) -> dict[str, Any]:
         """Constructor overrides for ``model`` under this preset (by the model's defaults)."""
@@ -106,6 +114,10 @@ PRESETS: dict[str, PresetConfig] = {
         eps_count=3,
         batch_size=64,
         search_preset="smoke",
+        n_indicator=16,
+        n_mono=16,
+        n_gap=32,
+        gap_targets=3,
     ),
     "demo": PresetConfig(
         name="demo",
@@ -125,6 +137,8 @@ PRESETS: dict[str, PresetConfig] = {
         step_checkpoints=(1, 2, 5, 10, 20, 50),
         batch_size=100,
         search_preset="demo",
+        n_indicator=16,  # the indicators' attacks cost in proportion: docs/decisions/trust.md
+        gap_targets=3,  # each target class is 100 model calls: see docs/decisions/trust.md
     ),
     "paper": PresetConfig(
         name="paper",
@@ -136,6 +150,9 @@ PRESETS: dict[str, PresetConfig] = {
         batch_size=256,
         search_preset="paper",
         recipes=True,
+        n_indicator=100,
+        n_mono=500,
+        n_gap=1000,
     ),
     # The paper preset at full model size and recipe batch sizes on a couple of batches: every
     # experiment, training kind and evaluation kind runs (shape, memory and code-path errors show

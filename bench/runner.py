@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,9 @@ from torch import Tensor, nn
 
 from bench.cells import Cell, CellGroup, ModelRef, Plan
 from bench.group_handlers import GroupHandlers
+from bench.indicator_phase import IndicatorPhase, indicator_cells
 from bench.planner import plan
+from bench.run_summary import RunSummary
 from bench.store import ResultStore
 from bench.trust import TrustResult, run_checks
 from core import distributed
@@ -32,50 +33,6 @@ from racl_search.variants import TABLE5_PREFIX, TABLE5_VARIANTS
 __all__ = ["RunSummary", "execute", "plan"]
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts, failures, trust verdicts and per-stage timings (seconds)."""
-
-    run_id: int
-    computed: int = 0
-    cached: int = 0
-    failed: int = 0
-    skipped: int = 0
-    failures: list[str] = field(default_factory=list)
-    trust: list[TrustResult] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    world_size: int = 1  # processes under torchrun (recorded in the JSON when more than one)
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failed else 0
-
-    def to_json(self) -> dict[str, Any]:
-        world = {"world_size": self.world_size} if self.world_size > 1 else {}
-        return {
-            "run_id": self.run_id,
-            "computed": self.computed,
-            "cached": self.cached,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "failures": self.failures,
-            "trust": [
-                {
-                    "check": t.check,
-                    "model": t.model,
-                    "training": t.training,
-                    "dataset": t.dataset,
-                    "passed": t.passed,
-                    "detail": t.detail,
-                }
-                for t in self.trust
-            ],
-            "trust_failed": sum(not t.passed for t in self.trust),
-            "timings": {k: round(v, 2) for k, v in sorted(self.timings.items())},
-            **world,
-        }
 
 
 def execute(
@@ -140,6 +97,7 @@ class _Executor:
         )
         self.timings: dict[str, float] = defaultdict(float)
         self.summary = RunSummary(run_id=-1)
+        self.indicator_errors: list[TrustResult] = []  # indicators that could not be computed
         self.bar: Any = None
         self.main = distributed.context().is_main
 
@@ -165,6 +123,7 @@ class _Executor:
         status = "interrupted"
         try:
             self._run_groups(pending)
+            self._indicators()
             status = "failed" if self.summary.failed else "ok"
         finally:
             self.bar.close()
@@ -183,11 +142,14 @@ class _Executor:
             )
         )
         ready: set[str] = set()
+        last = {g: cs for g, cs in pending.items() if any(c.after for c in cs)}  # gap cells
         for h in order:
             self._ensure(self.plan.refs[h])
             ready.add(h)
-            for group in [g for g, cs in pending.items() if _needs(cs) <= ready]:
+            for group in [g for g, cs in pending.items() if _needs(cs) <= ready and g not in last]:
                 self._run_group(group, pending.pop(group))
+        for group in last:  # after the cells they follow, whatever group those are in
+            self._run_group(group, pending.pop(group))
 
     def _load_data(self, pending: dict[CellGroup, list[Cell]]) -> None:
         """Load every needed eval slice first, so a missing dataset fails before any work."""
@@ -206,25 +168,16 @@ class _Executor:
 
     # -- checkpoints -----------------------------------------------------------------------
     def _ensure(self, ref: ModelRef) -> None:
-        from bench.training import ensure_trained
         from core.data import DatasetUnavailable
 
         start = time.perf_counter()
-        stage = "load_s" if (self.checkpoint_dir / f"{ref.hash}.json").exists() else "train_s"
+        on_disk = ref.factory is not None or (self.checkpoint_dir / f"{ref.hash}.json").exists()
+        stage = "load_s" if on_disk else "train_s"
         error: Exception | None = None
         try:
             if ref.needs_search:
                 self._search(ref)
-            model, meta = ensure_trained(
-                ref.model,
-                ref.dataset,
-                ref.cfg,
-                model_overrides=dict(ref.overrides),
-                checkpoint_dir=self.checkpoint_dir,
-                device=self.device,
-                data_dir=self.data_dir,
-                progress=self.progress,
-            )
+            model, meta = self._load_or_train(ref)
             self.models[ref.hash] = model.to(self.device).eval()
             if self.main:
                 self.store.put_checkpoint(
@@ -232,7 +185,7 @@ class _Executor:
                     model=ref.model,
                     dataset=ref.dataset.value,
                     training=ref.training.value,
-                    config=ref.cfg.to_dict(),
+                    config=meta["config"],
                     metrics={
                         "metrics": meta.get("metrics"),
                         "content_hash": meta.get("content_hash"),
@@ -251,6 +204,30 @@ class _Executor:
             self.failed_refs[ref.hash] = f"checkpoint {ref.label}: {_err_text(error)}"
             self.log(self.failed_refs[ref.hash])
         self.timings[stage] += time.perf_counter() - start
+
+    def _load_or_train(self, ref: ModelRef) -> tuple[nn.Module, dict[str, Any]]:
+        """A user's model with its weights, else the zoo checkpoint (trained when absent)."""
+        from bench.training import ensure_trained
+
+        if ref.factory is not None:
+            from bench.user_model import load_user_model
+
+            user = ref.factory
+            model = load_user_model(user, ref.dataset.value, self.device)
+            config = {"factory": user.factory.text, "weights": str(user.weights or "")}
+            path = None if user.weights is None else str(user.weights)
+            return model, {"config": config, "content_hash": user.weights_sha256, "path": path}
+        model, meta = ensure_trained(
+            ref.model,
+            ref.dataset,
+            ref.cfg,
+            model_overrides=dict(ref.overrides),
+            checkpoint_dir=self.checkpoint_dir,
+            device=self.device,
+            data_dir=self.data_dir,
+            progress=self.progress,
+        )
+        return model, {**meta, "config": ref.cfg.to_dict()}
 
     def _search(self, ref: ModelRef) -> None:
         """Run the RACL search for a Table 5 genotype (racl_search.api.ensure_searched)."""
@@ -329,10 +306,42 @@ class _Executor:
         self.log(f"FAILED {cell.label()}: {message}")
         self.bar.update(1)
 
+    def _indicators(self) -> None:
+        start = time.perf_counter()
+        phase = IndicatorPhase(
+            self.plan,
+            self.store,
+            self.models,
+            self._ensure,
+            checkpoint_dir=self.checkpoint_dir,
+            data_dir=self.data_dir,
+            batch_size=self.handlers.batch_size,
+            options=self.handlers.options,
+            run_id=self.summary.run_id,
+        )
+        computed = phase.run()
+        self.timings["indicators_s"] += time.perf_counter() - start
+        if computed:
+            self.log(f"indicators of attack failure: {computed} cell(s)")
+        for cell, message in phase.errors:
+            self.log(f"indicators of {cell.label()} not computed: {message}")
+            self.indicator_errors.append(
+                TrustResult(
+                    "indicators",
+                    cell.target.model,
+                    False,
+                    f"{cell.label()}: {message}",
+                    cell.target.dataset.value,
+                    cell.target.training.value,
+                )  # fmt: skip
+            )
+
     def _trust(self) -> None:
         start = time.perf_counter()
         rows = self.store.rows(key=[c.key for c in self.plan.cells])
-        results = run_checks(rows)
+        indicators = self.store.indicator_rows(c.key for c in indicator_cells(self.plan))
+        self.summary.indicators = indicators
+        results = run_checks(rows, indicators) + self.indicator_errors
         for r in results:
             self.store.add_trust(
                 self.summary.run_id,

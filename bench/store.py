@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.store_format import (
     IDENTITY_FIELDS,
+    INDICATOR_COLUMNS,
     KIND_REVISIONS,
     RESULT_COLUMNS,
     RETIRED_KINDS,
@@ -296,6 +297,38 @@ class ResultStore:
                     time.time(),
                 ),
             )
+
+    # -- indicators of attack failure ------------------------------------------------------
+    def put_indicators(self, row: Mapping[str, Any]) -> None:
+        """Write (or replace) the indicator row of one white-box cell (``counts`` a dict)."""
+        data = {c: row.get(c) for c in INDICATOR_COLUMNS}
+        data["counts_json"] = json.dumps(row.get("counts") or {}, sort_keys=True)
+        data["created_at"] = data["created_at"] or time.time()
+        marks = ",".join("?" * len(INDICATOR_COLUMNS))
+        with self._transaction():
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO indicators ({','.join(INDICATOR_COLUMNS)}) "
+                f"VALUES ({marks})",
+                [data[c] for c in INDICATOR_COLUMNS],
+            )
+
+    def indicator_rows(self, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Indicator rows (``counts`` decoded), all or those of the given cell keys."""
+        order = " ORDER BY model, attack_key, key"
+        if keys is None:
+            found = list(self._conn.execute("SELECT * FROM indicators" + order))
+        else:
+            keys, found = list(keys), []
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                query = f"SELECT * FROM indicators WHERE key IN ({','.join('?' * len(chunk))})"
+                found.extend(self._conn.execute(query + order, chunk))
+        rows = []
+        for r in found:
+            data = dict(r)
+            data["counts"] = json.loads(data.pop("counts_json") or "{}")
+            rows.append(data)
+        return sorted(rows, key=lambda d: (str(d["model"]), str(d["attack_key"]), d["key"]))
 
     def trust_rows(self, run_id: int | None = None) -> list[dict[str, Any]]:
         query, params = "SELECT * FROM trust", ()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the indicators table (attack-failure indicators per white-box cell)
 
 # Evaluation kinds whose meaning changed: the revision joins the cell key, so a cell computed
 # under an older meaning is never served as cached. Kinds absent here keep their original keys.
@@ -86,7 +86,32 @@ CREATE TABLE IF NOT EXISTS trust (
     run_id INTEGER, check_name TEXT, model TEXT, dataset TEXT, training TEXT, detail TEXT,
     passed INTEGER, created_at REAL
 );
+CREATE TABLE IF NOT EXISTS indicators (
+    key TEXT PRIMARY KEY, run_id INTEGER, model TEXT, checkpoint TEXT, dataset TEXT,
+    training TEXT, attack TEXT, attack_key TEXT, label TEXT, eps REAL, data_slice TEXT,
+    n INTEGER, revision INTEGER, counts_json TEXT, elapsed_s REAL, created_at REAL
+);
 """
+
+# The indicators table: one row per white-box result cell (``key`` is the cell's key).
+INDICATOR_COLUMNS = (
+    "key",
+    "run_id",
+    "model",
+    "checkpoint",
+    "dataset",
+    "training",
+    "attack",
+    "attack_key",
+    "label",
+    "eps",
+    "data_slice",
+    "n",
+    "revision",
+    "counts_json",
+    "elapsed_s",
+    "created_at",
+)
 
 
 def _canonical_eps(eps: float | None) -> float | None:

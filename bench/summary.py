@@ -2,14 +2,18 @@
 
 Rows are checkpoints (model / training / dataset), columns are clean accuracy, the white-box
 attacks and the transfer attacks found among the rows (sweeps are summarised by their count;
-``bench report`` draws them). A trust check that failed for a model shows as ``FAIL(name)`` in
-its ``trust`` column, followed by the check's detail under the table.
+``bench report`` draws them). A trust check (or indicator of attack failure) that failed for a
+model shows as ``FAIL(name)`` in its ``trust`` column, followed by the check's detail under the
+table; then one line per white-box cell with its indicator counts (triggered/examined images).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from bench.attack_names import attack_name
+from bench.indicator_names import INDICATORS
 
 Row = Mapping[str, Any]
 
@@ -28,11 +32,7 @@ def column_label(row: Row) -> str:
     """Column heading of a result row: ``clean``, ``PGD-20@8/255``, ``FGSM@0.3<-vgg19``."""
     if row["kind"] == "clean":
         return "clean"
-    attack = str(row.get("attack") or "?")
-    name = {"fgsm": "FGSM", "pgd": "PGD", "mim": "MIM"}.get(attack, attack)
-    if attack in ("pgd", "mim"):
-        name = f"{name}-{row['steps']}"
-    label = f"{name}@{eps_text(row['eps'])}"
+    label = f"{attack_name(row)}@{eps_text(row['eps'])}"
     if row["kind"] == "transfer":
         label += f"<-{row['source']}"
     return label
@@ -42,8 +42,11 @@ def _row_label(row: Row) -> str:
     return f"{row['model']}/{row['training']}/{row['dataset']}"
 
 
-def summary_table(rows: Iterable[Row], trust: Iterable[Any] = ()) -> str:
-    """Plain-text accuracy table (percent; ``ERR`` for failed cells) plus trust details."""
+def summary_table(
+    rows: Iterable[Row], trust: Iterable[Any] = (), indicators: Iterable[Row] = ()
+) -> str:
+    """Plain-text accuracy table (percent; ``ERR`` for failed cells), trust details and the
+    indicator counts of the white-box cells."""
     rows = list(rows)
     table: dict[str, dict[str, str]] = {}
     columns: dict[str, None] = {}
@@ -82,7 +85,35 @@ def summary_table(rows: Iterable[Row], trust: Iterable[Any] = ()) -> str:
         trust_cell = "FAIL(" + ",".join(flags[who]) + ")" if who in flags else "ok"
         cells = [table[who].get(c, "-") for c in columns]
         body.append([who, *cells, str(sweeps.get(who, 0)), trust_cell])
-    return _format([header, *body]) + ("\n" + "\n".join(details) if details else "")
+    text = _format([header, *body]) + ("\n" + "\n".join(details) if details else "")
+    return text + indicator_table(indicators)
+
+
+def _fraction(value: list[int] | None) -> str:
+    return "-" if not value else f"{value[0]}/{value[1]}"
+
+
+SHORT = {
+    "silent_success": "silent",
+    "incomplete_optimization": "incomplete",
+    "transfer_failure": "transfer",
+    "unconstrained_failure": "unconstr.",
+    "unavailable_gradients": "no-grad",
+    "unstable_predictions": "unstable",
+}
+
+
+def indicator_table(indicators: Iterable[Row]) -> str:
+    """Indicators of attack failure per white-box cell (triggered/examined images), or ""."""
+    lines = [
+        [_row_label(r), f"{attack_name(r)}@{eps_text(r['eps'])}"]
+        + [_fraction(r["counts"].get(name)) for name in INDICATORS]
+        for r in sorted(indicators, key=lambda r: (_row_label(r), r["eps"], attack_name(r)))
+    ]
+    if not lines:
+        return ""
+    header = ["indicators (images)", "cell", *(SHORT[name] for name in INDICATORS)]
+    return "\n\n" + _format([header, *lines])
 
 
 def _format(lines: list[list[str]]) -> str:

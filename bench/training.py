@@ -17,6 +17,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -246,11 +247,14 @@ def ensure_trained(
     device: str | torch.device = "auto",
     data_dir: str | Path | None = None,
     progress: bool = True,
+    builder: Callable[[], nn.Module] | None = None,
 ) -> tuple[nn.Module, dict]:
     """Load the checkpoint of this configuration, training and saving it first if absent.
 
     The checkpoint lives at ``<checkpoint_dir>/<config_hash>.safetensors`` (+ ``.json``); the
     sidecar records the config, seeds, metrics (per-epoch loss/accuracy, wall time) and hash.
+    ``builder`` makes the untrained model instead of the zoo (a user's factory, ``model_name``
+    then being its name).
     """
     from bench import checkpoint as ckpt
     from bench import train_state
@@ -263,9 +267,9 @@ def ensure_trained(
     ctx = distributed.context()
     cached = (stem.parent / f"{digest}{ckpt.SIDECAR_SUFFIX}").is_file()
     if distributed.broadcast_object(cached):  # rank 0 decides: every rank takes one branch
-        return ckpt.load_checkpoint(stem, device=dev)
+        return ckpt.load_checkpoint(stem, device=dev, model=builder() if builder else None)
     seed_everything(cfg.seed)
-    model = ckpt.build_model(model_name, ds.value, overrides)
+    model = builder() if builder else ckpt.build_model(model_name, ds.value, overrides)
     from bench.selection import holdout_split
 
     loader = rank_loader(ds, cfg, data_dir)
@@ -287,7 +291,7 @@ def ensure_trained(
     info = distributed.on_main(lambda: ckpt.save_checkpoint(model, stem, meta))
     distributed.on_main(lambda: train_state.clear(state_dir))
     if not ctx.is_main:  # rank 0 has written it: go on with exactly its weights and buffers
-        model, _ = ckpt.load_checkpoint(stem, device=dev)
+        model, _ = ckpt.load_checkpoint(stem, device=dev, model=builder() if builder else None)
     return model.eval(), {**meta, "content_hash": info.content_hash, "path": str(info.weights)}
 
 

@@ -1,17 +1,18 @@
 """Trust checks: invariants any sound robustness evaluation satisfies, run over stored rows.
 
 Following the sanity checks of Carlini et al. 2019 ("On Evaluating Adversarial Robustness",
-section 5) and Athalye et al. 2018 (obfuscated gradients): robust accuracy never exceeds clean
-accuracy; accuracy does not rise with the budget or (beyond noise) with the number of PGD
-iterations; an iterative attack is at least as strong as a single step; a transfer (black-box)
-attack is no stronger than the white-box attack of the same kind on the target; an unbounded-ish
-budget (eps 0.5, enough to turn any image into a uniform grey one) drives accuracy near zero.
+section 5) and Athalye et al. 2018 (obfuscated gradients): accuracy does not rise (beyond noise)
+with the number of PGD iterations; an iterative attack is at least as strong as a single step; a
+transfer (black-box) attack is no stronger than the white-box attack of the same kind on the
+target; a large budget (eps 0.5, enough to turn any image into a uniform grey one) drives
+accuracy near zero. The checks on paired per-sample outcomes (robust accuracy vs clean over all
+images, independent runs at increasing budgets, the AutoAttack gap) and the indicators of attack
+failure live in :mod:`bench.trust_paired`.
 
-Each check over one (model, dataset, training) group gives a :class:`TrustResult`; a failing
-one is stored in the ``trust`` table and shown in the summary, never dropped. Tolerances are one
-sample (100/n points) where the comparison crosses different attacks or runs, and
-``max(one sample, 1 point)`` for the iteration sweep, whose checkpoints are plain PGD iterates
-(not a running best) and may fluctuate by a sample or two.
+Each check over one (model, dataset, training, checkpoint) group gives a :class:`TrustResult`; a
+failing one is stored in the ``trust`` table and shown in the summary, never dropped. The row
+checks here tolerate one sample (100/n points), ``max(one sample, 1 point)`` for the iteration
+sweep (plain PGD iterates, not a running best). Rules and numbers: docs/decisions/trust.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from bench import trust_paired
 
 LARGE_EPS = 0.5
 NEAR_ZERO_ACCURACY = 10.0
@@ -55,25 +58,12 @@ def _name(row: Row) -> str:
     return f"{row['kind']} {row.get('attack') or 'clean'}{steps}{eps}{src}"
 
 
-def _summarise(violations: list[str], compared: int) -> tuple[bool, str]:
+def _summarise(violations: list[str], compared: int, note: str = "") -> tuple[bool, str]:
     if violations:
         more = f" (+{len(violations) - 3} more)" if len(violations) > 3 else ""
         return False, "; ".join(violations[:3]) + more
-    return True, f"{compared} comparison{'s' if compared != 1 else ''} ok"
-
-
-def robust_le_clean(rows: list[Row]) -> tuple[int, list[str]]:
-    """Every attacked accuracy <= the clean accuracy on the same data slice."""
-    clean = {r["data_slice"]: r for r in rows if r["kind"] == "clean"}
-    compared, bad = 0, []
-    for r in rows:
-        ref = clean.get(r["data_slice"])
-        if r["kind"] == "clean" or ref is None:
-            continue
-        compared += 1
-        if r["accuracy"] > ref["accuracy"] + 1e-9:
-            bad.append(f"{_name(r)}: {r['accuracy']:.2f}% > clean {ref['accuracy']:.2f}%")
-    return compared, bad
+    ok = f"{compared} comparison{'s' if compared != 1 else ''} ok"
+    return True, f"{ok}: {note}" if note else ok
 
 
 def _monotone(rows: list[Row], axis: str, tol: Callable[[Row], float]) -> tuple[int, list[str]]:
@@ -86,25 +76,6 @@ def _monotone(rows: list[Row], axis: str, tol: Callable[[Row], float]) -> tuple[
                 f"{_name(cur)}: {cur['accuracy']:.2f}% > {prev['accuracy']:.2f}% at "
                 f"{axis}={prev[axis]:.4g}"
             )
-    return compared, bad
-
-
-def _step_ratio(row: Row) -> float | None:
-    if row.get("step_size") is None or not row.get("eps"):
-        return None
-    return round(row["step_size"] / row["eps"], 4)
-
-
-def eps_monotone(rows: list[Row]) -> tuple[int, list[str]]:
-    """Accuracy non-increasing in eps within each eps sweep (exact: worst case over budgets)."""
-    groups: dict[tuple, list[Row]] = defaultdict(list)
-    for r in rows:
-        if r["kind"] == "eps_sweep":
-            groups[(r["attack"], r.get("steps"), _step_ratio(r), r["data_slice"])].append(r)
-    compared, bad = 0, []
-    for group in groups.values():
-        c, b = _monotone(group, "eps", lambda r: 0.0)
-        compared, bad = compared + c, bad + b
     return compared, bad
 
 
@@ -172,31 +143,50 @@ def large_eps_near_zero(rows: list[Row]) -> tuple[int, list[str]]:
     return compared, bad
 
 
-CHECKS: dict[str, Callable[[list[Row]], tuple[int, list[str]]]] = {
-    "robust_le_clean": robust_le_clean,
-    "eps_monotone": eps_monotone,
-    "steps_monotone": steps_monotone,
-    "pgd_le_fgsm": pgd_le_fgsm,
-    "transfer_ge_whitebox": transfer_ge_whitebox,
-    "large_eps_near_zero": large_eps_near_zero,
+def _rows_only(fn: Callable[[list[Row]], tuple[int, list[str]]]) -> Check:
+    def check(rows: list[Row], indicators: list[Row]) -> tuple[int, list[str], str]:
+        return (*fn(rows), "")
+
+    check.__doc__ = fn.__doc__
+    return check
+
+
+Check = Callable[[list[Row], list[Row]], tuple[int, list[str], str]]
+CHECKS: dict[str, Check] = {
+    "robust_le_clean": trust_paired.robust_le_clean,
+    "eps_monotone": trust_paired.eps_monotone,
+    "steps_monotone": _rows_only(steps_monotone),
+    "pgd_le_fgsm": _rows_only(pgd_le_fgsm),
+    "transfer_ge_whitebox": _rows_only(transfer_ge_whitebox),
+    "large_eps_near_zero": _rows_only(large_eps_near_zero),
+    "autoattack_gap": trust_paired.autoattack_gap,
+    **trust_paired.INDICATOR_CHECKS,
 }
 
 
-def run_checks(rows: Iterable[Row]) -> list[TrustResult]:
-    """Every check over every (model, dataset, training, checkpoint) group found in ``rows``.
+def _key(r: Row) -> tuple[str, str, str, str]:
+    return (str(r["model"]), str(r["dataset"]), str(r["training"]), str(r.get("checkpoint")))
+
+
+def run_checks(rows: Iterable[Row], indicators: Iterable[Row] = ()) -> list[TrustResult]:
+    """Every check over every (model, dataset, training, checkpoint) group found in ``rows``
+    and in the indicator rows (``bench.store.ResultStore.indicator_rows``).
 
     A check with nothing to compare in a group (e.g. no eps sweep was run) gives no result.
     """
     groups: dict[tuple[str, str, str, str], list[Row]] = defaultdict(list)
+    found: dict[tuple[str, str, str, str], list[Row]] = defaultdict(list)
     for r in _ok(rows):
-        key = (r["model"], str(r["dataset"]), str(r["training"]), str(r.get("checkpoint")))
-        groups[key].append(r)
+        groups[_key(r)].append(r)
+    for ind in indicators:
+        found[_key(ind)].append(ind)
     results = []
-    for (model, dataset, training, _ckpt), group in sorted(groups.items()):
+    for key in sorted(set(groups) | set(found)):
+        model, dataset, training, _ckpt = key
         for check, fn in CHECKS.items():
-            compared, bad = fn(group)
+            compared, bad, note = fn(groups.get(key, []), found.get(key, []))
             if compared == 0:
                 continue
-            passed, detail = _summarise(bad, compared)
+            passed, detail = _summarise(bad, compared, note)
             results.append(TrustResult(check, model, passed, detail, dataset, training))
     return results

@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 STORE=results/demo.db
 status=0
-.venv/bin/bench run --preset demo --store "$STORE" "$@" || status=$?
+VENV="${RACL_BENCH_VENV:-.venv}"
+"$VENV/bin/bench" run --preset demo --store "$STORE" "$@" || status=$?
 # Failed cells (exit 1) are recorded in the store and shown in the report; bad input (2) is not.
 if [[ $status -ne 2 ]]; then
-    .venv/bin/bench report --store "$STORE" --out reports/demo
+    "$VENV/bin/bench" report --store "$STORE" --out reports/demo
 fi
 exit "$status"

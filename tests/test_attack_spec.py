@@ -104,3 +104,20 @@ def test_options_reach_only_the_attacks_that_declare_them():
 
     plain.channels_last = False
     assert as_attack(plain, {"channels_last": True}) is plain and not plain.channels_last
+
+
+def test_autoattack_custom_members_are_checked_and_labelled():
+    spec = parse_attack("autoattack(version='custom',attacks='APGD-CE, apgd-t',targets=3)",
+                        eps=0.3)  # fmt: skip
+    assert dict(spec.params)["attacks"] == "apgd-ce,apgd-t" and dict(spec.params)["targets"] == 3
+    assert spec.label() == "AutoAttack(APGD-CE+APGD-T)"
+    assert parse_attack("autoattack", eps=0.3).label() == "AutoAttack"
+    for text, message in [
+        ("autoattack(version='custom')", "goes with attacks="),
+        ("autoattack(attacks='apgd-ce')", "goes with attacks="),
+        ("autoattack(version='custom',attacks='apgd-x')", "must be among"),
+        ("autoattack(version='custom',attacks='apgd-t',targets=12)", "targets=N"),
+        ("autoattack(targets=3)", "targets=N"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            parse_attack(text, eps=0.3)

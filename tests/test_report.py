@@ -90,7 +90,7 @@ def test_every_table_and_figure_file_is_written(report):
 
 def test_report_is_deterministic(report, tmp_path):
     again = build_report(STORE, tmp_path / "again")
-    assert len(again.files) == len(report.files) == 6 * 3 + 4 * 2 + 3
+    assert len(again.files) == len(report.files) == 6 * 3 + 4 * 2 + 4  # + checks.md
     for path in report.files:
         twin = tmp_path / "again" / path.relative_to(report.out_dir)
         assert twin.read_bytes() == path.read_bytes(), path.name

@@ -217,3 +217,33 @@ def test_adhoc_models_outside_the_presets_allowlist_are_planned(tiny_preset):
     assert {c.target.model for c in adhoc.cells} == {"pc_darts"}
     paper = plan(get_experiments(["table1"]), TINY, models=["pc_darts"], calibrate=False)
     assert not paper.cells
+
+
+def test_strict_exit_codes_and_the_json_carry_the_failures():
+    from bench.run_summary import RunSummary
+
+    bad = TrustResult("autoattack_gap", "darts", False, "gap +9 points", "mnist", "pgd_at")
+    good = TrustResult("eps_monotone", "darts", True, "1 comparison ok", "mnist", "pgd_at")
+    summary = RunSummary(run_id=1, trust=[good])
+    assert summary.exit_code == summary.strict_exit_code() == 0
+    summary.trust.append(bad)
+    assert summary.exit_code == 0 and summary.strict_exit_code() == 3
+    info = summary.to_json()
+    assert info["trust_failed"] == 1
+    assert info["trust_failed_by_model"] == {"darts/pgd_at/mnist": ["autoattack_gap"]}
+    summary.failed = 1
+    assert summary.strict_exit_code() == 1  # failed cells come first
+
+
+def test_summary_table_shows_indicator_counts():
+    row = {
+        "model": "darts",
+        "training": "pgd_at",
+        "dataset": "mnist",
+        "label": "PGD-20",
+        "eps": 0.3,
+        "counts": {"silent_success": [3, 30], "incomplete_optimization": None},
+    }
+    text = summary_table([], [], [row])
+    assert "darts/pgd_at/mnist   PGD-20@0.3    3/30" in text and "silent" in text
+    assert summary_table([], [], []) == summary_table([], [])

@@ -188,3 +188,47 @@ def test_old_eps_sweep_rows_are_set_aside_on_upgrade(tmp_path):
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
+
+
+def test_indicator_rows_round_trip_and_a_schema_2_store_gains_the_table(tmp_path):
+    path = tmp_path / "v2.db"
+    with ResultStore(path) as store:
+        store.put_result(_row(kind="whitebox"))
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE indicators")  # what a schema-2 store looks like
+    conn.execute("UPDATE schema_version SET version = 2")
+    conn.commit()
+    conn.close()
+    with ResultStore(path) as store:
+        assert len(store.rows()) == 1 and store.indicator_rows() == []  # nothing lost
+        counts = {"silent_success": [1, 30], "incomplete_optimization": None}
+        store.put_indicators(
+            {
+                "key": "k1",
+                "model": "darts",
+                "checkpoint": "c",
+                "n": 32,
+                "revision": 1,
+                "label": "PGD-20",
+                "eps": 0.3,
+                "counts": counts,
+            }
+        )
+        store.put_indicators(
+            {
+                "key": "k1",
+                "model": "darts",
+                "checkpoint": "c",
+                "n": 16,
+                "revision": 1,
+                "label": "PGD-20",
+                "eps": 0.3,
+                "counts": {},
+            }
+        )
+        (row,) = store.indicator_rows(["k1", "other"])
+        assert row["n"] == 16 and row["counts"] == {}  # replaced, one row per cell
+        assert store.indicator_rows([]) == [] and len(store.indicator_rows()) == 1
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+    conn.close()

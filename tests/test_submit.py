@@ -17,9 +17,10 @@ from core.errors import UserError
 STORE = Path(__file__).parent / "fixtures" / "report_store.sqlite"
 
 
-def test_entry_fields_types_and_two_decimal_strings():
+def test_entry_fields_types_and_two_decimal_strings(validate_entry_with_robustbench):
     meta = SubmissionMeta(name="RACL", authors="A, B", link="https://x", venue="NeurIPS 2021")
     entry = build_entry(STORE, "racl_published", meta=meta)
+    validate_entry_with_robustbench(entry)
     assert tuple(entry) == FIELDS
     assert entry["autoattack_acc"] == "86.00" and entry["reported"] == "86.00"
     assert entry["clean_acc"] == "98.00"  # clean row of the same checkpoint (PGD-AT)
@@ -62,11 +63,12 @@ def test_refuses_a_non_standard_autoattack_version(tmp_path):
         build_entry(path, "racl_published")
 
 
-def test_cli_writes_json(tmp_path, capsys):
+def test_cli_writes_json(tmp_path, capsys, validate_entry_with_robustbench):
     out = tmp_path / "entry.json"
     args = ["submit", "racl_published", "--store", str(STORE), "--out", str(out)]
     assert main([*args, "--name", "RACL", "--venue", "NeurIPS 2021"]) == 0
     entry = json.loads(out.read_text())
+    validate_entry_with_robustbench(entry)
     assert entry["venue"] == "NeurIPS 2021" and entry["autoattack_acc"] == "86.00"
     printed = capsys.readouterr().out
     assert "AutoAttack 86.00%" in printed and "no mnist leaderboard" in printed
@@ -103,12 +105,29 @@ def test_own_validation_rejects_bad_fields(field, value, message):
         validate_entry(entry)
 
 
-def test_robustbench_validation_is_skipped_with_a_note_when_not_importable():
-    note = robustbench_check(build_entry(STORE, "racl_published"))
-    assert note.startswith(("robustbench not importable", "validated with robustbench"))
+def test_robustbench_accepts_our_entries_and_rejects_a_bad_one(robustbench_required):
+    entry = build_entry(STORE, "racl_published")
+    assert robustbench_check(entry, required=True) == "validated with robustbench.utils.ModelInfo"
+    with pytest.raises(UserError, match="robustbench rejects the entry"):
+        robustbench_check({**entry, "robust_acc": "1.00"})  # no such ModelInfo field
 
 
-def test_run_autoattack_computes_the_missing_cell_into_the_store(tmp_path, capsys):
+def test_without_robustbench_the_check_notes_it_or_refuses(monkeypatch):
+    import core.robustbench_guard as guard
+
+    def missing():  # noqa: ANN202
+        raise ImportError("No module named 'robustbench'")
+
+    monkeypatch.setattr(guard, "import_robustbench", missing)
+    entry = build_entry(STORE, "racl_published")
+    assert robustbench_check(entry).startswith("robustbench not importable (ImportError)")
+    with pytest.raises(UserError, match="robustbench is needed"):
+        robustbench_check(entry, required=True)
+
+
+def test_run_autoattack_computes_the_missing_cell_into_the_store(
+    tmp_path, capsys, validate_entry_with_robustbench
+):
     store = tmp_path / "store.sqlite"  # a copy: the committed fixture is never written
     shutil.copyfile(STORE, store)
     out = tmp_path / "entry.json"
@@ -116,6 +135,7 @@ def test_run_autoattack_computes_the_missing_cell_into_the_store(tmp_path, capsy
     assert main(base) == 2 and not out.exists()  # refused: no AutoAttack row for darts yet
     assert main([*base, "--run-autoattack", "--preset", "smoke"]) == 0
     entry = json.loads(out.read_text())
+    validate_entry_with_robustbench(entry)
     with sqlite3.connect(store) as conn:
         rows = conn.execute(
             "SELECT accuracy, preset, error FROM results WHERE model = 'darts' "

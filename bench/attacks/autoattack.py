@@ -2,8 +2,12 @@
 diverse parameter-free attacks", ICML 2020.
 
 The ORIGINAL standard version (APGD-CE, APGD-T, FAB-T, Square with 5000 queries), run through the
-``pyautoattack`` package (the original code, MIT). Its progress messages go to the
-``auto-attack`` logger (and any stray prints to this module's logger), never to stdout.
+``pyautoattack`` package (the original code, MIT). ``version='custom'`` with
+``attacks='apgd-ce,apgd-t'`` runs only the listed members, with the standard version's settings
+(one APGD restart, 9 target classes or ``targets=N``, 5000 Square queries): the trust checks'
+gap attack. Its
+progress messages go to the ``auto-attack`` logger (and any stray prints to this module's
+logger), never to stdout.
 """
 
 from __future__ import annotations
@@ -12,13 +16,17 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
+from bench.attack_names import members_label
 from bench.attacks.base import Attack, AttackText, project
 from core.enums import Norm
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from bench.attacks.spec import AttackSpec
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +46,19 @@ class AutoAttack(Attack):
         """``autoattack(norm=..., version=..., seed=...)``; steps and step size do not apply."""
         params = text.params
         norm = Norm.parse(params.pop("norm", "Linf"))
-        allowed = {"version", "seed"}
+        allowed = {"version", "seed", "attacks", "targets"}
         if set(params) - allowed:
             raise UserError(f"autoattack accepts only: norm, {', '.join(sorted(allowed))}")
         params.setdefault("version", "standard")
         params.setdefault("seed", 0)
+        if ("attacks" in params) != (params["version"] == "custom"):
+            raise UserError("autoattack: version='custom' goes with attacks='apgd-ce,apgd-t,...'")
+        if "attacks" in params:
+            params["attacks"] = _members(params["attacks"])
+        if "targets" in params and (not _whole(params["targets"]) or "attacks" not in params):
+            raise UserError(
+                "autoattack: targets=N (1-9 target classes of APGD-T) needs version='custom'"
+            )
         return {
             "name": cls.name,
             "eps": text.eps,
@@ -52,20 +68,30 @@ class AutoAttack(Attack):
             "params": tuple(params.items()),
         }
 
+    @classmethod
+    def label(cls, spec: AttackSpec) -> str:
+        """``AutoAttack``, its members for a custom version, or the gap check's label."""
+        return members_label(spec.key()) + ("-L2" if spec.norm is Norm.L2 else "")
+
     def iterate(
         self, model: nn.Module, x: Tensor, y: Tensor, init_delta: Tensor | None
     ) -> Iterator[Tensor]:
         from pyautoattack import AutoAttack as Original
 
         params = dict(self.spec.params)
+        version = str(params.get("version", "standard"))
+        members = str(params["attacks"]).split(",") if "attacks" in params else None
         runner = Original(
             model,
             norm="Linf" if self.spec.norm is Norm.LINF else "L2",
             eps=self.spec.eps,
-            version=str(params.get("version", "standard")),
+            version=version,
             seed=int(params.get("seed", 0)),
             device=x.device,
+            attacks=members,
         )
+        if members is not None:
+            _standard_settings(runner, int(params.get("targets", 9)))
         stray = io.StringIO()
         with contextlib.redirect_stdout(stray), self._autocast(x.device):
             result = runner.run_standard_evaluation(x, y, batch_size=max(int(x.shape[0]), 1))
@@ -73,3 +99,30 @@ class AutoAttack(Attack):
             log.debug("autoattack output:\n%s", stray.getvalue())
         x_adv = result[0] if isinstance(result, tuple) else result
         yield project(x_adv.float().to(x.device), x, self.spec.eps, self.spec.norm)
+
+
+MEMBERS = ("apgd-ce", "apgd-t", "fab-t", "square", "apgd-dlr", "fab")
+
+
+def _members(text: object) -> str:
+    """The custom version's attacks as canonical text (``apgd-ce,apgd-t``); others: UserError."""
+    names = [part.strip().lower() for part in str(text).split(",") if part.strip()]
+    unknown = [n for n in names if n not in MEMBERS]
+    if unknown or not names:
+        raise UserError(f"autoattack attacks must be among {', '.join(MEMBERS)}, got {text!r}")
+    return ",".join(names)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 9
+
+
+def _standard_settings(runner: Any, targets: int = 9) -> None:
+    """The standard version's settings on a custom run (pyautoattack's ``_set_version``), with
+    ``targets`` target classes for APGD-T (standard: 9)."""
+    runner.apgd.n_restarts = 1
+    runner.apgd_targeted.n_target_classes = targets
+    runner.apgd_targeted.n_restarts = 1
+    runner.fab.n_restarts = 1
+    runner.fab.n_target_classes = 9
+    runner.square.n_queries = 5000

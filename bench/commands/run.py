@@ -25,6 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dataset", help="cifar10 | cifar100 | mnist | fashion_mnist")
     p.add_argument("--models", help="comma-separated zoo names (filters the experiments)")
+    own = p.add_mutually_exclusive_group()
+    own.add_argument(
+        "--model-file",
+        metavar="FILE.py:FUNC",
+        help="your own model: a factory returning an nn.Module (images in [0, 1])",
+    )
+    own.add_argument(
+        "--model",
+        metavar="PACKAGE.MODULE:FUNC",
+        help="your own model: an importable factory (as --model-file)",
+    )
+    p.add_argument("--weights", help="weights of --model-file/--model: .safetensors or a "
+                   "state dict (torch.load with weights_only=True)")  # fmt: skip
     p.add_argument(
         "--attacks",
         help="comma-separated, e.g. fgsm,pgd20,mim,autoattack,"
@@ -48,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when a trust check or an indicator of attack failure fails",
+    )
     p.set_defaults(func=run)
 
 
@@ -82,7 +100,7 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types imported lazily
+def build_plan(args: argparse.Namespace, store, user=None):  # noqa: ANN001, ANN201 - lazy types
     from bench.attacks import parse_eps
     from bench.experiments import get_experiments
     from bench.planner import plan
@@ -94,6 +112,9 @@ def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types i
     preset = get_preset(args.preset)
     models, attacks = split_list(args.models), split_list(args.attacks)
     check_plan_models(models)
+    user = user or _user_model(args, preset)
+    if user is not None:
+        models = [user.name]
     names = split_list(args.experiment)
     if names and attacks:
         raise UserError("--attacks makes an ad-hoc experiment; drop --experiment or --attacks")
@@ -123,6 +144,7 @@ def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types i
         seed=0 if args.seed is None else args.seed,
         training=training,
         checkpoint_dir=_ckpt_dir(args),
+        user_model=user,
     )
     if not result.cells:
         raise UserError("nothing to run: no experiment model matches --models")
@@ -132,6 +154,30 @@ def build_plan(args: argparse.Namespace, store):  # noqa: ANN201 - heavy types i
         if unused:
             raise UserError(f"model {unused[0]} is not in the chosen experiments")
     return result
+
+
+def _user_model(args: argparse.Namespace, preset):  # noqa: ANN001, ANN202 - lazy types
+    """The ``--model-file`` / ``--model`` factory with its weights, checked (None without)."""
+    from core.errors import UserError
+
+    text = args.model_file or args.model
+    if text is None:
+        if args.weights:
+            raise UserError("--weights goes with --model-file or --model")
+        return None
+    if args.models or args.experiment:
+        raise UserError("--model-file/--model runs ad-hoc attacks: drop --models/--experiment")
+    from bench.user_model import prepare_user_model
+    from core.enums import Dataset
+
+    dataset = args.dataset or (preset.dataset.value if preset.dataset else Dataset.CIFAR10.value)
+    dataset = Dataset.parse(dataset).value
+    user, notes = prepare_user_model(
+        text, is_file=args.model_file is not None, weights=args.weights, dataset=dataset
+    )
+    for note in notes:
+        print(f"bench: note: {note}", file=sys.stderr)
+    return user
 
 
 def _zoo(name: str) -> str:
@@ -146,9 +192,9 @@ def _ckpt_dir(args: argparse.Namespace) -> Path:
     return Path(args.store).parent / "checkpoints"
 
 
-def _plan_for_run(args: argparse.Namespace, store):  # noqa: ANN202 - see build_plan
+def _plan_for_run(args: argparse.Namespace, store, user=None):  # noqa: ANN001, ANN202
     """The plan, with the cells of ``--fresh`` deleted from the store (not on a dry run)."""
-    result = build_plan(args, store)
+    result = build_plan(args, store, user)
     if args.fresh and not args.dry_run:
         store.delete(c.key for c in result.cells)
         for c in result.cells:
@@ -210,6 +256,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from bench.presets import get_preset
     from bench.store import ResultStore
     from core import distributed
 
@@ -221,18 +268,22 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     seeds = parse_seeds(args.seed, args.seeds)
     main = distributed.context().is_main
+    # a user's model is checked before the store is touched (a misfit creates no store)
+    user = distributed.on_main(lambda: _user_model(args, get_preset(args.preset)))
     # A dry run only reads: it plans against an empty in-memory store when the file is absent.
     dry_new = args.dry_run and not Path(args.store).exists()
     opened = ResultStore(":memory:" if dry_new else args.store) if main else None
     with opened if opened is not None else contextlib.nullcontext() as store:
-        done = [_run_seed(argparse.Namespace(**{**vars(args), "seed": s}), store) for s in seeds]
+        done = [
+            _run_seed(argparse.Namespace(**{**vars(args), "seed": s}), store, user) for s in seeds
+        ]
     if main and args.json:
         docs = [doc for _, doc in done]
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
     return max(code for code, _ in done)
 
 
-def _run_seed(args: argparse.Namespace, store) -> tuple[int, dict]:  # noqa: ANN001
+def _run_seed(args: argparse.Namespace, store, user) -> tuple[int, dict]:  # noqa: ANN001
     """Plan and execute (or print, on a dry run) for ``args.seed``: (exit code, JSON doc)."""
     import torch
 
@@ -241,7 +292,7 @@ def _run_seed(args: argparse.Namespace, store) -> tuple[int, dict]:  # noqa: ANN
     from core import distributed
 
     main = distributed.context().is_main
-    result = distributed.on_main(lambda: _plan_for_run(args, store))
+    result = distributed.on_main(lambda: _plan_for_run(args, store, user))
     if args.dry_run:
         if main and not args.json:
             _print_plan(result)
@@ -258,15 +309,16 @@ def _run_seed(args: argparse.Namespace, store) -> tuple[int, dict]:  # noqa: ANN
         run_meta=meta,
         log=log,
     )
+    code = summary.strict_exit_code() if args.strict else summary.exit_code
     if not main:
-        return summary.exit_code, {}
+        return code, {}
     if not args.json:
-        rows = store.rows(key=[c.key for c in result.cells])
-        print(summary_table(rows, summary.trust))
+        shown = [c.key for c in result.cells if c.experiments != ["trust:eps"]]
+        print(summary_table(store.rows(key=shown), summary.trust, summary.indicators))
         t = summary.timings
         print(
             f"\nseed {args.seed}: {summary.computed} computed, {summary.cached} cached, "
             f"{summary.failed} failed; train {t.get('train_s', 0):.1f} s, "
             f"total {t.get('total_s', 0):.1f} s; store {args.store}"
         )
-    return summary.exit_code, summary.to_json()
+    return code, summary.to_json()

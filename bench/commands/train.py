@@ -1,5 +1,9 @@
 """``bench train``: train one zoo model (natural, PGD-AT or TRADES) into the checkpoint cache.
 
+``--model-file file.py:build`` (or ``--model package.module:build``) trains a user's own model
+instead, with the same recipes; ``bench run --model-file ... --weights <checkpoint>`` then
+evaluates it.
+
 Under ``torchrun`` the same command trains with DistributedDataParallel: ``--batch-size`` is the
 global batch (each of the W processes takes batch/W images per step, so the learning-rate
 schedule is the one-process schedule); rank 0 writes the checkpoint and prints.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import sys
 
 from core.enums import Dataset, Device, Training
 
@@ -20,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train MODEL on DATASET (paper adversarial budgets by default) and print "
         "the checkpoint path and config hash. A configuration already trained is loaded instead.",
     )
-    p.add_argument("model", help="zoo model name (see `bench zoo`)")
+    p.add_argument("model_name", nargs="?", metavar="model", help="zoo model name (`bench zoo`)")
+    own = p.add_mutually_exclusive_group()
+    own.add_argument("--model-file", metavar="FILE.py:FUNC", help="your own model's factory")
+    own.add_argument("--model", metavar="PACKAGE.MODULE:FUNC", help="an importable factory")
     p.add_argument("--recipe", help="train by a named recipe (see `bench recipes`); the options "
                    "given replace its settings")  # fmt: skip
     p.add_argument("--dataset", choices=Dataset.values(), help="default: the recipe's, or cifar10")
@@ -64,6 +72,27 @@ def parse_overrides(items: list[str], width: int | None = None) -> dict[str, obj
     return out
 
 
+def _model(args: argparse.Namespace, overrides: dict[str, object]):  # noqa: ANN202
+    """(name, builder): a zoo model (checked now, built by the trainer) or a user's factory."""
+    from bench.checkpoint import build_model
+    from core.errors import UserError
+
+    text = args.model_file or args.model
+    if (text is None) == (args.model_name is None):
+        raise UserError("name one model: a zoo name, or --model-file / --model")
+    if text is None:
+        build_model(args.model_name, args.dataset, overrides)  # unknown model: fail fast
+        return args.model_name, None
+    if overrides:
+        raise UserError("--override/--width apply to zoo models; a factory builds its own")
+    from models.user import build_user_model, check_user_model, parse_factory
+
+    ref = parse_factory(text, is_file=args.model_file is not None)
+    for note in check_user_model(build_user_model(ref, args.dataset), args.dataset, ref.name):
+        print(f"bench: note: {note}", file=sys.stderr)
+    return ref.name, lambda: build_user_model(ref, args.dataset)
+
+
 def run(args: argparse.Namespace) -> int:
     from core import distributed
 
@@ -72,16 +101,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bench.checkpoint import build_model
     from bench.recipes import describe, get_recipe
     from bench.training import TrainConfig, config_hash, ensure_trained
     from core import distributed
 
     recipe = get_recipe(args.recipe) if args.recipe else None
     _resolve_defaults(args, recipe)
-    overrides = recipe.model_overrides() if recipe else {}
-    overrides.update(parse_overrides(args.override, args.width))
-    build_model(args.model, args.dataset, overrides)  # unknown model / bad override: fail fast
+    overrides = parse_overrides(args.override, args.width)
+    own_factory = args.model_file is not None or args.model is not None
+    if recipe is not None and not own_factory:  # a factory builds its own architecture
+        overrides = {**recipe.model_overrides(), **overrides}
+    name, builder = _model(args, overrides)
     settings = _settings(args)
     if recipe is not None:
         cfg = recipe.config(**settings)
@@ -90,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         cfg = TrainConfig.paper(args.training, args.dataset, **settings)
     _, meta = ensure_trained(
-        args.model,
+        name,
         args.dataset,
         cfg,
         model_overrides=overrides,
@@ -98,10 +128,11 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         data_dir=args.data_dir,
         progress=not args.no_progress,
+        builder=builder,
     )
     if not distributed.context().is_main:
         return 0
-    digest = config_hash(args.model, overrides, args.dataset, cfg)
+    digest = config_hash(name, overrides, args.dataset, cfg)
     metrics = meta.get("metrics") or {}
     print(f"checkpoint: {args.checkpoint_dir}/{digest}.safetensors")
     print(f"config hash: {digest}  content hash: {meta['content_hash'][:16]}")

@@ -2,7 +2,8 @@
 
 Output layout under ``out_dir``::
 
-    tables/<key>.md|.tex|.csv   figures/<key>.png|.pdf   agreement.md   index.md   index.html
+    tables/<key>.md|.tex|.csv   figures/<key>.png|.pdf   agreement.md   checks.md   index.md
+    index.html
 
 The output depends only on the store, so a rebuilt report is byte-identical
 (docs/decisions/report.md).
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from bench.report import figures
 from bench.report.agreement import agreement_markdown, check_claims, column_taus
+from bench.report.checks import build_checks, checks_markdown
 from bench.report.contents import FigureFile, Report
 from bench.report.environment import run_infos
 from bench.report.index_html import index_html
@@ -109,8 +111,10 @@ def build_report(
         run_infos(store.runs),
         len(store.failed),
         out_dir,
+        build_checks(store, scope),
     )
     _write(out_dir / "agreement.md", agreement_markdown(taus, claims))
+    _write(out_dir / "checks.md", checks_markdown(report.checks))
     _write(out_dir / "index.md", index_markdown(report))
     _write(out_dir / "index.html", index_html(report))
     return report

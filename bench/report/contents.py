@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report.agreement import Claim, Tau
+from bench.report.checks import ChecksSection
 from bench.report.environment import RunInfo
 from bench.report.scope import Scope
 from bench.report.table_model import Table
@@ -33,6 +34,7 @@ class Report:
     runs: list[RunInfo]
     failed_cells: int
     out_dir: Path
+    checks: ChecksSection | None = None  # trust verdicts and indicators (report/checks.py)
 
     @property
     def files(self) -> list[Path]:
@@ -43,4 +45,5 @@ class Report:
             for ext in ("md", "tex", "csv")
         ]
         out += [p for f in self.figures for p in f.files]
-        return out + [self.out_dir / n for n in ("agreement.md", "index.md", "index.html")]
+        names = ("agreement.md", "checks.md", "index.md", "index.html")
+        return out + [self.out_dir / n for n in names]

@@ -7,6 +7,7 @@ import base64
 from html import escape
 
 from bench.report.agreement import STATS_LINES
+from bench.report.checks import checks_html
 from bench.report.contents import Report
 from bench.report.environment import RUN_HEADER, run_cells
 from bench.report.index_md import skipped_lines, summary_lines
@@ -128,6 +129,8 @@ def index_html(report: Report) -> str:
     for fig in report.figures:
         png = next(p for p in fig.files if p.suffix == ".png")
         body.append(_figure_html(fig.key, fig.title, png.read_bytes()))
+    if report.checks is not None:
+        body.append(checks_html(report.checks))
     body.append(_agreement_html(report))
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -4,6 +4,7 @@ skipped items with their reason, and the agreement section."""
 from __future__ import annotations
 
 from bench.report.agreement import agreement_markdown
+from bench.report.checks import checks_markdown
 from bench.report.contents import Report
 from bench.report.environment import RUN_HEADER, run_cells
 from bench.report.labels import dataset_name
@@ -69,5 +70,7 @@ def index_markdown(report: Report) -> str:
             f"Files: [png]({png}), [pdf](figures/{fig.key}.pdf)",
             "",
         ]
+    if report.checks is not None:
+        lines += [checks_markdown(report.checks)]
     lines.append(agreement_markdown(report.taus, report.claims))
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -2,8 +2,8 @@
 
 The report reads only from the store: this module is its single door. It opens the file with a
 ``mode=ro`` URI, never writes, and tolerates stores that lack optional tables (``trust``,
-``runs``, ``checkpoints``) or columns, so a partial store still produces a partial report.
-The bit-packed ``per_sample`` column is loaded as bytes and decoded per cell
+``runs``, ``checkpoints``, ``indicators``) or columns, so a partial store still produces a
+partial report. The bit-packed ``per_sample`` column is loaded as bytes and decoded per cell
 (``bench.report.outcomes``): intervals need the counts, paired tests and the bootstrap the bits.
 """
 
@@ -34,6 +34,8 @@ RUN_COLUMNS = (
 )
 TRUST_COLUMNS = ("run_id", "check_name", "model", "dataset", "training", "detail", "passed")
 CHECKPOINT_COLUMNS = ("hash", "model", "dataset", "training", "config_json", "metrics_json")
+INDICATOR_COLUMNS = ("key", "run_id", "model", "checkpoint", "dataset", "training", "label", "eps",
+                     "data_slice", "n", "counts_json")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class StoreData:
     runs: pd.DataFrame
     trust: pd.DataFrame
     checkpoints: pd.DataFrame
+    indicators: pd.DataFrame  # one row per white-box cell; ``counts_json`` as stored
 
 
 def connect_readonly(path: str | Path) -> sqlite3.Connection:
@@ -112,9 +115,10 @@ def load_store(path: str | Path) -> StoreData:
         runs = _read_table(conn, "runs", RUN_COLUMNS)
         trust = _read_table(conn, "trust", TRUST_COLUMNS)
         checkpoints = _read_table(conn, "checkpoints", CHECKPOINT_COLUMNS)
+        indicators = _read_table(conn, "indicators", INDICATOR_COLUMNS)
     finally:
         conn.close()
     has_error = results["error"].notna() & (results["error"].astype(str).str.len() > 0)
     ok = results[~has_error & results["accuracy"].notna()].reset_index(drop=True)
     failed = results[has_error].reset_index(drop=True)
-    return StoreData(Path(path), ok, failed, runs, trust, checkpoints)
+    return StoreData(Path(path), ok, failed, runs, trust, checkpoints, indicators)

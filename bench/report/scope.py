@@ -102,6 +102,7 @@ class ReportContext:
     preset_rows: pd.DataFrame  # successful rows of the preset, every dataset (Table 4)
     flags: FlagBook
     paper: dict
+    trainings: dict[str, str]  # checkpoint hash -> training (report/sources.py)
 
     @classmethod
     def build(cls, store: StoreData, scope: Scope, names: NameMap) -> ReportContext:
@@ -109,8 +110,12 @@ class ReportContext:
         rows = preset_rows[preset_rows["dataset"] == scope.dataset]
         failed = in_preset(store.failed, scope.preset)
         failed = failed[failed["dataset"] == scope.dataset]
+        from bench.report.sources import checkpoint_trainings
+
         flags = FlagBook(store.trust, failed, scope.dataset)
-        return cls(store, scope, names, ResultIndex(rows), preset_rows, flags, load_paper_results())
+        trainings = checkpoint_trainings(store.results, store.checkpoints)
+        paper = load_paper_results()
+        return cls(store, scope, names, ResultIndex(rows), preset_rows, flags, paper, trainings)
 
     def steps_for(self, kind: str, attack: str, training: str | None, wanted: int) -> int:
         """``wanted`` when the store has it; else the only (or nearest) step count it has."""

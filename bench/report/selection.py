@@ -13,7 +13,7 @@ from bench.report.outcomes import SeedResult, decode_bits
 
 EPS_TOL = 1e-6
 MAX_DETAIL = 160
-EXACT_FIELDS = ("training", "attack", "steps", "source")  # Query fields matched exactly
+EXACT_FIELDS = ("training", "attack", "steps", "source", "source_checkpoint")  # matched exactly
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Query:
     training: str | None = None
     source: str | None = None
     eps: float | None = None
+    source_checkpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class ResultIndex:
 
 def _config_key(rows: pd.DataFrame) -> pd.Series:
     key = rows["attack_key"].map(str)
-    for col in ("eps", "steps", "training", "source", "data_slice"):
+    for col in ("eps", "steps", "training", "source", "source_checkpoint", "data_slice"):
         key = key + "|" + rows[col].map(str)
     return key
 

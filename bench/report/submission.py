@@ -2,7 +2,8 @@
 
 Only the store's ``autoattack`` rows (version ``standard``) and the clean row of the same
 checkpoint are read; :func:`validate_entry` checks fields and types, robustbench's own
-``ModelInfo`` too when installed. Field rules: docs/decisions/report.md.
+``ModelInfo`` too when installed (the ``leaderboard`` extra, imported through
+``core/robustbench_guard.py``). Field rules: docs/decisions/report.md.
 """
 
 from __future__ import annotations
@@ -172,12 +173,20 @@ def validate_entry(entry: dict) -> None:
         raise UserError("autoattack_acc exceeds clean_acc: the AutoAttack result is suspect")
 
 
-def robustbench_check(entry: dict, threat_model: str = "Linf") -> str:
-    """Validate with robustbench's ModelInfo and enums when installed; returns a one-line note."""
+def robustbench_check(entry: dict, threat_model: str = "Linf", *, required: bool = False) -> str:
+    """Validate with robustbench's ModelInfo and enums; returns a one-line note.
+
+    robustbench is imported through :func:`core.robustbench_guard.import_robustbench`. Without
+    it the check is skipped with a note, or, with ``required``, refused with a UserError."""
     try:
+        from core.robustbench_guard import import_robustbench
+
+        import_robustbench()
         from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
         from robustbench.utils import ModelInfo
-    except Exception as err:  # not installed, or its import fails (it needs autoattack)
+    except Exception as err:  # not installed, or its import fails
+        if required:
+            raise UserError(f"robustbench is needed to validate the entry: {err}") from None
         return f"robustbench not importable ({type(err).__name__}); its validation was skipped"
     try:
         ModelInfo(**entry)

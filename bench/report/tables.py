@@ -8,10 +8,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.report.labels import CELLS_LINE, attack_line, images_line, scope_lines, training_name
+from bench.report.labels import (
+    CELLS_LINE,
+    attack_line,
+    display,
+    images_line,
+    scope_lines,
+    training_name,
+)
 from bench.report.paper import NAS_MODELS, RACL, TRANSFER_SOURCE, model_order
 from bench.report.scope import ReportContext, choose_eps
 from bench.report.selection import Measure, Query, ResultIndex
+from bench.report.sources import matrix_sources, table2_source
 from bench.report.table_model import Cell, Row, Table, measured_cell
 
 PAPER_SECTIONS = {
@@ -127,24 +135,31 @@ def _models_with(ctx: ReportContext, specs: list[ColumnSpec], keep: Callable[[st
 
 
 def _pgd_spec(
-    ctx: ReportContext, kind: str, training: str | None, want: int, source: str | None = None
+    ctx: ReportContext, kind: str, training: str | None, want: int, source: tuple | None = None
 ) -> tuple[ColumnSpec, str | None]:
     steps = ctx.steps_for(kind, "pgd", training, want)
-    query = Query(kind, "pgd", steps, training, source, ctx.scope.eps)
+    name, ckpt = _source(source)
+    query = Query(kind, "pgd", steps, training, name, ctx.scope.eps, ckpt)
     note = None
     if steps != want:
         note = f"PGD{steps} stands in for the paper's PGD{want} (the store has no PGD-{want} rows)"
     return ColumnSpec(f"PGD{steps}", query, f"PGD{want}"), note
 
 
+def _source(source: tuple[str, str] | None) -> tuple[str | None, str | None]:
+    """(source name, source checkpoint) for a Query; (None, None) for white-box columns."""
+    return (None, None) if source is None else source
+
+
 def _attack_specs(
-    ctx: ReportContext, kind: str, training: str | None, pgd_steps: int, source: str | None = None
+    ctx: ReportContext, kind: str, training: str | None, pgd_steps: int, source: tuple | None = None
 ) -> tuple[list[ColumnSpec], list[str]]:
     eps = ctx.scope.eps
+    name, ckpt = _source(source)
     pgd, note = _pgd_spec(ctx, kind, training, pgd_steps, source)
     specs = [
-        ColumnSpec("FGSM", Query(kind, "fgsm", None, training, source, eps), "FGSM"),
-        ColumnSpec("MIM", Query(kind, "mim", None, training, source, eps), "MIM"),
+        ColumnSpec("FGSM", Query(kind, "fgsm", None, training, name, eps, ckpt), "FGSM"),
+        ColumnSpec("MIM", Query(kind, "mim", None, training, name, eps, ckpt), "MIM"),
         pgd,
     ]
     return specs, [note] if note else []
@@ -187,29 +202,35 @@ def _known(ctx: ReportContext, model: str, rows: dict) -> str | None:
 
 
 def table2(ctx: ReportContext) -> Table:
-    """Table 2: black-box accuracy of the targets under attacks transferred from VGG-19."""
+    """Table 2: black-box accuracy of the targets under attacks transferred from VGG-19 (or the
+    preset's source: a checkpoint trained otherwise than the targets, ``report/sources.py``)."""
     training = ctx.training_for("transfer", source=TRANSFER_SOURCE)
-    specs, notes = _attack_specs(ctx, "transfer", training, 10, TRANSFER_SOURCE)
-    title = "Table 2: black-box (transfer from VGG-19) accuracy (%)"
+    source = table2_source(ctx.index.frame, ctx.trainings, training)
+    specs, notes = _attack_specs(ctx, "transfer", training, 10, source)
+    other = source is not None and source[0] != TRANSFER_SOURCE
+    name = display(ctx.names.paper_row(source[0])) if other else "VGG-19"
+    title = f"Table 2: black-box (transfer from {name}) accuracy (%)"
     table = _new_table(ctx, "table2", title, _labels(specs))
     table.header.insert(1, f"Targets trained with {training_name(training)}")
+    if other:
+        trained = training_name(ctx.trainings.get(source[1])) or "unknown training"
+        table.header.insert(2, f"Source: {name} trained with {trained} (checkpoint {source[1]}), "
+                            "standing in for the paper's VGG-19")  # fmt: skip
     table.header.extend(notes)
     rows = ctx.paper["table2_blackbox_from_vgg19"]["rows"]
-    keep = lambda m: m != TRANSFER_SOURCE and not _is_ablation(ctx, m)  # noqa: E731
-    models = _order(ctx, _models_with(ctx, specs, keep), list(rows))
+    keep = lambda m: not _is_ablation(ctx, m)  # noqa: E731
+    models = _order(ctx, _models_with(ctx, specs, keep) if source else set(), list(rows))
     collected = _model_rows(ctx, table, specs, models, lambda m: _known(ctx, m, rows))
-    reason = f"no transfer rows with source {TRANSFER_SOURCE}"
+    reason = "no transfer rows from a source trained otherwise than its targets (VGG-19)"
     return _finish(ctx, table, collected, reason)
 
 
-def _matrix_models(ctx: ReportContext, training: str | None) -> list[str]:
+def _matrix_models(ctx: ReportContext, sources: dict[str, str]) -> list[str]:
     frame = ctx.index.frame
     mask = (frame["kind"] == "transfer") & (frame["attack"] == "pgd")
-    mask &= frame["source"].notna() & (frame["source"] != TRANSFER_SOURCE)
-    if training is not None:
-        mask &= frame["training"] == training
-    names = set(frame.loc[mask, "model"]) | set(frame.loc[mask, "source"])
-    names = {m for m in names if m != TRANSFER_SOURCE and not _is_ablation(ctx, m)}
+    mask &= frame["source_checkpoint"].astype(str).isin(set(sources.values()))
+    names = set(frame.loc[mask, "model"]) | set(sources)
+    names = {m for m in names if not _is_ablation(ctx, m)}
     return _order(ctx, names, list(NAS_MODELS))
 
 
@@ -217,7 +238,8 @@ def table3(ctx: ReportContext) -> Table:
     """Table 3: transfer PGD-10 matrix; row = source model, column = target model."""
     section = ctx.paper["table3_transfer_matrix_pgd10"]
     training = ctx.training_for("transfer", attack="pgd")
-    models = _matrix_models(ctx, training)
+    sources = matrix_sources(ctx.index.frame, ctx.trainings, training)
+    models = _matrix_models(ctx, sources)
     steps = ctx.steps_for("transfer", "pgd", training, 10)
     diag_steps = ctx.steps_for("whitebox", "pgd", training, 10)
     title = "Table 3: transferability (PGD) accuracy (%), rows = source, columns = target"
@@ -234,7 +256,8 @@ def table3(ctx: ReportContext) -> Table:
                 cell, measure = _cell(ctx, target, query, paper)
                 collected.add(f"diagonal PGD{diag_steps}", measure)
             else:
-                query = Query("transfer", "pgd", steps, training, source, ctx.scope.eps)
+                ckpt = sources.get(source, "-")  # a target that is no source: no rows
+                query = Query("transfer", "pgd", steps, training, source, ctx.scope.eps, ckpt)
                 cell, measure = _cell(ctx, target, query, paper, also=(source,))
                 collected.add(f"transfer PGD{steps}", measure)
             cells.append(cell)

@@ -1,0 +1,30 @@
+"""Display names of stored attacks, read from a result row or an attack key (torch-free: the run
+summary, the trust checks and the report use them without loading torch)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+
+def members_label(key: str) -> str:
+    """The label of an autoattack key: ``AutoAttack``, ``AutoAttack(APGD-CE+APGD-T)``, or
+    ``APGD-CE+APGD-T after PGD-20`` for the gap check's run on a PGD cell's survivors."""
+    members = re.search(r"attacks='([^']*)'", key)
+    if members is None:
+        return "AutoAttack"
+    names = members.group(1).upper().replace(",", "+")
+    after = re.search(r"after='pgd\([^']*?steps=(\d+)", key)
+    return f"{names} after PGD-{after.group(1)}" if after else f"AutoAttack({names})"
+
+
+def attack_name(row: Mapping[str, Any]) -> str:
+    """``PGD-20``, ``FGSM``, ``AutoAttack(APGD-CE+APGD-T)`` (an indicator row has its label)."""
+    if row.get("label"):
+        return str(row["label"])
+    attack = str(row.get("attack") or "clean")
+    if attack == "autoattack":
+        return members_label(str(row.get("attack_key") or ""))
+    name = {"fgsm": "FGSM", "pgd": "PGD", "mim": "MIM"}.get(attack, attack)
+    return f"{name}-{row['steps']}" if attack in ("pgd", "mim") and row.get("steps") else name

@@ -1,0 +1,154 @@
+"""The runner's indicator phase: attack-failure indicators for every white-box cell of a plan.
+
+After the cells are computed (or found cached), each white-box cell of an experiment (not the
+trust cells themselves) whose stored indicator row is missing, of another revision or of another
+size gets one: :func:`bench.indicators.cell_indicators` on the first ``n_indicator`` images of
+its slice, plus the unconstrained-attack counts read from the checkpoint's large-budget trust
+cell. Checkpoints of cached cells are loaded (never trained) for it. Under torchrun every rank
+loads the checkpoints (a collective step); rank 0 computes and writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor, nn
+
+from bench.cells import Cell, ModelRef, Plan, derive_seed
+from bench.evaluate import as_attack
+from bench.experiments import TRUST_ATTACK
+from bench.indicators import REVISION, cell_indicators
+from bench.store import ResultStore
+from bench.trust_paired import unconstrained_counts
+from bench.trust_plan import TRUST_EXPERIMENTS
+from core import distributed
+from core.enums import EvalKind
+
+Ensure = Callable[[ModelRef], None]
+
+
+def indicator_cells(plan: Plan) -> list[Cell]:
+    """The plan's white-box cells that get indicators (those of an experiment, not of trust)."""
+    return [
+        c
+        for c in plan.cells
+        if c.kind is EvalKind.WHITEBOX and not set(c.experiments) <= set(TRUST_EXPERIMENTS)
+    ]
+
+
+class IndicatorPhase:
+    """Compute the missing indicator rows of a plan (see the module docstring)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        store: ResultStore | None,
+        models: dict[str, nn.Module],
+        ensure: Ensure,
+        *,
+        checkpoint_dir: Path,
+        data_dir: Any,
+        batch_size: int,
+        options: dict[str, Any],
+        run_id: int,
+    ) -> None:
+        self.plan, self.store, self.models, self.ensure = plan, store, models, ensure
+        self.checkpoint_dir, self.data_dir = checkpoint_dir, data_dir
+        self.batch_size, self.options, self.run_id = batch_size, options, run_id
+        self.data: dict[str, tuple[Tensor, Tensor]] = {}
+        self.errors: list[tuple[Cell, str]] = []  # cells whose indicators could not be computed
+
+    def size(self, cell: Cell) -> int:
+        return min(self.plan.preset.n_indicator, cell.n)
+
+    def run(self) -> int:
+        """Compute and store the missing rows; returns how many were computed."""
+        by_key = {c.key: c for c in indicator_cells(self.plan)}
+        todo = [by_key[k] for k in distributed.on_main(lambda: self._todo(by_key))]
+        for ref in {c.target.hash: c.target for c in todo}.values():
+            if ref.hash not in self.models:
+                self.ensure(ref)
+        todo = [c for c in todo if c.target.hash in self.models]
+        return distributed.on_main(lambda: sum(self._guarded(c) for c in todo))
+
+    def _guarded(self, cell: Cell) -> int:
+        """:meth:`_compute`, an exception recorded in ``errors`` instead of ending the run."""
+        try:
+            return self._compute(cell)
+        except Exception as err:  # noqa: BLE001 - failures are results: the run goes on
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            self.errors.append((cell, f"{type(err).__name__}: {first}".rstrip(": ")))
+            return 0
+
+    def _todo(self, by_key: dict[str, Cell]) -> list[str]:
+        """Keys of cells with a successful row, a loadable checkpoint and no current indicators."""
+        stored = {r["key"]: r for r in self.store.indicator_rows(list(by_key))}
+        done = self.store.cached_keys(by_key)
+        out = []
+        for key, cell in by_key.items():
+            row = stored.get(key)
+            current = (
+                row is not None and row["revision"] == REVISION and row["n"] == self.size(cell)
+            )
+            if key in done and not current and self._loadable(cell.target):
+                out.append(key)
+        return out
+
+    def _loadable(self, ref: ModelRef) -> bool:
+        if ref.hash in self.models or getattr(ref, "factory", None) is not None:
+            return True
+        return (self.checkpoint_dir / f"{ref.hash}.json").exists()
+
+    def _xy(self, cell: Cell, n: int) -> tuple[Tensor, Tensor]:
+        from core.data import eval_tensors
+
+        dataset = cell.target.dataset.value
+        if dataset not in self.data or len(self.data[dataset][0]) < n:
+            self.data[dataset] = eval_tensors(dataset, n, self.data_dir)
+        x, y = self.data[dataset]
+        return x[:n], y[:n]
+
+    def _compute(self, cell: Cell) -> int:
+        start = time.perf_counter()
+        n = self.size(cell)
+        x, y = self._xy(cell, n)
+        attack = as_attack(cell.spec, self.options)
+        seed = derive_seed(cell.seed, "indicators")
+        model = self.models[cell.target.hash]
+        counts = cell_indicators(model, x, y, attack, seed=seed, batch_size=self.batch_size)
+        counts["unconstrained_failure"] = self._unconstrained(cell.target)
+        self.store.put_indicators(
+            {
+                "key": cell.key,
+                "run_id": self.run_id,
+                **{k: cell.identity()[k] for k in ("checkpoint", "dataset", "data_slice", "eps")},
+                "model": cell.target.model,
+                "training": cell.target.training.value,
+                "attack": cell.spec.name,
+                "attack_key": cell.spec.key(),
+                "label": cell.spec.label(),
+                "n": n,
+                "revision": REVISION,
+                "counts": counts,
+                "elapsed_s": time.perf_counter() - start,
+            }
+        )
+        return 1
+
+    def _unconstrained(self, ref: ModelRef) -> list[int] | None:
+        """Survivors of the checkpoint's large-budget trust cell among its clean-correct images."""
+        spec_key = TRUST_ATTACK.spec(ref.dataset).key()
+        cells = [
+            c
+            for c in self.plan.cells
+            if c.target.hash == ref.hash and c.spec is not None and c.spec.key() == spec_key
+        ]
+        attacked = [self.store.get(c.key) for c in cells]
+        attacked = [r for r in attacked if r is not None and r.get("error") is None]
+        if not attacked:
+            return None
+        clean = [r for r in self.store.rows(checkpoint=ref.hash, kind="clean") if not r["error"]]
+        return unconstrained_counts(attacked[0], clean)
