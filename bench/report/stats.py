@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom, norm
 
+from bench.stats import paired
+
 ALPHA = 0.05  # significance level of every test in the report
 CONFIDENCE = 0.95  # coverage of every interval in the report
 POWER = 0.8  # power the sample sizes aim at
@@ -58,8 +60,8 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> McNemar:
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"paired outcomes need equal 1-d shapes, got {a.shape} and {b.shape}")
-    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    return McNemar(a_only, b_only, _two_sided_half(a_only, b_only), int(a.size))
+    d = paired(a, b)  # the discordant counts, as the trust checks count them
+    return McNemar(d.b, d.c, _two_sided_half(d.b, d.c), d.n)
 
 
 @functools.lru_cache(maxsize=4096)
