@@ -25,7 +25,7 @@ from racl_search.constraint import (
     point_log_bound,
 )
 from racl_search.lognormal import lognormal_log_quantile
-from racl_search.options import Penalty
+from racl_search.options import Penalty, Target
 from racl_search.supernet import Supernet
 
 
@@ -42,6 +42,7 @@ class AdmmConfig:
     weight_decay: float = 1e-3  # on mu only (choice: decaying softplus^-1(sigma) has no meaning)
     decay_to_init: bool = True  # anchor the decay at mu's start (False: toward 0, PC-DARTS)
     penalty: str = Penalty.PHR.value
+    target: str = Target.RELATIVE.value  # ln lambda* when log_target is None
     sequential_sigma: bool = False
 
     def penalty_term(self, c: Tensor, theta: float) -> Tensor:
@@ -81,14 +82,16 @@ def read_bound(
     net: Supernet,
     log_lambda: Tensor,
     log_c: float = 0.0,
+    start: bool = False,
 ) -> BoundReading:
-    """The network bound under each method's parametrisation (differentiable in ``arch``)."""
+    """The network bound under each method's parametrisation (differentiable in ``arch``);
+    ``start``: of the starting architecture parameters."""
     topo, bypass = net.topology, net.log_lipschitz_bypass()
     if method is SearchMethod.RACL:
-        m_a, var_a, m_b, var_b = arch.per_cell(net.cell_types)
+        m_a, var_a, m_b, var_b = arch.per_cell(net.cell_types, start=start)
         mu, var = network_lognormal(m_a, var_a, m_b, var_b, log_lambda, topo, log_c, bypass)
         return BoundReading(mu, var)
-    m_a, _, m_b, _ = arch.per_cell(net.cell_types, deterministic=True)  # log-softmax weights
+    m_a, _, m_b, _ = arch.per_cell(net.cell_types, deterministic=True, start=start)
     log_bound = point_log_bound(m_a, m_b, log_lambda, topo, log_c, bypass)
     return BoundReading(log_bound, torch.zeros_like(log_bound))
 
@@ -118,9 +121,15 @@ class ArchitectureStep:
         return self.method is not SearchMethod.PC_DARTS
 
     def constraint(self, log_lambda: Tensor) -> tuple[Tensor, BoundReading]:
-        """``c`` at the current parameters (sets ``ln lambda*`` on first use)."""
+        """``c`` at the current parameters; sets ``ln lambda*`` (see :class:`Target`)."""
         bound = read_bound(self.method, self.arch, self.net, log_lambda, self.config.log_c)
-        if self.state.log_target is None:
+        relative = Target.parse(self.config.target) is Target.RELATIVE
+        if self.config.log_target is None and relative:
+            with torch.no_grad():
+                ref = read_bound(self.method, self.arch, self.net, log_lambda, self.config.log_c,
+                                 start=True)  # fmt: skip
+            self.state.log_target = float(ref.mu)
+        elif self.state.log_target is None:
             self.state.log_target = float(bound.mu.detach())
         if self.method is SearchMethod.RACL:
             c = confidence_constraint(bound.mu, bound.var, self.config.eta, self.state.log_target)

@@ -13,7 +13,8 @@ so ``E[alpha]`` sums to 1 per edge and ``E[beta]`` to 1 per node: a uniform shif
 changes nothing, and the bound can only move when the mixture does (docs/SEARCH.md, "Scale").
 ``sigma = softplus(s)``. Without CL (``sigma = 0``) the locations are the log-softmax, the same
 weights as PC-DARTS. Index 0 of every tensor holds the normal cells' parameters, 1 the reduction
-cells'. ``mu_alpha_init``/``mu_beta_init`` keep the start, the anchor of the weight decay.
+cells'. The ``*_init`` buffers keep the start: the weight decay's anchor and the reference of
+the relative Lipschitz target.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class ArchitectureParameters(nn.Module):
         s0 = inverse_softplus(sigma_init)
         self.s_alpha = nn.Parameter(torch.full((2, n_e, n_ops), s0))
         self.s_beta = nn.Parameter(torch.full((2, n_e), s0))
+        self.register_buffer("s_alpha_init", self.s_alpha.detach().clone())
+        self.register_buffer("s_beta_init", self.s_beta.detach().clone())
 
     @property
     def sigma_alpha(self) -> Tensor:
@@ -107,15 +110,20 @@ class ArchitectureParameters(nn.Module):
     def sigma_parameters(self) -> list[nn.Parameter]:
         return [self.s_alpha, self.s_beta]
 
-    def locations(self, deterministic: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def locations(
+        self, deterministic: bool = False, start: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(m_a, var_a, m_b, var_b)``: log-normal locations with ``E[alpha]``, ``E[beta]`` on
-        the simplex (per edge, per node); ``deterministic``: ``var = 0``, log-softmax."""
+        the simplex (per edge, per node); ``deterministic``: ``var = 0``, log-softmax;
+        ``start``: of the starting parameters (the relative target's reference)."""
+        mu_a, mu_b = (self.mu_alpha_init, self.mu_beta_init) if start else self.mu_parameters()
+        s_a, s_b = (self.s_alpha_init, self.s_beta_init) if start else self.sigma_parameters()
         if deterministic:
-            var_a, var_b = torch.zeros_like(self.mu_alpha), torch.zeros_like(self.mu_beta)
+            var_a, var_b = torch.zeros_like(mu_a), torch.zeros_like(mu_b)
         else:
-            var_a, var_b = self.sigma_alpha.square(), self.sigma_beta.square()
-        m_a = self.mu_alpha - torch.logsumexp(self.mu_alpha + 0.5 * var_a, dim=-1, keepdim=True)
-        m_b = self.mu_beta - node_logsumexp(self.mu_beta + 0.5 * var_b, self.topology)
+            var_a, var_b = F.softplus(s_a).square(), F.softplus(s_b).square()
+        m_a = mu_a - torch.logsumexp(mu_a + 0.5 * var_a, dim=-1, keepdim=True)
+        m_b = mu_b - node_logsumexp(mu_b + 0.5 * var_b, self.topology)
         return m_a, var_a, m_b, var_b
 
     def weights(self, mode: WeightMode) -> tuple[Tensor, Tensor]:
@@ -140,7 +148,9 @@ class ArchitectureParameters(nn.Module):
             node_log_softmax(self.mu_beta, self.topology),
         )
 
-    def per_cell(self, cell_types: list[int], deterministic: bool = False) -> tuple[Tensor, ...]:
+    def per_cell(
+        self, cell_types: list[int], deterministic: bool = False, start: bool = False
+    ) -> tuple[Tensor, ...]:
         """``(m_a, var_a, m_b, var_b)`` expanded to one copy per cell (shared by type)."""
         idx = torch.tensor(cell_types, device=self.mu_alpha.device)
-        return tuple(t[idx] for t in self.locations(deterministic))
+        return tuple(t[idx] for t in self.locations(deterministic, start))

@@ -15,7 +15,7 @@ from typing import Any
 
 from core.enums import SearchMethod, Strength
 from racl_search.errors import SearchError
-from racl_search.options import BoundMode, Penalty
+from racl_search.options import BoundMode, Penalty, Target
 
 PRESETS = ("smoke", "demo", "paper")
 
@@ -37,6 +37,7 @@ class SearchConfig:
     strength: str = Strength.MEDIAN.value
     bound: str = BoundMode.OPERATOR.value  # per-op constants (operator | paper)
     penalty: str = Penalty.PHR.value  # augmented-Lagrangian term (phr | paper)
+    target: str = Target.RELATIVE.value  # ln lambda* if not given (relative | start)
     seed: int = 0
     # data and schedule
     n_images: int = 2400  # taken from the train split, half for weights, half for architecture
@@ -67,6 +68,7 @@ class SearchConfig:
         object.__setattr__(self, "strength", Strength.parse(self.strength).value)
         object.__setattr__(self, "bound", BoundMode.parse(self.bound).value)
         object.__setattr__(self, "penalty", Penalty.parse(self.penalty).value)
+        object.__setattr__(self, "target", Target.parse(self.target).value)
         object.__setattr__(self, "arch_betas", tuple(self.arch_betas))
         validate(self)
 

@@ -28,3 +28,16 @@ class Penalty(StrEnum):
 
     PHR = "phr"
     PAPER = "paper"
+
+
+class Target(StrEnum):
+    """Where ``ln lambda*`` comes from when ``--log-lipschitz-target`` is not given.
+
+    ``relative``: the starting architecture's log-mean bound under the current per-op
+    constants, recomputed every step: the constraint compares architectures, not weights (which
+    the architecture step holds fixed). ``start``: the network's log-mean bound at the first
+    architecture step, then frozen (weight training alone can violate it).
+    """
+
+    RELATIVE = "relative"
+    START = "start"

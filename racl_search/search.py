@@ -76,6 +76,7 @@ def build(config: SearchConfig, device: torch.device) -> SearchModules:
         eta=config.eta, rho=config.rho * config.rho_scale, log_target=config.log_lipschitz_target,
         lr=config.arch_lr, betas=config.arch_betas, weight_decay=config.arch_weight_decay,
         decay_to_init=method is not SearchMethod.PC_DARTS, penalty=config.penalty,
+        target=config.target,
         sequential_sigma=config.sequential_sigma,
     )  # fmt: skip
     step = ArchitectureStep(method, arch, net, admm)

@@ -104,9 +104,9 @@ def test_racl_step_updates_mu_and_sigma_but_no_cl_keeps_sigma(tiny):
 class _BlindNet(nn.Module):
     """A supernet stand-in whose logits ignore ``alpha`` and ``beta``: zero data gradient."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, bypass: float = 0.0) -> None:
         super().__init__()
-        self.topology, self.cell_types = CellTopology.of(4), [0, 1, 0]
+        self.topology, self.cell_types, self.bypass = CellTopology.of(4), [0, 1, 0], bypass
         gen = torch.Generator().manual_seed(seed)
         self.lam = torch.randn(3, 14, 8, generator=gen)
         self.lam[..., 0] = float("-inf")
@@ -118,7 +118,7 @@ class _BlindNet(nn.Module):
         return self.lam
 
     def log_lipschitz_bypass(self):
-        return torch.zeros(3, 14)
+        return torch.full((3, 14), self.bypass)
 
 
 def _arch_state(arch: ArchitectureParameters) -> list[torch.Tensor]:
@@ -161,6 +161,23 @@ def test_phr_penalty_leaves_a_feasible_search_alone(tiny):
     paper(x, y)
     c1 = paper(x, y)["c"]
     assert c1 > c0 + 0.01  # Eq. 17's quadratic pulls c < 0 back up toward 0 (equality)
+
+
+@pytest.mark.parametrize("target,shift", [("relative", 0.0), ("start", 12.0)])
+def test_relative_target_follows_the_weights_start_target_does_not(target, shift):
+    net = _BlindNet(seed=2, bypass=float("-inf"))
+    torch.manual_seed(0)
+    arch = ArchitectureParameters(net.topology, 8)
+    with torch.no_grad():
+        arch.mu_alpha.normal_()
+    step = ArchitectureStep(SearchMethod.RACL, arch, net, AdmmConfig(target=target))
+    c0 = float(step.constraint(net.lam)[0].detach())
+    net.lam = net.lam + 1.0  # every op's constant x e: 3 cells x 4 nodes gain one nat each
+    c1 = float(step.constraint(net.lam)[0].detach())
+    assert c1 - c0 == pytest.approx(shift, abs=1e-4)
+    fixed = ArchitectureStep(SearchMethod.RACL, arch, net, AdmmConfig(log_target=3.0))
+    fixed.constraint(net.lam)
+    assert fixed.state.log_target == 3.0  # an explicit ln lambda* is never replaced
 
 
 def test_penalty_gradients():

@@ -17,6 +17,7 @@ METHODS = ("racl", "racl_no_cl", "pc_darts")
 STRENGTHS = ("median", "mean", "lcb")
 BOUNDS = ("operator", "paper")  # racl_search.options.BoundMode (kept torch-free here)
 PENALTIES = ("phr", "paper")  # racl_search.options.Penalty
+TARGETS = ("relative", "start")  # racl_search.options.Target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--log-lipschitz-target",
         type=float,
-        help="ln lambda* (default: the network's log bound at the first architecture step)",
+        help="ln lambda*, fixed (default: see --target)",
+    )
+    parser.add_argument(
+        "--target",
+        default="relative",
+        choices=TARGETS,
+        help="default ln lambda*: the starting architecture's bound under the current weights "
+        "(relative, default) or the bound at the first architecture step, frozen (start)",
     )
     parser.add_argument("--strength", default="median", choices=STRENGTHS)
     parser.add_argument(
@@ -102,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
     config = make_config(
         args.preset, dataset=args.dataset, method=args.method, eta=args.eta, rho=args.rho,
         log_lipschitz_target=args.log_lipschitz_target, strength=args.strength,
-        bound=args.bound, penalty=args.penalty, seed=args.seed, epochs=args.epochs,
+        bound=args.bound, penalty=args.penalty, target=args.target, seed=args.seed,
+        epochs=args.epochs,
         rho_scale=args.rho_scale,
     )  # fmt: skip
     result = search(
