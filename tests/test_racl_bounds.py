@@ -205,3 +205,20 @@ def test_network_bound_holds_and_composes():
     assert log_network_bound(doubled, (1, 1, 28, 28)) == pytest.approx(log_bound + math.log(2))
     with pytest.raises(ValueError, match="GenotypeNetwork"):
         log_network_bound(create_model("resnet18", "mnist", width=4), (1, 1, 28, 28))
+
+
+def test_bound_check_rows_on_small_shapes(capsys):
+    from racl_search.bound_check import check, main, markdown
+
+    rows = check(
+        [(2, 5, 1, ("none", "max_pool_3x3", "sep_conv_3x3")), (2, 6, 2, ("skip_connect",))]
+    )
+    assert [r["op"] for r in rows] == ["none", "max_pool_3x3", "sep_conv_3x3", "skip_connect"]
+    assert rows[0]["operator"] == rows[0]["exact"] == 0.0
+    for r in rows[1:]:
+        assert r["exact"] <= r["operator"] <= 1.01 * r["exact"]
+    assert rows[1]["paper"] == 1.0 and rows[1]["exact"] == pytest.approx(3.0)
+    assert "| sep_conv_3x3 | 2x5x5 | 1 |" in markdown(rows)
+    with pytest.raises(SystemExit):
+        main(["--threads", "0"])
+    assert "--threads must be >= 1" in capsys.readouterr().err
