@@ -15,7 +15,17 @@ from collections.abc import Sequence
 
 from core.errors import UserError
 
-COMMANDS = ("zoo", "train", "recipes", "run", "results", "search", "report", "submit")
+COMMANDS = (
+    "zoo",
+    "train",
+    "recipes",
+    "run",
+    "results",
+    "search",
+    "search-seeds",
+    "report",
+    "submit",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        importlib.import_module(f"bench.commands.{name}").register(sub)
+        importlib.import_module(f"bench.commands.{name.replace('-', '_')}").register(sub)
     return parser
 
 

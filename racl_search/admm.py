@@ -1,9 +1,11 @@
-"""The architecture step: ADMM on the Lipschitz confidence constraint (RACL Eq. 17-19).
+"""The architecture step: an augmented Lagrangian on the Lipschitz constraint (RACL Eq. 17-19).
 
-Minimises ``CE(val batch) + theta * c + rho / 2 * c^2`` by a ``mu`` half-step and a ``sigma``
-half-step (Adam), then raises the projected dual ``theta``. The same class runs the baselines
-``racl_no_cl`` (point bound) and ``pc_darts`` (softmax, no constraint). Every choice the paper
-leaves open: docs/SEARCH.md, "The method as implemented".
+Minimises ``CE(val batch) + penalty(c)`` by a ``mu`` half-step and a ``sigma`` half-step (Adam),
+then raises the projected dual ``theta``. ``penalty="phr"`` (default) is the PHR form for an
+inequality, ``(max(0, theta + rho c)^2 - theta^2) / (2 rho)``; ``"paper"`` is Eq. 17 as written,
+``theta c + rho / 2 c^2``. The weight decay pulls ``mu`` toward its start (PC-DARTS: toward 0, as
+its Adam does). The same class runs ``racl_no_cl`` (point bound) and ``pc_darts`` (softmax, no
+constraint). Every choice: docs/SEARCH.md, "The method as implemented".
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from racl_search.constraint import (
     point_log_bound,
 )
 from racl_search.lognormal import lognormal_log_quantile
+from racl_search.options import Penalty, Target
 from racl_search.supernet import Supernet
 
 
@@ -37,7 +40,19 @@ class AdmmConfig:
     lr: float = 6e-4
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 1e-3  # on mu only (choice: decaying softplus^-1(sigma) has no meaning)
+    decay_to_init: bool = True  # anchor the decay at mu's start (False: toward 0, PC-DARTS)
+    penalty: str = Penalty.PHR.value
+    target: str = Target.RELATIVE.value  # ln lambda* when log_target is None
     sequential_sigma: bool = False
+
+    def penalty_term(self, c: Tensor, theta: float) -> Tensor:
+        """The constraint's term in the architecture loss (see the module docstring)."""
+        if Penalty.parse(self.penalty) is Penalty.PAPER:
+            return theta * c + 0.5 * self.rho * c.square()
+        if self.rho == 0.0:
+            return theta * c
+        shifted = torch.clamp(theta + self.rho * c, min=0.0)
+        return (shifted.square() - theta**2) / (2.0 * self.rho)
 
 
 @dataclass
@@ -67,20 +82,17 @@ def read_bound(
     net: Supernet,
     log_lambda: Tensor,
     log_c: float = 0.0,
+    start: bool = False,
 ) -> BoundReading:
-    """The network bound under each method's parametrisation (differentiable in ``arch``)."""
-    topo = net.topology
+    """The network bound under each method's parametrisation (differentiable in ``arch``);
+    ``start``: of the starting architecture parameters."""
+    topo, bypass = net.topology, net.log_lipschitz_bypass()
     if method is SearchMethod.RACL:
-        mu_a, var_a, mu_b, var_b = arch.per_cell(net.cell_types)
-        mu, var = network_lognormal(mu_a, var_a, mu_b, var_b, log_lambda, topo, log_c)
+        m_a, var_a, m_b, var_b = arch.per_cell(net.cell_types, start=start)
+        mu, var = network_lognormal(m_a, var_a, m_b, var_b, log_lambda, topo, log_c, bypass)
         return BoundReading(mu, var)
-    if method is SearchMethod.RACL_NO_CL:
-        mu_a, _, mu_b, _ = arch.per_cell(net.cell_types, deterministic=True)
-    else:
-        log_alpha, log_beta = arch.log_softmax_weights()
-        idx = torch.tensor(net.cell_types, device=log_alpha.device)
-        mu_a, mu_b = log_alpha[idx], log_beta[idx]
-    log_bound = point_log_bound(mu_a, mu_b, log_lambda, topo, log_c)
+    m_a, _, m_b, _ = arch.per_cell(net.cell_types, deterministic=True, start=start)
+    log_bound = point_log_bound(m_a, m_b, log_lambda, topo, log_c, bypass)
     return BoundReading(log_bound, torch.zeros_like(log_bound))
 
 
@@ -98,8 +110,9 @@ class ArchitectureStep:
         self.method, self.arch, self.net, self.config = method, arch, net, config
         self.state = state or AdmmState(log_target=config.log_target)
         self.mode = weight_mode(method)
+        adam_decay = 0.0 if config.decay_to_init else config.weight_decay
         self.mu_opt = torch.optim.Adam(
-            arch.mu_parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+            arch.mu_parameters(), lr=config.lr, betas=config.betas, weight_decay=adam_decay
         )
         self.sigma_opt = torch.optim.Adam(arch.sigma_parameters(), lr=config.lr, betas=config.betas)
 
@@ -108,9 +121,15 @@ class ArchitectureStep:
         return self.method is not SearchMethod.PC_DARTS
 
     def constraint(self, log_lambda: Tensor) -> tuple[Tensor, BoundReading]:
-        """``c`` at the current parameters (sets ``ln lambda*`` on first use)."""
+        """``c`` at the current parameters; sets ``ln lambda*`` (see :class:`Target`)."""
         bound = read_bound(self.method, self.arch, self.net, log_lambda, self.config.log_c)
-        if self.state.log_target is None:
+        relative = Target.parse(self.config.target) is Target.RELATIVE
+        if self.config.log_target is None and relative:
+            with torch.no_grad():
+                ref = read_bound(self.method, self.arch, self.net, log_lambda, self.config.log_c,
+                                 start=True)  # fmt: skip
+            self.state.log_target = float(ref.mu)
+        elif self.state.log_target is None:
             self.state.log_target = float(bound.mu.detach())
         if self.method is SearchMethod.RACL:
             c = confidence_constraint(bound.mu, bound.var, self.config.eta, self.state.log_target)
@@ -124,8 +143,16 @@ class ArchitectureStep:
         if log_lambda is None:
             return ce, ce, None
         c, _ = self.constraint(log_lambda)
-        loss = ce + self.state.theta * c + 0.5 * self.config.rho * c.square()
-        return loss, ce, c
+        return ce + self.config.penalty_term(c, self.state.theta), ce, c
+
+    @torch.no_grad()
+    def _decay_to_init(self) -> None:
+        """Add ``wd * (mu - mu_start)`` to the gradients: no pull where the data gives none."""
+        if not self.config.decay_to_init or self.config.weight_decay == 0.0:
+            return
+        for p, anchor in zip(self.arch.mu_parameters(), self.arch.mu_anchors(), strict=True):
+            pull = self.config.weight_decay * (p - anchor)
+            p.grad = pull if p.grad is None else p.grad.add_(pull)
 
     def __call__(self, x: Tensor, y: Tensor) -> dict[str, float]:
         log_lambda = self.net.log_lipschitz() if self.constrained else None
@@ -133,6 +160,7 @@ class ArchitectureStep:
         self.sigma_opt.zero_grad(set_to_none=True)
         loss, ce, c = self._loss(x, y, log_lambda)
         loss.backward()
+        self._decay_to_init()
         self.mu_opt.step()
         if self.method is SearchMethod.RACL:
             if self.config.sequential_sigma:

@@ -1,17 +1,20 @@
 """Architecture parameters: log-normal ``alpha``/``beta`` (RACL) or softmax logits (PC-DARTS).
 
-RACL (Dong et al., AAAI 2021, Sec. 2.3): ``alpha_ij,o ~ LN(mu^a, (sigma^a)^2)`` and
-``beta_ij ~ LN(mu^b, (sigma^b)^2)``, independent, with trainable ``mu`` and ``sigma``, sampled
-with the reparameterisation ``exp(mu + sigma * eps)`` afresh every step.
+RACL (Dong et al., AAAI 2021, Sec. 2.3): ``alpha_ij,o ~ LN(m^a, (sigma^a)^2)`` and
+``beta_ij ~ LN(m^b, (sigma^b)^2)``, independent, sampled with the reparameterisation
+``exp(m + sigma * eps)`` afresh every step. The trainable ``mu`` tensors are zero-centred
+(PC-DARTS's ``1e-3 * randn`` start, Xu et al. ICLR 2020, ``model_search.py``) and mapped to the
+log-normal locations on the simplex of expected weights:
 
-Choices (``RACL_METHOD.md`` Sec. 3):
-- ``sigma = softplus(s)`` with a free parameter ``s`` (smooth and positive, unlike a clamp);
-- ``mu^a = ln(1/|O|)``, ``mu^b = ln(1/#inputs of the node)`` plus ``N(0, 1e-3^2)`` noise, so the
-  expected mixture starts at the uniform softmax of PC-DARTS; ``sigma`` starts at ``sigma_init``.
+    m^a_o = mu^a_o - ln sum_o' exp(mu^a_o' + (sigma^a_o')^2 / 2)      (per edge)
+    m^b_ij = mu^b_ij - ln sum_i' exp(mu^b_i'j + (sigma^b_i'j)^2 / 2)  (per node)
 
-Index 0 of every tensor holds the normal cells' parameters, index 1 the reduction cells'.
-The same ``mu`` tensors serve as deterministic log-weights ("without CL": ``alpha = exp(mu)``)
-and as PC-DARTS logits (``alpha = softmax(mu)``, ``beta = softmax over a node's inputs``).
+so ``E[alpha]`` sums to 1 per edge and ``E[beta]`` to 1 per node: a uniform shift of ``mu``
+changes nothing, and the bound can only move when the mixture does (docs/SEARCH.md, "Scale").
+``sigma = softplus(s)``. Without CL (``sigma = 0``) the locations are the log-softmax, the same
+weights as PC-DARTS. Index 0 of every tensor holds the normal cells' parameters, 1 the reduction
+cells'. The ``*_init`` buffers keep the start: the weight decay's anchor and the reference of
+the relative Lipschitz target.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ class WeightMode(StrEnum):
 
 
 def weight_mode(method: SearchMethod) -> WeightMode:
-    """The mixture weights each method trains with."""
-    return {
-        SearchMethod.RACL: WeightMode.SAMPLE,
-        SearchMethod.RACL_NO_CL: WeightMode.MEDIAN,
-        SearchMethod.PC_DARTS: WeightMode.SOFTMAX,
-    }[method]
+    """The mixture weights each method trains with (without CL: the deterministic softmax)."""
+    return WeightMode.SAMPLE if method is SearchMethod.RACL else WeightMode.SOFTMAX
+
+
+def eval_mode(method: SearchMethod) -> WeightMode:
+    """The weights the supernet is evaluated with: RACL's medians, else the softmax."""
+    return WeightMode.MEDIAN if method is SearchMethod.RACL else WeightMode.SOFTMAX
 
 
 def inverse_softplus(y: float) -> float:
@@ -48,13 +52,16 @@ def inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
+def node_logsumexp(values: Tensor, topology: CellTopology) -> Tensor:
+    """Per edge ``(..., E)``: the logsumexp of ``values`` over the edges of its node."""
+    table = torch.logsumexp(topology.gather_nodes(values, float("-inf")), dim=-1)
+    nodes = torch.tensor([j for j, _ in topology.edges], device=values.device)
+    return table[..., nodes]
+
+
 def node_log_softmax(logits: Tensor, topology: CellTopology) -> Tensor:
     """Log-softmax of per-edge logits ``(..., E)`` over each node's incoming edges."""
-    table = topology.gather_nodes(logits, float("-inf"))
-    log_p = torch.log_softmax(table, dim=-1)
-    nodes = torch.tensor([j for j, _ in topology.edges], device=logits.device)
-    inputs = torch.tensor([i for _, i in topology.edges], device=logits.device)
-    return log_p[..., nodes, inputs]
+    return logits - node_logsumexp(logits, topology)
 
 
 class ArchitectureParameters(nn.Module):
@@ -73,14 +80,17 @@ class ArchitectureParameters(nn.Module):
             raise ValueError(f"sigma_init must be > 0, got {sigma_init}")
         self.topology = topology
         n_e = topology.n_edges
-        fan_in = torch.tensor([float(j + 2) for j, _ in topology.edges])
-        noise_a = init_noise * torch.randn(2, n_e, n_ops, generator=generator)
-        noise_b = init_noise * torch.randn(2, n_e, generator=generator)
-        self.mu_alpha = nn.Parameter(math.log(1.0 / n_ops) + noise_a)
-        self.mu_beta = nn.Parameter(-fan_in.log().expand(2, n_e) + noise_b)
+        mu_a = init_noise * torch.randn(2, n_e, n_ops, generator=generator)
+        mu_b = init_noise * torch.randn(2, n_e, generator=generator)
+        self.mu_alpha = nn.Parameter(mu_a)
+        self.mu_beta = nn.Parameter(mu_b)
+        self.register_buffer("mu_alpha_init", mu_a.clone())
+        self.register_buffer("mu_beta_init", mu_b.clone())
         s0 = inverse_softplus(sigma_init)
         self.s_alpha = nn.Parameter(torch.full((2, n_e, n_ops), s0))
         self.s_beta = nn.Parameter(torch.full((2, n_e), s0))
+        self.register_buffer("s_alpha_init", self.s_alpha.detach().clone())
+        self.register_buffer("s_beta_init", self.s_beta.detach().clone())
 
     @property
     def sigma_alpha(self) -> Tensor:
@@ -93,22 +103,43 @@ class ArchitectureParameters(nn.Module):
     def mu_parameters(self) -> list[nn.Parameter]:
         return [self.mu_alpha, self.mu_beta]
 
+    def mu_anchors(self) -> list[Tensor]:
+        """The starting values of :meth:`mu_parameters` (the weight decay's anchor)."""
+        return [self.mu_alpha_init, self.mu_beta_init]
+
     def sigma_parameters(self) -> list[nn.Parameter]:
         return [self.s_alpha, self.s_beta]
 
+    def locations(
+        self, deterministic: bool = False, start: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(m_a, var_a, m_b, var_b)``: log-normal locations with ``E[alpha]``, ``E[beta]`` on
+        the simplex (per edge, per node); ``deterministic``: ``var = 0``, log-softmax;
+        ``start``: of the starting parameters (the relative target's reference)."""
+        mu_a, mu_b = (self.mu_alpha_init, self.mu_beta_init) if start else self.mu_parameters()
+        s_a, s_b = (self.s_alpha_init, self.s_beta_init) if start else self.sigma_parameters()
+        if deterministic:
+            var_a, var_b = torch.zeros_like(mu_a), torch.zeros_like(mu_b)
+        else:
+            var_a, var_b = F.softplus(s_a).square(), F.softplus(s_b).square()
+        m_a = mu_a - torch.logsumexp(mu_a + 0.5 * var_a, dim=-1, keepdim=True)
+        m_b = mu_b - node_logsumexp(mu_b + 0.5 * var_b, self.topology)
+        return m_a, var_a, m_b, var_b
+
     def weights(self, mode: WeightMode) -> tuple[Tensor, Tensor]:
         """The ``(alpha, beta)`` fed to the supernet in ``mode``."""
-        if mode is WeightMode.SAMPLE:
-            eps_a = torch.randn_like(self.mu_alpha)
-            eps_b = torch.randn_like(self.mu_beta)
-            return (
-                torch.exp(self.mu_alpha + self.sigma_alpha * eps_a),
-                torch.exp(self.mu_beta + self.sigma_beta * eps_b),
-            )
+        if mode is WeightMode.SOFTMAX:
+            log_alpha, log_beta = self.log_softmax_weights()
+            return log_alpha.exp(), log_beta.exp()
+        m_a, _, m_b, _ = self.locations()
         if mode is WeightMode.MEDIAN:
-            return self.mu_alpha.exp(), self.mu_beta.exp()
-        log_alpha, log_beta = self.log_softmax_weights()
-        return log_alpha.exp(), log_beta.exp()
+            return m_a.exp(), m_b.exp()
+        eps_a = torch.randn_like(self.mu_alpha)
+        eps_b = torch.randn_like(self.mu_beta)
+        return (
+            torch.exp(m_a + self.sigma_alpha * eps_a),
+            torch.exp(m_b + self.sigma_beta * eps_b),
+        )
 
     def log_softmax_weights(self) -> tuple[Tensor, Tensor]:
         """PC-DARTS: log-softmax over ops per edge and over inputs per node."""
@@ -117,10 +148,9 @@ class ArchitectureParameters(nn.Module):
             node_log_softmax(self.mu_beta, self.topology),
         )
 
-    def per_cell(self, cell_types: list[int], deterministic: bool = False) -> tuple[Tensor, ...]:
-        """``(mu_a, var_a, mu_b, var_b)`` expanded to one copy per cell (shared by type)."""
+    def per_cell(
+        self, cell_types: list[int], deterministic: bool = False, start: bool = False
+    ) -> tuple[Tensor, ...]:
+        """``(m_a, var_a, m_b, var_b)`` expanded to one copy per cell (shared by type)."""
         idx = torch.tensor(cell_types, device=self.mu_alpha.device)
-        mu_a, mu_b = self.mu_alpha[idx], self.mu_beta[idx]
-        if deterministic:
-            return mu_a, torch.zeros_like(mu_a), mu_b, torch.zeros_like(mu_b)
-        return mu_a, self.sigma_alpha[idx].square(), mu_b, self.sigma_beta[idx].square()
+        return tuple(t[idx] for t in self.locations(deterministic, start))

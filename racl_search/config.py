@@ -15,6 +15,7 @@ from typing import Any
 
 from core.enums import SearchMethod, Strength
 from racl_search.errors import SearchError
+from racl_search.options import BoundMode, Penalty, Target
 
 PRESETS = ("smoke", "demo", "paper")
 
@@ -34,6 +35,9 @@ class SearchConfig:
     rho_scale: float = 1.0
     log_lipschitz_target: float | None = None
     strength: str = Strength.MEDIAN.value
+    bound: str = BoundMode.OPERATOR.value  # per-op constants (operator | paper)
+    penalty: str = Penalty.PHR.value  # augmented-Lagrangian term (phr | paper)
+    target: str = Target.RELATIVE.value  # ln lambda* if not given (relative | start)
     seed: int = 0
     # data and schedule
     n_images: int = 2400  # taken from the train split, half for weights, half for architecture
@@ -62,6 +66,9 @@ class SearchConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", SearchMethod.parse(self.method).value)
         object.__setattr__(self, "strength", Strength.parse(self.strength).value)
+        object.__setattr__(self, "bound", BoundMode.parse(self.bound).value)
+        object.__setattr__(self, "penalty", Penalty.parse(self.penalty).value)
+        object.__setattr__(self, "target", Target.parse(self.target).value)
         object.__setattr__(self, "arch_betas", tuple(self.arch_betas))
         validate(self)
 

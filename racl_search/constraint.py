@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from racl_search.lognormal import fenton_wilkinson, normal_ppf
+from racl_search.lognormal import fenton_wilkinson, lognormal_max_constant, normal_ppf
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,21 @@ class CellTopology:
         return per_edge[..., index].masked_fill(~mask, fill)
 
 
-def edge_lognormal(mu_a: Tensor, var_a: Tensor, log_lambda: Tensor) -> tuple[Tensor, Tensor]:
-    """Eq. 11: ``sum_o alpha_o * lambda_o`` per edge; inputs ``(..., E, O)`` -> ``(..., E)``."""
+def edge_lognormal(
+    mu_a: Tensor, var_a: Tensor, log_lambda: Tensor, log_bypass: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Eq. 11: ``sum_o alpha_o * lambda_o`` per edge; inputs ``(..., E, O)`` -> ``(..., E)``.
+
+    ``log_bypass (..., E)``: the PC-DARTS bypassed channels' constant ``b``; the edge maps its
+    two channel groups separately, so its constant is ``max(sum_o alpha_o lambda_o, b)``
+    (moment-matched, :func:`lognormal_max_constant`); ``-inf`` leaves the edge as Eq. 11.
+    """
     keep = torch.isfinite(log_lambda)
     mean = mu_a + log_lambda.masked_fill(~keep, 0.0)
-    return fenton_wilkinson(mean, var_a, mask=keep, dim=-1)
+    m, s2 = fenton_wilkinson(mean, var_a, mask=keep, dim=-1)
+    if log_bypass is None:
+        return m, s2
+    return lognormal_max_constant(m, s2, log_bypass.expand_as(m))
 
 
 def node_lognormal(
@@ -87,13 +97,14 @@ def network_lognormal(
     log_lambda: Tensor,
     topology: CellTopology,
     log_c: float = 0.0,
+    log_bypass: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``(mu, sigma^2)`` of the network bound; per-cell inputs ``(cells, E, O)`` / ``(cells, E)``.
 
     Pass each cell's own copy of the shared architecture parameters (e.g. by indexing the
-    normal/reduce parameters with the cell types) and its own ``log_lambda``.
+    normal/reduce parameters with the cell types) and its own ``log_lambda`` / ``log_bypass``.
     """
-    mu_e, var_e = edge_lognormal(mu_a, var_a, log_lambda)
+    mu_e, var_e = edge_lognormal(mu_a, var_a, log_lambda, log_bypass)
     mu_j, var_j = node_lognormal(mu_b, var_b, mu_e, var_e, topology)
     return log_c + mu_j.sum(), var_j.sum()
 
@@ -104,9 +115,13 @@ def point_log_bound(
     log_lambda: Tensor,
     topology: CellTopology,
     log_c: float = 0.0,
+    log_bypass: Tensor | None = None,
 ) -> Tensor:
-    """Log of the deterministic bound of Eq. 10 for fixed ``alpha``, ``beta`` (any positive)."""
+    """Log of the deterministic bound of Eq. 10 for fixed ``alpha``, ``beta`` (any positive);
+    with ``log_bypass`` each edge's constant is ``max(sum_o alpha_o lambda_o, bypass)``."""
     edge = torch.logsumexp(log_alpha + log_lambda, dim=-1)
+    if log_bypass is not None:
+        edge = torch.maximum(edge, log_bypass)
     node = torch.logsumexp(topology.gather_nodes(log_beta + edge, float("-inf")), dim=-1)
     return log_c + node.sum()
 

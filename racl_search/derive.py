@@ -3,7 +3,8 @@
 DARTS (Liu et al., ICLR 2019) keeps, per node, the two strongest incoming edges, each with its
 strongest op other than ``none``; PC-DARTS (Xu et al., ICLR 2020) ranks ops by
 ``beta_ij * alpha_ij,o``. For RACL's log-normal parameters the strength ``beta * alpha`` is
-itself log-normal, ``LN(mu^a + mu^b, (sigma^a)^2 + (sigma^b)^2)``, read by a rule **(choice)**:
+itself log-normal, ``LN(m^a + m^b, (sigma^a)^2 + (sigma^b)^2)`` (the normalised locations of
+:meth:`ArchitectureParameters.locations`), read by a rule **(choice)**:
 ``median`` ``exp(mu)`` (default), ``mean`` ``exp(mu + s^2 / 2)``, or ``lcb``, the lower confidence
 bound ``exp(mu - Phi^-1(eta) * s)``. Ties go to the earlier op / the lower input index.
 """
@@ -27,13 +28,14 @@ def log_strengths(
     arch: ArchitectureParameters, method: SearchMethod, rule: Strength, eta: float = 0.9
 ) -> Tensor:
     """``ln(beta_ij * alpha_ij,o)`` of shape ``(2, E, O)`` (normal, reduce)."""
-    if method is SearchMethod.PC_DARTS:
+    if method is not SearchMethod.RACL:  # PC-DARTS and without CL: softmax weights
         log_alpha, log_beta = arch.log_softmax_weights()
         return log_alpha + log_beta.unsqueeze(-1)
-    mu = arch.mu_alpha + arch.mu_beta.unsqueeze(-1)
-    if method is SearchMethod.RACL_NO_CL or rule is Strength.MEDIAN:
+    m_a, var_a, m_b, var_b = arch.locations()
+    mu = m_a + m_b.unsqueeze(-1)
+    if rule is Strength.MEDIAN:
         return mu
-    var = arch.sigma_alpha.square() + arch.sigma_beta.square().unsqueeze(-1)
+    var = var_a + var_b.unsqueeze(-1)
     if rule is Strength.MEAN:
         return mu + 0.5 * var
     return mu - normal_ppf(eta) * var.sqrt()

@@ -46,6 +46,29 @@ def fenton_wilkinson(
     return log_a - 0.5 * s2, s2
 
 
+def lognormal_max_constant(mean: Tensor, var: Tensor, log_b: Tensor) -> tuple[Tensor, Tensor]:
+    """Log-normal matching the first two moments of ``max(X, b)``, ``X ~ LN(mean, var)``.
+
+    With ``L = ln b``, ``s = sqrt(var)`` and ``Phi`` the normal CDF:
+    ``E[max] = b Phi((L - m)/s) + e^(m + v/2) Phi((m + v - L)/s)`` and
+    ``E[max^2] = b^2 Phi((L - m)/s) + e^(2m + 2v) Phi((m + 2v - L)/s)``. ``log_b = -inf`` (no
+    floor) returns the input; ``var -> 0`` tends to ``max(e^m, b)``.
+    """
+    floor = torch.isfinite(log_b)
+    lb = torch.where(floor, log_b, mean.detach() - 1e3)
+    s = var.clamp_min(1e-12).sqrt()
+    log_below = torch.special.log_ndtr((lb - mean) / s)
+    log_m1 = torch.logaddexp(
+        lb + log_below, mean + 0.5 * var + torch.special.log_ndtr((mean + var - lb) / s)
+    )
+    log_m2 = torch.logaddexp(
+        2 * lb + log_below, 2 * mean + 2 * var + torch.special.log_ndtr((mean + 2 * var - lb) / s)
+    )
+    s2 = (log_m2 - 2 * log_m1).clamp_min(0.0)
+    m = log_m1 - 0.5 * s2
+    return torch.where(floor, m, mean), torch.where(floor, s2, var)
+
+
 def lognormal_product(mean: Tensor, var: Tensor, dim: int = -1) -> tuple[Tensor, Tensor]:
     """Exact product of independent log-normals: log-means and log-variances add."""
     return mean.sum(dim=dim), var.sum(dim=dim)

@@ -25,7 +25,7 @@ from core.enums import SearchMethod, Strength
 from core.progress import progress_bar
 from genotypes import Genotype, save_genotype
 from racl_search.admm import AdmmConfig, AdmmState, ArchitectureStep, read_bound
-from racl_search.architecture import ArchitectureParameters, weight_mode
+from racl_search.architecture import ArchitectureParameters, eval_mode, weight_mode
 from racl_search.config import SearchConfig
 from racl_search.derive import derive_genotype
 from racl_search.errors import SearchError
@@ -65,17 +65,21 @@ def build(config: SearchConfig, device: torch.device) -> SearchModules:
     net = Supernet(
         SupernetConfig(
             dataset=config.dataset, init_channels=config.init_channels, layers=config.layers,
-            steps=config.steps, partial_k=config.partial_k, bn_scale=config.bn_scale,
+            steps=config.steps, partial_k=config.partial_k, bound=config.bound,
+            bn_scale=config.bn_scale,
         )
     ).to(device)  # fmt: skip
     arch = ArchitectureParameters(net.topology, len(net.config.primitives), config.sigma_init)
     arch = arch.to(device)
+    method = SearchMethod.parse(config.method)
     admm = AdmmConfig(
         eta=config.eta, rho=config.rho * config.rho_scale, log_target=config.log_lipschitz_target,
         lr=config.arch_lr, betas=config.arch_betas, weight_decay=config.arch_weight_decay,
+        decay_to_init=method is not SearchMethod.PC_DARTS, penalty=config.penalty,
+        target=config.target,
         sequential_sigma=config.sequential_sigma,
     )  # fmt: skip
-    step = ArchitectureStep(SearchMethod.parse(config.method), arch, net, admm)
+    step = ArchitectureStep(method, arch, net, admm)
     w_opt = torch.optim.SGD(
         net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -181,9 +185,7 @@ def evaluate(mods: SearchModules, x: Tensor, y: Tensor, config: SearchConfig, de
     Under torchrun each rank evaluates a contiguous part and the sums are added up.
     """
     mods.net.eval()
-    method = SearchMethod.parse(config.method)
-    mode = weight_mode(method if method is not SearchMethod.RACL else SearchMethod.RACL_NO_CL)
-    alpha, beta = mods.arch.weights(mode)
+    alpha, beta = mods.arch.weights(eval_mode(SearchMethod.parse(config.method)))
     rows = distributed.shard_range(len(x))
     loss, correct = 0.0, 0
     for s in range(rows.start, rows.stop, 256):

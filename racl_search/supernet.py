@@ -15,6 +15,7 @@ parameters and PC-DARTS softmaxes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +28,9 @@ from models.cells import CellSpec, cell_plan, preprocess, stem
 from models.datasets import Normalize, model_dataset
 from models.operations import OPS
 from racl_search.constraint import CellTopology
-from racl_search.lipschitz import LipschitzEstimator, OpSlot
+from racl_search.estimator import OpSlot, make_estimator
+from racl_search.op_pieces import max_pool_gain
+from racl_search.options import BoundMode
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,8 @@ class SupernetConfig:
     stem_multiplier: int = 3
     partial_k: int = 4
     primitives: tuple[str, ...] = PRIMITIVES
-    bn_scale: bool = False  # include BatchNorm scales in the per-op Lipschitz constants
+    bound: str = BoundMode.OPERATOR.value  # per-op constants: "operator" or "paper"
+    bn_scale: bool = False  # paper bound only: times the BatchNorm scales
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -125,23 +129,67 @@ class Supernet(nn.Module):
         )
         self.classifier = nn.Linear(plan[-1].C_out, shape.num_classes)
         self.cell_types = [int(s.reduction) for s in plan]  # 0 normal, 1 reduction
-        self.lipschitz = LipschitzEstimator(
-            self._op_slots(), size=self.lipschitz_shape.numel(), bn_scale=config.bn_scale
+        shapes = self._edge_input_shapes(shape.channels, shape.size)
+        self.lipschitz = make_estimator(
+            config.bound, self._op_slots(shapes), self.lipschitz_shape.numel(), config.bn_scale
         )
+        self.register_buffer("bypass_log", self._bypass_log(shapes), persistent=False)
 
     @property
     def lipschitz_shape(self) -> torch.Size:
         """``(cells, edges, ops)``."""
         return torch.Size((len(self.cells), self.topology.n_edges, len(self.config.primitives)))
 
-    def _op_slots(self) -> list[OpSlot]:
+    @torch.no_grad()
+    def _edge_input_shapes(self, channels: int, size: int) -> dict[tuple[int, int], tuple]:
+        """``(cell, edge) -> (1, C, H, W)`` of each edge's input, from one dry forward pass."""
+        shapes: dict[tuple[int, int], tuple] = {}
+
+        def record(key: tuple[int, int]):
+            def hook(_module: nn.Module, args: tuple) -> None:
+                shapes[key] = (1, *args[0].shape[1:])
+
+            return hook
+
+        hooks = [
+            edge.register_forward_pre_hook(record((c, e)))
+            for c, cell in enumerate(self.cells)
+            for e, edge in enumerate(cell.edges)
+        ]
+        was_training = self.training
+        self.eval()
+        alpha = torch.ones(2, self.topology.n_edges, len(self.config.primitives))
+        self(torch.zeros(1, channels, size, size), alpha, torch.ones(2, self.topology.n_edges))
+        self.train(was_training)
+        for hook in hooks:
+            hook.remove()
+        return shapes
+
+    def _op_slots(self, shapes: dict[tuple[int, int], tuple]) -> list[OpSlot]:
         n_e, n_o = self.topology.n_edges, len(self.config.primitives)
         slots = []
         for c, cell in enumerate(self.cells):
             for e, edge in enumerate(cell.edges):
+                n, ch, h, w = shapes[(c, e)]
+                head = (1, ch // edge.k, h, w)
                 for o, (name, op) in enumerate(zip(edge.names, edge.ops, strict=True)):
-                    slots.append(OpSlot((c * n_e + e) * n_o + o, name, edge.stride, op))
+                    slots.append(OpSlot((c * n_e + e) * n_o + o, name, edge.stride, op, head))
         return slots
+
+    def _bypass_log(self, shapes: dict[tuple[int, int], tuple]) -> Tensor:
+        """``(cells, edges)`` log Lipschitz constant of each edge's bypassed channels.
+
+        Identity at stride 1, a 2x2 max pool at stride 2 (gain 1: disjoint windows); ``-inf``
+        (no term) in the paper's reading.
+        """
+        out = torch.full((len(self.cells), self.topology.n_edges), float("-inf"))
+        if self.config.bound != BoundMode.OPERATOR.value:
+            return out
+        pool = nn.MaxPool2d(2, 2, ceil_mode=True)
+        for (c, e), (_, _, h, w) in shapes.items():
+            stride = self.cells[c].edges[e].stride
+            out[c, e] = 0.0 if stride == 1 else math.log(max_pool_gain(pool, h, w))
+        return out
 
     def forward(self, x: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
         s0 = s1 = self.stem(self.normalize(x))
@@ -152,3 +200,7 @@ class Supernet(nn.Module):
     def log_lipschitz(self, iters: int = 1) -> Tensor:
         """Per-cell, per-edge, per-op log Lipschitz constants (one power-iteration step)."""
         return self.lipschitz(iters).view(self.lipschitz_shape)
+
+    def log_lipschitz_bypass(self) -> Tensor:
+        """``(cells, edges)`` log constants of the bypassed channels (see :meth:`_bypass_log`)."""
+        return self.bypass_log

@@ -15,19 +15,17 @@ from racl_search.constraint import (
     network_lognormal,
     point_log_bound,
 )
-from racl_search.lipschitz import (
-    LipschitzEstimator,
-    OpSlot,
-    power_iteration,
-    spectral_norm_estimate,
-)
+from racl_search.estimator import OpSlot, PaperEstimator
+from racl_search.lipschitz import reshaped_norm
 from racl_search.lognormal import (
     fenton_wilkinson,
+    lognormal_max_constant,
     lognormal_moments,
     lognormal_product,
     lognormal_quantile,
     normal_ppf,
 )
+from racl_search.spectral import power_iteration
 
 params = st.lists(
     st.tuples(st.floats(-2.0, 1.0, allow_nan=False), st.floats(0.05, 0.6, allow_nan=False)),
@@ -94,7 +92,7 @@ def test_power_iteration_converges_to_largest_singular_value():
     torch.testing.assert_close(sigma, torch.linalg.svdvals(w)[:, 0], rtol=1e-4, atol=1e-5)
     conv = torch.nn.Conv2d(4, 6, 3, bias=False)
     exact = torch.linalg.svdvals(conv.weight.detach().reshape(6, -1))[0].item()
-    assert spectral_norm_estimate(conv.weight, iters=200) == pytest.approx(exact, rel=1e-4)
+    assert reshaped_norm(conv.weight) == pytest.approx(exact, rel=1e-6)
 
 
 def _conv_op(c: int = 3) -> torch.nn.Module:
@@ -106,7 +104,7 @@ def _conv_op(c: int = 3) -> torch.nn.Module:
     )
 
 
-def test_lipschitz_estimator_per_op_rules():
+def test_paper_estimator_per_op_rules():
     conv = _conv_op()
     fr = torch.nn.ModuleDict({"a": torch.nn.Conv2d(3, 2, 1), "b": torch.nn.Conv2d(3, 2, 1)})
     slots = [
@@ -117,7 +115,7 @@ def test_lipschitz_estimator_per_op_rules():
         OpSlot(4, "sep_conv_3x3", 1, conv),
         OpSlot(5, "skip_connect", 2, fr),
     ]
-    est = LipschitzEstimator(slots, size=6)
+    est = PaperEstimator(slots, size=6)
     for _ in range(60):
         log_lam = est()
     assert log_lam[0].item() == float("-inf")
@@ -128,7 +126,7 @@ def test_lipschitz_estimator_per_op_rules():
     assert log_lam[4].item() == pytest.approx(expect, abs=1e-3)
     s_fr = [torch.linalg.svdvals(fr[k].weight.detach().reshape(2, -1))[0].item() for k in "ab"]
     assert log_lam[5].item() == pytest.approx(math.log(max(s_fr)), abs=1e-3)
-    with_bn = LipschitzEstimator(slots, size=6, bn_scale=True)
+    with_bn = PaperEstimator(slots, size=6, bn_scale=True)
     # a fresh BN has running_var 1: scale 1/sqrt(1 + eps), slightly below 1
     assert with_bn()[4].item() == pytest.approx(
         log_lam[4].item() - 0.5 * math.log1p(1e-5), abs=1e-2
@@ -194,3 +192,38 @@ def test_constraint_rises_with_every_sigma_parameter_for_eta_above_half(eta):
     assert (sa.grad[finite] > 0).all() and (sa.grad[~finite] == 0).all()
     assert (sb.grad > 0).all()
     assert normal_ppf(0.5) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("m,v,log_b", [(0.3, 0.2, 0.0), (-0.4, 0.05, 0.0), (1.5, 0.3, 0.2)])
+def test_max_with_constant_matches_monte_carlo_moments(m, v, log_b):
+    mean, var = torch.tensor(m, dtype=torch.float64), torch.tensor(v, dtype=torch.float64)
+    m2, s2 = lognormal_max_constant(mean, var, torch.tensor(log_b, dtype=torch.float64))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.exp(m + v**0.5 * torch.randn(400_000, generator=gen, dtype=torch.float64))
+    y = torch.clamp(x, min=math.exp(log_b))
+    got_mean, got_var = lognormal_moments(m2, s2)
+    assert got_mean.item() == pytest.approx(y.mean().item(), rel=3e-3)
+    assert got_var.item() == pytest.approx(y.var().item(), rel=3e-2)
+
+
+def test_max_with_constant_limits():
+    mean = torch.tensor([0.5, -0.5, 0.2])
+    var = torch.zeros(3)
+    m, s2 = lognormal_max_constant(mean, var, torch.zeros(3))  # var 0: max(e^m, 1)
+    torch.testing.assert_close(m, torch.tensor([0.5, 0.0, 0.2]), atol=1e-4, rtol=0)
+    no_floor = torch.full((3,), float("-inf"))
+    m, s2 = lognormal_max_constant(mean, var + 0.1, no_floor)  # no floor: unchanged
+    torch.testing.assert_close(m, mean)
+    torch.testing.assert_close(s2, var + 0.1)
+    far = lognormal_max_constant(torch.tensor(5.0), torch.tensor(0.1), torch.tensor(0.0))
+    assert far[0].item() == pytest.approx(5.0, abs=1e-6)  # floor far below: no effect
+
+
+def test_point_bound_takes_the_bypass_floor_per_edge():
+    topo = CellTopology.of(4)
+    mu_a, _, mu_b, _, log_lam = _random_arch(1, topo, 0.0)
+    low = point_log_bound(mu_a, mu_b, log_lam - 20.0, topo)  # every op constant tiny
+    floored = point_log_bound(mu_a, mu_b, log_lam - 20.0, topo, log_bypass=torch.zeros(1, 14))
+    assert low.item() < -50
+    edge_floor = torch.logsumexp(topo.gather_nodes(mu_b, float("-inf")), dim=-1).sum()
+    assert floored.item() == pytest.approx(edge_floor.item(), abs=1e-6)

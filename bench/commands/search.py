@@ -15,6 +15,9 @@ import argparse
 
 METHODS = ("racl", "racl_no_cl", "pc_darts")
 STRENGTHS = ("median", "mean", "lcb")
+BOUNDS = ("operator", "paper")  # racl_search.options.BoundMode (kept torch-free here)
+PENALTIES = ("phr", "paper")  # racl_search.options.Penalty
+TARGETS = ("relative", "start")  # racl_search.options.Target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,9 +36,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--log-lipschitz-target",
         type=float,
-        help="ln lambda* (default: the network's log bound at the first architecture step)",
+        help="ln lambda*, fixed (default: see --target)",
+    )
+    parser.add_argument(
+        "--target",
+        default="relative",
+        choices=TARGETS,
+        help="default ln lambda*: the starting architecture's bound under the current weights "
+        "(relative, default) or the bound at the first architecture step, frozen (start)",
     )
     parser.add_argument("--strength", default="median", choices=STRENGTHS)
+    parser.add_argument(
+        "--bound",
+        default="operator",
+        choices=BOUNDS,
+        help="per-op Lipschitz constants: operator norms (default) or the paper's reading",
+    )
+    parser.add_argument(
+        "--penalty",
+        default="phr",
+        choices=PENALTIES,
+        help="constraint term: phr (inequality, default) or paper (Eq. 17 as written)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
     parser.add_argument(
@@ -44,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="multiply rho for short searches (preset default: paper 1, demo 150, smoke 100)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
     parser.add_argument("--out-dir", help="genotype folder (default: first of genotype_dirs())")
     parser.add_argument("--run-dir", help="log/checkpoint folder (default runs/search/<name>)")
@@ -63,6 +86,19 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
+def set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads`` for ``--threads`` (None: torch's default)."""
+    if threads is None:
+        return
+    from core.errors import UserError
+
+    if threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -70,10 +106,13 @@ def _run(args: argparse.Namespace) -> int:
     from racl_search.api import search
     from racl_search.config import make_config
 
+    set_threads(args.threads)
     config = make_config(
         args.preset, dataset=args.dataset, method=args.method, eta=args.eta, rho=args.rho,
         log_lipschitz_target=args.log_lipschitz_target, strength=args.strength,
-        seed=args.seed, epochs=args.epochs, rho_scale=args.rho_scale,
+        bound=args.bound, penalty=args.penalty, target=args.target, seed=args.seed,
+        epochs=args.epochs,
+        rho_scale=args.rho_scale,
     )  # fmt: skip
     result = search(
         config,
