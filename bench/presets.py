@@ -170,6 +170,10 @@ PRESETS: dict[str, PresetConfig] = {
         batch_size=32,
         search_preset="smoke",
         recipes=True,
+        n_indicator=8,  # full-size models on a CPU: the trust checks' subsets stay small
+        n_mono=8,
+        n_gap=16,
+        gap_targets=1,
     ),
 }
 

@@ -2,7 +2,7 @@
 
 Every check here can fail: each compares two evaluations of the same images (their stored
 per-sample bits, or the counts of the indicator run) and flags a difference only beyond sampling
-noise (:mod:`bench.stats`), or an indicator triggered on more than a stated share of images.
+noise (:mod:`bench.trust_stats`), or an indicator triggered on more than a stated share of images.
 
 - ``robust_le_clean``: the attack's accuracy over ALL images of the indicator subset (clean
   mistakes attacked too, each judged on its own adversarial point) above the clean accuracy;
@@ -27,8 +27,8 @@ import numpy as np
 
 from bench.attack_names import attack_name
 from bench.indicator_names import INDICATORS
-from bench.stats import Paired, paired
 from bench.store_format import unpack_per_sample
+from bench.trust_stats import Paired, paired
 
 Row = Mapping[str, Any]
 INDICATOR_SHARE = 0.05  # an indicator fails a cell above this share of the examined images ...

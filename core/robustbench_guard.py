@@ -43,15 +43,21 @@ def alias_autoattack() -> bool:
 
 
 def import_robustbench() -> ModuleType:
-    """Import robustbench after the two fixes above; ImportError when it is not installed."""
+    """Import robustbench after the fixes above; ImportError when it is not installed or does
+    not import (a half-imported package is removed from ``sys.modules`` again)."""
     if importlib.util.find_spec("robustbench") is None:
         raise ImportError("robustbench is not installed (pip install -e '.[leaderboard]')")
     from core.torchvision_guard import import_torchvision
 
     import_torchvision()
     alias_autoattack()
-    with warnings.catch_warnings():  # robustbench/loaders.py: "pkg_resources is deprecated"
-        warnings.filterwarnings(
-            "ignore", message="pkg_resources is deprecated", category=UserWarning
-        )
-        return importlib.import_module("robustbench")
+    try:
+        with warnings.catch_warnings():  # robustbench/loaders.py: "pkg_resources is deprecated"
+            warnings.filterwarnings(
+                "ignore", message="pkg_resources is deprecated", category=UserWarning
+            )
+            return importlib.import_module("robustbench")
+    except Exception as err:  # e.g. setuptools>=81 has no pkg_resources: a broken install
+        for name in [m for m in sys.modules if m == "robustbench" or m.startswith("robustbench.")]:
+            del sys.modules[name]  # so that a later attempt fails the same way, not half-imported
+        raise ImportError(f"robustbench is installed but does not import: {err}") from err

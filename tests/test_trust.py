@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from bench.indicator_names import INDICATORS
-from bench.stats import ALPHA, Paired, binomial_tail, mcnemar_greater, paired
 from bench.trust import run_checks
+from bench.trust_stats import ALPHA, Paired, binomial_tail, mcnemar_greater, paired
 
 ROW_CHECKS = {"steps_monotone", "pgd_le_fgsm", "transfer_ge_whitebox", "large_eps_near_zero"}
 

@@ -280,7 +280,8 @@ def _run(args: argparse.Namespace) -> int:
     if main and args.json:
         docs = [doc for _, doc in done]
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
-    return max(code for code, _ in done)
+    codes = [code for code, _ in done]
+    return 1 if 1 in codes else max(codes)  # failed cells (1) before failed checks (--strict: 3)
 
 
 def _run_seed(args: argparse.Namespace, store, user) -> tuple[int, dict]:  # noqa: ANN001
