@@ -121,10 +121,17 @@ def test_train_command_takes_a_recipe_for_your_own_model(tmp_path, capsys, monke
     factory = str(Path(__file__).parent / "fixtures" / "user_models.py") + ":small"
     base = ["train", "--model-file", factory, "--recipe", "cell-natural-mnist", "--epochs", "1",
             "--n-train", "64", "--batch-size", "32", "--checkpoint-dir", str(tmp_path)]  # fmt: skip
-    # the cell recipe's model overrides (auxiliary head, drop path) are the zoo's: not applied
     assert main(base) == 0
     assert "recipe cell-natural-mnist" in capsys.readouterr().out
     assert len(list(tmp_path.glob("*.safetensors"))) == 1
     # an override given explicitly to a factory is still refused
     assert main([*base, "--width", "4"]) == 2
     assert "apply to zoo models" in capsys.readouterr().err
+    # cell-natural-cifar10 sets the zoo's auxiliary head: not applied to a factory, so the run gets
+    # as far as checking the factory on CIFAR shapes (this MNIST net does not fit them) instead of
+    # refusing the override
+    monkeypatch.setenv("RACL_BENCH_OFFLINE", "1")
+    cifar = [a if a != "cell-natural-mnist" else "cell-natural-cifar10" for a in base]
+    assert main([*cifar, "--data-dir", str(tmp_path / "no_data")]) == 2
+    err = capsys.readouterr().err
+    assert "forward failed on (2, 3, 32, 32)" in err and "zoo models" not in err
