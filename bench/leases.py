@@ -18,7 +18,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from bench.store import ResultStore, pid_alive
+from bench.store import ResultStore
+from bench.store_open import pid_alive
 from core import distributed
 
 if TYPE_CHECKING:

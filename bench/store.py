@@ -65,6 +65,7 @@ class ResultStore:
             if not readonly:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._check_integrity()
                 self._init_schema()
                 self.mark_gone_runs()
         except BaseException:
@@ -117,9 +118,21 @@ class ResultStore:
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)
 
-    def integrity_check(self) -> str:
-        """``PRAGMA integrity_check`` (``"ok"`` for a healthy file)."""
-        return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+    def _check_integrity(self) -> None:
+        """Before writing: ``PRAGMA quick_check`` (a damaged page is refused now, not mid-run)."""
+        try:
+            verdict = self.integrity_check(quick=True)
+        except (sqlite3.DatabaseError, UserError) as err:
+            verdict = str(err)
+        if verdict != "ok":
+            lines = [line for line in verdict.splitlines() if not line.startswith("***")]
+            detail = lines[0] if lines else verdict
+            raise UserError(f"results store {self.path} is damaged: {detail}")
+
+    def integrity_check(self, *, quick: bool = False) -> str:
+        """``PRAGMA integrity_check`` (``quick_check`` when ``quick``; ``"ok"`` when healthy)."""
+        pragma = "quick_check" if quick else "integrity_check"
+        return str(self._conn.execute(f"PRAGMA {pragma}").fetchone()[0])
 
     # -- runs ------------------------------------------------------------------------------
     def begin_run(self, meta: Mapping[str, Any]) -> int:
@@ -145,7 +158,7 @@ class ResultStore:
                 " AND pid IS NOT NULL",
                 (host,),
             ).fetchall()
-            gone = [int(r["id"]) for r in rows if not pid_alive(int(r["pid"]))]
+            gone = [int(r["id"]) for r in rows if not store_open.pid_alive(int(r["pid"]))]
             for run_id in gone:
                 self._conn.execute(
                     "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE id = ?",
@@ -350,19 +363,6 @@ class ResultStore:
             query, params = query + " WHERE run_id = ?", (run_id,)
         rows = self._conn.execute(query + " ORDER BY rowid", params).fetchall()
         return [dict(r) for r in rows]
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (one of another user counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _row_dict(row: sqlite3.Row, decode_per_sample: bool) -> dict[str, Any]:

@@ -10,6 +10,7 @@ docs/decisions/store.md.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -113,3 +114,16 @@ def _probe(conn: sqlite3.Connection) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
