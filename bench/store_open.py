@@ -86,6 +86,8 @@ def stored_version(conn: sqlite3.Connection, path: Path) -> int | None:
 
 def _readonly(path: Path, timeout_s: float) -> sqlite3.Connection:
     uri = path.resolve().as_uri()
+    if _unwritable(path) and not Path(f"{path}-wal").exists():  # nobody writes it: no -shm
+        return _probe(_connect(f"{uri}?immutable=1", str(path), timeout_s, uri=True))
     try:
         return _probe(_connect(f"{uri}?mode=ro", str(path), timeout_s, uri=True))
     except UserError as err:
@@ -93,6 +95,14 @@ def _readonly(path: Path, timeout_s: float) -> sqlite3.Connection:
             raise
     # a WAL store in a folder we cannot write: SQLite cannot make the -shm file
     return _probe(_connect(f"{uri}?immutable=1", str(path), timeout_s, uri=True))
+
+
+def _unwritable(path: Path) -> bool:
+    """The file or its folder is read-only (by access, or by mode bits: root ignores access)."""
+    for item in (path, path.resolve().parent):
+        if not os.access(item, os.W_OK) or not item.stat().st_mode & 0o222:
+            return True
+    return False
 
 
 def _connect(target: str, shown: str, timeout_s: float, *, uri: bool) -> sqlite3.Connection:
