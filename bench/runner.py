@@ -111,12 +111,8 @@ class _Executor:
         start = time.perf_counter()
         pending = {g: cs for g, cs in self.plan.groups().items() if any(not c.cached for c in cs)}
         self._load_data(pending)
-        run_meta = {
-            **meta,
-            "seed": self.plan.seed,
-            "preset": self.plan.preset.name,
-            "device": str(self.device),
-        }
+        run_meta = {**meta, "seed": self.plan.seed, "preset": self.plan.preset.name}
+        run_meta["device"] = str(self.device)
         self.summary.world_size = distributed.context().world_size
         self.summary.run_id = distributed.on_main(lambda: self.store.begin_run(run_meta))
         self.summary.cached = len(self.plan.cached)
@@ -159,12 +155,17 @@ class _Executor:
             ready.add(h)
             for group in [g for g, cs in pending.items() if _needs(cs) <= ready and g not in last]:
                 self._run_group(group, pending.pop(group))
-        while self.deferred:  # groups another process had: wait, then what it left undone
+        self._run_deferred()
+        for group in last:  # after the cells they follow, whatever group those are in
+            self._run_group(group, pending.pop(group))
+        self._run_deferred()
+
+    def _run_deferred(self) -> None:
+        """Groups another process had: wait for it, then compute what it left undone."""
+        while self.deferred:
             group, cells = self.deferred.pop(0)
             self.claims.wait(c for c in cells if not c.cached)
             self._run_group(group, cells)
-        for group in last:  # after the cells they follow, whatever group those are in
-            self._run_group(group, pending.pop(group))
 
     def _load_data(self, pending: dict[CellGroup, list[Cell]]) -> None:
         """Load every needed eval slice first, so a missing dataset fails before any work."""
@@ -350,16 +351,9 @@ class _Executor:
             self.log(f"indicators of attack failure: {computed} cell(s)")
         for cell, message in phase.errors:
             self.log(f"indicators of {cell.label()} not computed: {message}")
-            self.indicator_errors.append(
-                TrustResult(
-                    "indicators",
-                    cell.target.model,
-                    False,
-                    f"{cell.label()}: {message}",
-                    cell.target.dataset.value,
-                    cell.target.training.value,
-                )  # fmt: skip
-            )
+            t, detail = cell.target, f"{cell.label()}: {message}"
+            args = ("indicators", t.model, False, detail, t.dataset.value, t.training.value)
+            self.indicator_errors.append(TrustResult(*args))
 
     def _trust(self) -> None:
         start = time.perf_counter()

@@ -118,3 +118,51 @@ def test_two_real_runs_on_one_store_compute_each_cell_once(tmp_path):
     assert len(trained) == 2 and len({line.split(": ")[1] for line in trained}) == 2
     done = [int(m.group(1)) for _, err in outs for m in [INDICATORS.search(err)] if m]
     assert sum(done) == len(indicators) == 4  # 2 models x (FGSM, PGD-20)
+
+
+ADHOC = ["run", "--preset", "smoke", "--models", "resnet18", "--attacks", "fgsm",
+         "--training", "natural", "--dataset", "mnist", "--n", "8", "--threads", "1",
+         "--no-progress"]  # fmt: skip
+
+
+@pytest.mark.parametrize("what", ["cell", "checkpoint"])
+def test_work_leased_by_a_live_process_waits_and_is_done_when_it_leaves(tmp_path, capsys, what):
+    """Another live process holds the FGSM cell (or the checkpoint) and then dies without
+    finishing: this run skips it, comes back, waits, and computes it itself."""
+    import threading
+
+    from bench.cli import main
+
+    assert main([*ADHOC, "--store", str(tmp_path / "first" / "r.db")]) == 0
+    with ResultStore(tmp_path / "first" / "r.db") as first:
+        fgsm = [r for r in first.rows() if r["attack"] == "fgsm"][0]
+        key = fgsm["key"] if what == "cell" else f"checkpoint:{fgsm['checkpoint']}"
+    store = tmp_path / "second" / "r.db"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with ResultStore(store) as s:
+        _foreign(s, key, other.pid, socket.gethostname())
+
+    def leave() -> None:
+        other.kill()
+        other.wait()  # reaped: its pid is gone
+
+    timer = threading.Timer(2.0, leave)
+    timer.start()
+    start = time.time()
+    try:
+        assert main([*ADHOC, "--store", str(store)]) == 0
+    finally:
+        timer.cancel()
+        leave()
+    assert time.time() - start >= 2.0  # it waited for the other process
+    capsys.readouterr()
+    with ResultStore(store) as s:
+        rows = sorted(s.rows(), key=lambda r: r["created_at"])
+        assert len(rows) == len(first_rows(tmp_path)) and all(r["error"] is None for r in rows)
+        if what == "cell":  # skipped first, come back to: the last of the white-box cells
+            assert [r["key"] for r in rows if r["kind"] == "whitebox"][-1] == key
+
+
+def first_rows(tmp_path: Path) -> list[dict]:
+    with ResultStore(tmp_path / "first" / "r.db") as s:
+        return s.rows()
