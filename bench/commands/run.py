@@ -325,7 +325,7 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
         if main and not args.json:
             _print_plan(result)
         return 0, ({"dry_run": True, **result.to_json()} if main else {})
-    store = distributed.on_main(stores.writable)
+    store = stores.writable() if main else None  # rank 0's store only (none on the others)
     meta = {"argv": sys.argv[1:], "torch_version": torch.__version__, "git_commit": _git_commit()}
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     summary = execute(
