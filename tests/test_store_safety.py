@@ -105,9 +105,10 @@ def test_a_zeroed_page_is_one_line_naming_the_file(tmp_path, capsys, page):
     assert main(["run", *ADHOC, "--store", str(path)]) == 2
     _one_line_error(capsys, str(path))
     out = tmp_path / "report"
-    code = main(["report", "--store", str(path), "--out", str(out), "--no-figures"])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err and code in (0, 2)  # page 3 may be a table it skips
+    assert main(["report", "--store", str(path), "--out", str(out), "--no-figures"]) == 2
+    _one_line_error(capsys, str(path), "malformed")
+    assert main(["submit", "m", "--store", str(path), "--out", str(tmp_path / "e.json")]) == 2
+    _one_line_error(capsys, str(path), "malformed")
 
 
 def test_a_healthy_store_passes_the_integrity_check(tmp_path):
