@@ -98,6 +98,7 @@ def _start(store: Path) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
+@pytest.mark.slow  # two real subprocess runs: about 25 s on a busy 2-core machine
 def test_two_real_runs_on_one_store_compute_each_cell_once(tmp_path):
     store = tmp_path / "r.db"
     procs = [_start(store), _start(store)]
