@@ -171,6 +171,7 @@ class _Executor:
         from core.data import DatasetUnavailable
 
         start = time.perf_counter()
+        mem = self.summary.start_phase(self.device)
         on_disk = ref.factory is not None or (self.checkpoint_dir / f"{ref.hash}.json").exists()
         stage = "load_s" if on_disk else "train_s"
         error: Exception | None = None
@@ -197,8 +198,9 @@ class _Executor:
         except Exception as err:  # a failed checkpoint fails its cells, not the run
             error = err
         error = distributed.agree_on_failure(error)  # a checkpoint one rank lacks fails on all
+        peak = self.summary.end_phase(ref.label, mem)
         if error is None:
-            self.log(f"checkpoint {ref.label}: {ref.hash} ({stage[:-2]})")
+            self.log(f"checkpoint {ref.label}: {ref.hash} ({stage[:-2]}, peak {peak})")
         else:
             self.models.pop(ref.hash, None)
             self.failed_refs[ref.hash] = f"checkpoint {ref.label}: {_err_text(error)}"
