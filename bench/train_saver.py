@@ -5,7 +5,8 @@ least ``every_s`` seconds after the previous save. A save within an epoch record
 :class:`Position`: the finished epochs, the batches done of the current one, that epoch's whole
 batch order (indices) and its running sums, so that a resumed process replays exactly the rest
 of the epoch. Under torchrun rank 0 decides the moment (one broadcast per batch), every rank's
-random streams are gathered to rank 0 and rank 0 writes the one state. See docs/PROTOCOL.md.
+random streams and position (its own share of the batches) are gathered to rank 0 and rank 0
+writes the one state. See docs/PROTOCOL.md.
 """
 
 from __future__ import annotations
@@ -117,11 +118,12 @@ class Saver:
         """Write the state (collective under torchrun: every rank calls it)."""
         if self.state_dir is None:
             return
-        bundles = gather(train_state.rng_bundle(self.loader))
+        own = train_state.rng_bundle(self.loader)
+        own["position"] = position.to_state() if position is not None else None
+        bundles = gather(own)
         if distributed.context().is_main:
             state = train_state.capture(self.model, self.optimizer, self.scheduler, epochs, bundles)
             state["selection"] = self.extra()
-            state["position"] = position.to_state() if position is not None else None
             batch = position.batch if position is not None else 0
             train_state.save(self.state_dir, len(epochs), state, batch)
         self.last = time.monotonic()

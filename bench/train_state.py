@@ -84,7 +84,8 @@ def capture(
     epochs: list[dict],
     bundles: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The state after the finished ``epochs``; ``bundles``: every rank's :func:`rng_bundle`.
+    """The state after the finished ``epochs``; ``bundles``: every rank's :func:`rng_bundle`
+    (with its ``position`` in the epoch: each rank has its own share of the batches).
 
     Rank 0's streams sit at the top level (the layout of states saved before the ranks were
     kept); ``ranks`` holds all of them when there is more than one process.
@@ -114,7 +115,7 @@ def restore(
 
     A state saved by another number of processes is refused: its ranks' streams do not map.
     """
-    ranks = state.get("ranks") or [state]
+    ranks = _ranks(state)
     if len(ranks) != world_size:
         raise UserError(
             f"the training state was saved by {len(ranks)} process(es), not {world_size}: "
@@ -126,6 +127,15 @@ def restore(
         scheduler.load_state_dict(state["scheduler"])
     set_rng_bundle(ranks[rank], loader)
     return list(state["epochs"])
+
+
+def rank_entry(state: dict[str, Any], rank: int) -> dict[str, Any]:
+    """Rank ``rank``'s own part of ``state`` (its streams and its place in the epoch)."""
+    return _ranks(state)[rank]
+
+
+def _ranks(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return state.get("ranks") or [state]
 
 
 def save(state_dir: Path, epoch: int, state: dict[str, Any], batch: int = 0) -> Path:

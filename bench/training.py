@@ -209,7 +209,7 @@ def train(
             saved[1], model, optimizer, scheduler, loader, ctx.rank, ctx.world_size
         )
         keeper.restore(saved[1].get("selection"))
-        position = Position.from_state(saved[1].get("position"))
+        position = Position.from_state(train_state.rank_entry(saved[1], ctx.rank).get("position"))
         if ctx.is_main:
             where = f", batch {position.batch}" if position is not None else ""
             print(f"resumed from epoch {saved[0]}{where}", file=sys.stderr, flush=True)
