@@ -72,8 +72,25 @@ numpy, Python and of the loader's shuffling and augmentation, the finished epoch
 best weights so far) as safetensors + JSON, atomically; a killed run started again resumes
 there, prints `resumed from epoch K` and ends with the weights of an uninterrupted run
 (bit-identical on a CPU, tested with a real SIGKILL). The folder is removed once the checkpoint
-is written. Not done: saving within an epoch (every N minutes), and resuming under torchrun
-(rank 0 saves its own RNG state only, so the other ranks' streams are not restored).
+is written.
+
+Long epochs are also saved within the epoch, after the first batch that ends 10 minutes or more
+after the previous save (`bench train --save-every-min M`; 0 saves after every batch; the
+interval is not part of the config hash, it does not change the weights). Such a state adds the
+loader position: the epoch's whole batch order (indices), the batches done, the running loss and
+accuracy sums, and the states the shuffling generators reach at the end of the pass (a
+`RandomSampler` draws once more when its pass runs out, so a resumed epoch sets them rather than
+replaying the pass). A resumed run prints `resumed from epoch K, batch B` (K epochs and B
+batches of the next done) and replays exactly the rest of that epoch; tested with a real SIGKILL
+within an epoch, bit-identical weights and per-epoch metrics.
+
+Under torchrun every rank's random streams and its place in the epoch (each rank has its own
+share of the batches) are gathered to rank 0, which writes the one state; each rank restores its
+own on resume, and a state saved by another number of processes is refused. Rank 0 decides when
+a within-epoch save is due (one broadcast per batch). Tested with a 2-process gloo torchrun on a
+CPU whose two workers are SIGKILLed within an epoch: the resumed run ends bit-identical to an
+uninterrupted 2-process one. The GradScaler of fp16 autocast (CUDA only) is not saved: a resumed
+fp16 run restarts its loss scale.
 
 ## Rehearsal
 
