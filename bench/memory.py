@@ -6,6 +6,8 @@ caching allocator handed out). On CPU (Linux): the process's peak resident set s
 so the figure is the phase's own peak of the whole process (data and the models loaded before it
 included) and covers torch's allocations, which ``tracemalloc`` does not see. Where the reset is
 refused the figure is the process's lifetime peak (``ru_maxrss``) and is labelled so.
+The reset sets the peak to the current size, which keeps memory freed earlier but not returned
+to the system by the allocator: a phase's figure is an upper bound of what it needed itself.
 """
 
 from __future__ import annotations
