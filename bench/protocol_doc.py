@@ -119,7 +119,14 @@ Preset `rehearsal` is the paper preset (every experiment, the recipes, full mode
 one epoch of 256 training images (two batches of the largest recipe batch), 16 held-out images
 and 32 test images (16 for the sweeps), step checkpoints 1 and 2, two sweep budgets:
 `bench run --preset rehearsal --dataset cifar10` finds shape, memory and code-path errors in
-minutes; its numbers mean nothing. Its search runs at the smoke search size.
+minutes; its numbers mean nothing. Its search runs at the smoke search size. Every run logs
+each checkpoint's peak memory (`checkpoint ...: <hash> (train, peak N MiB (rss))`), prints it
+after the summary (`peak memory <model/training/dataset>: N MiB`) and keeps it in the run's
+JSON (`memory`): on CUDA `torch.cuda.max_memory_allocated`, on a CPU the process's peak
+resident set size over that checkpoint's search, training or loading (`VmHWM`, reset at its
+start through `/proc/self/clear_refs`; an upper bound, as memory freed before but kept by the
+allocator counts), or the process's lifetime peak, labelled `rss-lifetime`, where the reset is
+refused.
 """
 
 
