@@ -6,12 +6,15 @@ caching allocator handed out). On CPU (Linux): the process's peak resident set s
 so the figure is the phase's own peak of the whole process (data and the models loaded before it
 included) and covers torch's allocations, which ``tracemalloc`` does not see. Where the reset is
 refused the figure is the process's lifetime peak (``ru_maxrss``) and is labelled so.
-The reset sets the peak to the current size, which keeps memory freed earlier but not returned
-to the system by the allocator: a phase's figure is an upper bound of what it needed itself.
+The reset sets the peak to the current size; glibc's ``malloc_trim(0)`` first hands freed heap
+back to the system where it can, but what the allocator still keeps counts: a phase's figure is
+an upper bound of what it needed itself.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,7 @@ class PhaseMemory:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
             return self
+        _trim()
         try:
             _CLEAR_REFS.write_text("5")
             self.reset_ok = _vm_hwm_kib() is not None
@@ -58,6 +62,17 @@ class PhaseMemory:
         if hwm is not None:
             return Peak(hwm / 1024, "rss")
         return Peak(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss-lifetime")
+
+
+def _trim() -> None:
+    """Return freed heap to the system (glibc ``malloc_trim``); nothing elsewhere."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is not None:
+        trim(0)
 
 
 def _vm_hwm_kib() -> int | None:
