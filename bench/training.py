@@ -181,8 +181,8 @@ def train(
     and B batches of the next done); the result is bit-identical to an uninterrupted run, in one
     process or under torchrun with the same number of processes. Under torchrun: DDP around
     ``model`` (``loader`` is this rank's, see :func:`rank_loader`); the metrics are summed over
-    the ranks. ``holdout``
-    images are evaluated after each epoch (``bench.selection``; the config keeps final or best).
+    the ranks. ``holdout`` images are evaluated after each epoch (``bench.selection``; the
+    config keeps final or best).
     """
     from bench import selection, train_parts, train_state
     from bench.train_saver import Position, Saver
