@@ -27,25 +27,46 @@ Where sources disagree we picked one:
 - drop path 0.2 (DARTS) rather than 0.3 (PC-DARTS): one value for every cell network, so the
   cell is the only thing that differs between the rows of Table 1; DARTS's protocol is the one
   the compared cells (NASNet, AmoebaNet, DARTS) were re-evaluated under in the DARTS paper.
-- 200 epochs of PGD-7 for cell networks (AdvRush) rather than RobNet's 150 epochs after 20
-  warm-up epochs: AdvRush is the more recent robust-NAS code and uses the paper's PGD-7.
+- Adversarial training of cell networks: AdvRush's `adv_train.py` defaults (200 epochs of
+  PGD-7, SGD lr 0.1 at batch 64, x0.1 from epoch 99 and x0.01 from 149, weight decay 1e-4,
+  clipping at 5, no drop path), which the RACL authors' group's Wsr-NAS retraining script
+  (`retrain/train_adv_mgpu_cifar.py`) keeps as its defaults; rather than RobNet's 150 epochs
+  after 20 warm-up epochs at lr 1.2 over a global batch of 1,536 (32 GPUs). Until this check
+  (issue 11, item 4) the recipe had batch 128, a cosine schedule and weight decay 5e-4, our
+  choices while AdvRush's file was not at hand; they are AdvRush's values now.
 - ResNet-18, DenseNet-121 and VGG: the PGD-AT schedule of Rice et al. (200 epochs, lr 0.1 with
   x0.1 at epochs 100 and 150, weight decay 5e-4, batch 128), the robust-training literature's
   standard; their natural training uses the same schedule without the adversary.
-- TRADES: beta 6 and its CIFAR schedule; the adversary is the paper's (7 steps of 2/255 at
-  8/255) instead of TRADES's 10 steps of 0.007 at 0.031, so every adversarial training of the
-  benchmark shares one threat model.
+- TRADES: beta 6 and its CIFAR schedule (76 epochs, batch 128, lr 0.1, weight decay 2e-4, x0.1
+  from its 1-based epoch 75, i.e. our 0-based milestone 74: it was 75, one epoch late, before the
+  check); the adversary is the paper's (7 steps of 2/255 at 8/255) instead of TRADES's 10 steps
+  of 0.007 at 0.031, so every adversarial training of the benchmark shares one threat model.
 - MNIST and Fashion-MNIST: Madry et al.'s MNIST training (Adam 1e-4, batch 50, 100k steps) for
   every model, with the paper's budget (their adversary is 40 steps of 0.01).
 
-## Not checked against the source
+## Sources
 
-The source files were not at hand when the recipes were written, so no row cites a line number.
-The DARTS, PC-DARTS, AdvRush and RobNet values are those the project's issue 11 quotes from
-those files; the TRADES, Rice et al. and Madry et al. values are from the papers as we recall
-them. Rows saying "not checked" are our best reading and should be verified against the public
-code before a paper-scale run: the adversarial cell recipe's batch size, learning rate and
-weight decay (AdvRush's own values were not available), TRADES's epochs and weight decay.
+Checked against the public files (issue 11, item 4) in a stored index of public GitHub
+repositories; each row cites `file:line` of the stored commit named here (a later commit may
+move a line):
+
+| source | repository | path | commit |
+|---|---|---|---|
+| PC-DARTS | yuhuixu1993/PC-DARTS | train.py | 0bf477a |
+| AdvRush | nutellamok/advrush | advrush/adv_train.py | e6fcb7b |
+| Wsr-NAS (RACL's group) | zhicheng2T0/Wsr-NAS | retrain/train_adv_mgpu_cifar.py | 885af4c |
+| RobNet | gmh14/RobNets | experiments/RobNet_large_cifar10/config.py | 195a41f |
+| TRADES | yaodongyu/TRADES | train_trades_cifar10.py | e20f7b9 |
+| Rice et al. | locuslab/robust_overfitting | train_cifar.py | 263b826 |
+| Madry et al. | MadryLab/mnist_challenge | config.json, train.py | 41a60df, 6f91f83 |
+
+Not in the index, so "not checked against the source": DARTS's own `cnn/train.py`
+(quark0/darts holds only `cnn/train_imagenet.py` there); its rows cite the PC-DARTS line with
+the same default, except drop path (PC-DARTS 0.3; DARTS's 0.2 as issue 11 quotes it). Rice et
+al.'s `generate_validation.py` (the 1,000 held-out images). Another stored commit of TRADES
+(10753d3) has 80 epochs and beta 1.0 as defaults; e20f7b9's 76 and 6.0 are the values of its
+README's CIFAR-10 runs. Wsr-NAS's own launch script (`retrain/script/train_wsrnet_basic.sh`)
+overrides the defaults with batch 400 and weight decay 5e-4 for its 8-GPU runs.
 
 ## Which recipe a checkpoint gets
 
@@ -72,8 +93,25 @@ numpy, Python and of the loader's shuffling and augmentation, the finished epoch
 best weights so far) as safetensors + JSON, atomically; a killed run started again resumes
 there, prints `resumed from epoch K` and ends with the weights of an uninterrupted run
 (bit-identical on a CPU, tested with a real SIGKILL). The folder is removed once the checkpoint
-is written. Not done: saving within an epoch (every N minutes), and resuming under torchrun
-(rank 0 saves its own RNG state only, so the other ranks' streams are not restored).
+is written.
+
+Long epochs are also saved within the epoch, after the first batch that ends 10 minutes or more
+after the previous save (`bench train --save-every-min M`; 0 saves after every batch; the
+interval is not part of the config hash, it does not change the weights). Such a state adds the
+loader position: the epoch's whole batch order (indices), the batches done, the running loss and
+accuracy sums, and the states the shuffling generators reach at the end of the pass (a
+`RandomSampler` draws once more when its pass runs out, so a resumed epoch sets them rather than
+replaying the pass). A resumed run prints `resumed from epoch K, batch B` (K epochs and B
+batches of the next done) and replays exactly the rest of that epoch; tested with a real SIGKILL
+within an epoch, bit-identical weights and per-epoch metrics.
+
+Under torchrun every rank's random streams and its place in the epoch (each rank has its own
+share of the batches) are gathered to rank 0, which writes the one state; each rank restores its
+own on resume, and a state saved by another number of processes is refused. Rank 0 decides when
+a within-epoch save is due (one broadcast per batch). Tested with a 2-process gloo torchrun on a
+CPU whose two workers are SIGKILLed within an epoch: the resumed run ends bit-identical to an
+uninterrupted 2-process one. The GradScaler of fp16 autocast (CUDA only) is not saved: a resumed
+fp16 run restarts its loss scale.
 
 ## Rehearsal
 
@@ -81,7 +119,14 @@ Preset `rehearsal` is the paper preset (every experiment, the recipes, full mode
 one epoch of 256 training images (two batches of the largest recipe batch), 16 held-out images
 and 32 test images (16 for the sweeps), step checkpoints 1 and 2, two sweep budgets:
 `bench run --preset rehearsal --dataset cifar10` finds shape, memory and code-path errors in
-minutes; its numbers mean nothing. Its search runs at the smoke search size.
+minutes; its numbers mean nothing. Its search runs at the smoke search size. Every run logs
+each checkpoint's peak memory (`checkpoint ...: <hash> (train, peak N MiB (rss))`), prints it
+after the summary (`peak memory <model/training/dataset>: N MiB`) and keeps it in the run's
+JSON (`memory`): on CUDA `torch.cuda.max_memory_allocated`, on a CPU the process's peak
+resident set size over that checkpoint's search, training or loading (`VmHWM`, reset at its
+start through `/proc/self/clear_refs`; an upper bound, as memory freed before but kept by the
+allocator counts), or the process's lifetime peak, labelled `rss-lifetime`, where the reset is
+refused.
 """
 
 

@@ -20,11 +20,27 @@ PUBLISHED = "published"  # stated by the public code or paper named in the sourc
 CHOSEN = "chosen"  # our choice (the source says why)
 
 DARTS = "DARTS cnn/train.py (Liu et al., ICLR 2019)"
-ADVRUSH = "AdvRush adv_train.py (Mok et al., ICCV 2021)"
-TRADES_SRC = "TRADES train_trades_cifar10.py (Zhang et al., ICML 2019)"
-RICE = "Rice et al., ICML 2020, 'Overfitting in adversarially robust deep learning', 3"
-MADRY = "Madry et al., ICLR 2018, MNIST challenge config (mnist_challenge/config.json)"
+# Files read (repository, path, stored commit) and the lines cited: docs/PROTOCOL.md, "Sources".
+PCDARTS = "PC-DARTS train.py"  # yuhuixu1993/PC-DARTS @0bf477a, derived from DARTS's
+ADVRUSH = "AdvRush advrush/adv_train.py"  # nutellamok/advrush @e6fcb7b (Mok et al., ICCV 2021)
+WSR = "Wsr-NAS retrain/train_adv_mgpu_cifar.py"  # zhicheng2T0/Wsr-NAS @885af4c (RACL's group)
+TRADES_SRC = "TRADES train_trades_cifar10.py"  # yaodongyu/TRADES @e20f7b9 (Zhang et al., ICML 2019)
+RICE = "Rice et al. train_cifar.py"  # locuslab/robust_overfitting @263b826 (ICML 2020)
+RICE_PAPER = "Rice et al., ICML 2020, 'Overfitting in adversarially robust deep learning', 3"
+MADRY = "Madry et al. mnist_challenge"  # MadryLab/mnist_challenge config.json, train.py
+ROBNET = "RobNet experiments/RobNet_large_cifar10/config.py"  # gmh14/RobNets @195a41f
 RACL31 = "RACL paper 3.1"
+NOT_CHECKED = "not checked against the source (not in the index searched)"
+
+
+def at(source: str, *lines: int) -> str:
+    """``source`` with the line numbers it is read at (``file:12,34``)."""
+    return f"{source}:{','.join(str(n) for n in lines)}"
+
+
+def _darts(value_line: int, note: str = "") -> str:
+    """DARTS's file (not checked) and the PC-DARTS line where the same value stands."""
+    return f"{DARTS}, {NOT_CHECKED}; same in {at(PCDARTS, value_line)}{note}"
 
 
 @dataclass(frozen=True)
@@ -77,81 +93,99 @@ def _budget(dataset: Dataset, steps_source: str = RACL31) -> dict[str, Setting]:
 
 def _darts_natural() -> dict[str, Setting]:
     return {
-        "epochs": Setting(600, DARTS),
-        "batch_size": Setting(96, DARTS),
-        "lr": Setting(0.025, DARTS),
-        "schedule": Setting("cosine", DARTS + " (per epoch there, per iteration here)"),
-        "momentum": Setting(0.9, DARTS),
-        "weight_decay": Setting(3e-4, DARTS),
-        "grad_clip": Setting(5.0, DARTS),
-        "cutout": Setting(16, DARTS + " run with --cutout (length 16)"),
-        "auxiliary_weight": Setting(0.4, DARTS),
+        "epochs": Setting(600, _darts(29)),
+        "batch_size": Setting(96, _darts(23)),
+        "lr": Setting(0.025, _darts(24)),
+        "schedule": Setting("cosine", _darts(103, " (per epoch there, per iteration here)")),
+        "momentum": Setting(0.9, _darts(25)),
+        "weight_decay": Setting(3e-4, _darts(26)),
+        "grad_clip": Setting(5.0, _darts(41)),
+        "cutout": Setting(16, _darts(36, " (run with --cutout)")),
+        "auxiliary_weight": Setting(0.4, _darts(34)),
         "drop_path_prob": Setting(
-            0.2, DARTS + "; PC-DARTS uses 0.3: one value for every cell, DARTS's", CHOSEN
+            0.2,
+            f"DARTS's 0.2 as issue 11 quotes it, {NOT_CHECKED}; {at(PCDARTS, 37)} has 0.3, "
+            f"ramped linearly ({at(PCDARTS, 108)}): one value for every cell, DARTS's",
+            CHOSEN,
         ),
-        "augment": Setting(True, DARTS + " (random crop 32 pad 4, horizontal flip)"),
+        "augment": Setting(
+            True, DARTS + " (random crop 32 pad 4, horizontal flip); " + NOT_CHECKED
+        ),
     }
 
 
 def _adversarial_cell(ds: Dataset) -> dict[str, Setting]:
+    same = f"; the same default in {WSR}"
     return {
-        "epochs": Setting(200, ADVRUSH + ": 200 epochs of PGD-7 (RobNet: 150 + 20 warm-up)"),
-        "batch_size": Setting(128, "TrainConfig default; not checked against AdvRush", CHOSEN),
-        "lr": Setting(0.1, "the AT literature's SGD rate (Madry, Rice); not checked", CHOSEN),
-        "schedule": Setting("cosine", "as the natural DARTS recipe", CHOSEN),
-        "momentum": Setting(0.9, DARTS),
-        "weight_decay": Setting(5e-4, RICE, CHOSEN),
-        "grad_clip": Setting(5.0, DARTS),
+        "epochs": Setting(
+            200, at(ADVRUSH, 28) + f" ({at(WSR, 33)}: 201; {at(ROBNET, 28, 30)}: 150 + 20 warm-up)"
+        ),
+        "batch_size": Setting(64, at(ADVRUSH, 22) + same + ":27"),
+        "lr": Setting(0.1, at(ADVRUSH, 23) + same + ":28"),
+        "schedule": Setting("step", at(ADVRUSH, 206, 208) + " (x0.1 from epoch 99, 0-based)"),
+        "lr_milestones": Setting((99, 149), at(ADVRUSH, 206, 208)),
+        "momentum": Setting(0.9, at(ADVRUSH, 24) + same + ":29"),
+        "weight_decay": Setting(1e-4, at(ADVRUSH, 25) + same + ":30"),
+        "grad_clip": Setting(5.0, at(ADVRUSH, 45, 163)),
+        "drop_path_prob": Setting(0.0, at(ADVRUSH, 41)),
         "auxiliary_weight": Setting(0.4, DARTS + " (no auxiliary head under AT: unused)"),
-        "augment": Setting(True, "random crop 32 pad 4, horizontal flip (He et al. 2016)"),
-        **_budget(ds, ADVRUSH + "; RACL 3.1"),
+        "augment": Setting(True, "random crop 32 pad 4, horizontal flip (He et al. 2016)", CHOSEN),
+        **_budget(ds, at(ADVRUSH, 30) + "; RACL 3.1"),
     }
 
 
 def _adversarial_cnn(ds: Dataset) -> dict[str, Setting]:
     return {
-        "epochs": Setting(200, RICE),
-        "batch_size": Setting(128, RICE),
-        "lr": Setting(0.1, RICE),
-        "schedule": Setting("step", RICE + " (piecewise: x0.1 at 100 and 150)"),
-        "lr_milestones": Setting((100, 150), RICE),
-        "momentum": Setting(0.9, RICE),
-        "weight_decay": Setting(5e-4, RICE),
-        "grad_clip": Setting(0.0, RICE + " (no clipping)"),
-        "augment": Setting(True, RICE),
-        "n_holdout": Setting(1000, RICE + " (1,000 training images held out for validation)"),
-        "keep": Setting("best", RICE + " (early stopping at the best robust epoch)"),
-        "select_steps": Setting(10, RICE + " (PGD-10 on the held-out images)"),
-        **_budget(ds, RACL31 + " (Rice et al. use PGD-10)"),
+        "epochs": Setting(200, at(RICE, 133)),
+        "batch_size": Setting(128, at(RICE, 131)),
+        "lr": Setting(0.1, at(RICE, 135)),
+        "schedule": Setting("step", at(RICE, 134, 248) + " (piecewise: x0.1 at 100 and 150)"),
+        "lr_milestones": Setting((100, 150), at(RICE, 250, 252)),
+        "momentum": Setting(0.9, at(RICE, 230)),
+        "weight_decay": Setting(5e-4, at(RICE, 230)),
+        "grad_clip": Setting(0.0, RICE + " (no clipping in the file)"),
+        "augment": Setting(True, at(RICE, 183, 197) + " (crop 32 after 4-pixel padding, flip)"),
+        "n_holdout": Setting(
+            1000,
+            RICE_PAPER + f" (1,000 held out; {at(RICE, 186, 188)} loads the split that "
+            f"generate_validation.py writes, {NOT_CHECKED})",
+        ),
+        "keep": Setting("best", RICE_PAPER + " (early stopping at the best robust epoch)"),
+        "select_steps": Setting(10, at(RICE, 140) + " (PGD-10, also on the held-out images)"),
+        **_budget(ds, RACL31 + f" ({at(RICE, 140)}: PGD-10)"),
     }
 
 
 def _trades(base: dict[str, Setting]) -> dict[str, Setting]:
     return {
         **base,
-        "epochs": Setting(76, TRADES_SRC + " (--epochs 76); not checked against the source"),
-        "schedule": Setting("step", TRADES_SRC + " (x0.1 at epoch 75)"),
-        "lr_milestones": Setting((75,), TRADES_SRC),
-        "weight_decay": Setting(2e-4, TRADES_SRC + "; not checked against the source"),
-        "trades_beta": Setting(6.0, TRADES_SRC),
+        "epochs": Setting(76, at(TRADES_SRC, 20)),
+        "batch_size": Setting(128, at(TRADES_SRC, 16)),
+        "lr": Setting(0.1, at(TRADES_SRC, 24)),
+        "momentum": Setting(0.9, at(TRADES_SRC, 26)),
+        "schedule": Setting("step", at(TRADES_SRC, 140, 155) + " (x0.1 from 1-based epoch 75)"),
+        "lr_milestones": Setting((74,), at(TRADES_SRC, 140, 155) + " (0-based 74)"),
+        "weight_decay": Setting(2e-4, at(TRADES_SRC, 22)),
+        "trades_beta": Setting(6.0, at(TRADES_SRC, 36)),
     }
 
 
 def _mnist(training: Training) -> dict[str, Setting]:
+    steps = at(MADRY + " config.json", 7, 11)
     out = {
-        "epochs": Setting(84, MADRY + ": 100,000 steps of batch 50 = 83.3 epochs, rounded up"),
-        "batch_size": Setting(50, MADRY),
-        "optimizer": Setting("adam", MADRY),
-        "lr": Setting(1e-4, MADRY),
-        "schedule": Setting("constant", MADRY),
-        "weight_decay": Setting(0.0, MADRY),
-        "grad_clip": Setting(0.0, MADRY + " (no clipping)"),
-        "augment": Setting(False, MADRY + " (no augmentation)"),
+        "epochs": Setting(84, steps + ": 100,000 steps of batch 50 = 83.3 epochs, rounded up"),
+        "batch_size": Setting(50, at(MADRY + " config.json", 11)),
+        "optimizer": Setting("adam", at(MADRY + " train.py", 39)),
+        "lr": Setting(1e-4, at(MADRY + " train.py", 39)),
+        "schedule": Setting("constant", at(MADRY + " train.py", 39) + " (no schedule)"),
+        "weight_decay": Setting(0.0, MADRY + " train.py (none)"),
+        "grad_clip": Setting(0.0, MADRY + " train.py (no clipping)"),
+        "augment": Setting(False, MADRY + " train.py (no augmentation)"),
     }
     if training is not Training.NATURAL:
         out.update(_budget(Dataset.MNIST))
     if training is Training.TRADES:
-        out["trades_beta"] = Setting(6.0, TRADES_SRC)
+        out["trades_beta"] = Setting(6.0, at(TRADES_SRC, 36))
     return out
 
 
@@ -161,7 +195,7 @@ def _recipe(family: str, training: Training, ds: Dataset) -> Recipe:
         note = "Madry's MNIST schedule for every model; the budget is RACL 3.1's"
         return Recipe(name, family, training, ds, _mnist(training), note=note)
     if family == "cell" and training is Training.NATURAL:
-        aux = {"auxiliary": Setting(True, DARTS + " run with --auxiliary")}
+        aux = {"auxiliary": Setting(True, _darts(33, " (run with --auxiliary)"))}
         note = "DARTS's 600-epoch evaluation protocol (RACL Table 1 without AT)"
         return Recipe(name, family, training, ds, {**_darts_natural()}, aux, note=note)
     base = _adversarial_cell(ds) if family == "cell" else _adversarial_cnn(ds)

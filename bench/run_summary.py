@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.memory import PhaseMemory
 from bench.trust import TrustResult
 
 
@@ -23,6 +24,17 @@ class RunSummary:
     indicators: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     world_size: int = 1  # processes under torchrun (recorded in the JSON when more than one)
+    memory: dict[str, dict[str, Any]] = field(default_factory=dict)  # checkpoint -> its peak
+
+    def start_phase(self, device: Any) -> PhaseMemory:
+        """Begin measuring a checkpoint's peak memory (``bench.memory``)."""
+        return PhaseMemory(device).start()
+
+    def end_phase(self, label: str, phase: PhaseMemory) -> str:
+        """Record the phase's peak under ``label``; returns it as text for the log."""
+        peak = phase.peak()
+        self.memory[label] = {"peak_mib": round(peak.mib, 1), "kind": peak.kind}
+        return peak.text()
 
     @property
     def exit_code(self) -> int:
@@ -68,6 +80,7 @@ class RunSummary:
             "trust_failed_by_model": self.failed_by_model(),
             "indicators": [_indicator_json(r) for r in self.indicators],
             "timings": {k: round(v, 2) for k, v in sorted(self.timings.items())},
+            "memory": self.memory,
             **world,
         }
 

@@ -187,6 +187,7 @@ class _Executor:
         from core.data import DatasetUnavailable
 
         start, stage = time.perf_counter(), "load_s"
+        mem = self.summary.start_phase(self.device)
         error: Exception | None = None
         try:
             with self.claims.checkpoint(ref.hash):  # another process training it: wait, load
@@ -214,8 +215,9 @@ class _Executor:
         except Exception as err:  # a failed checkpoint fails its cells, not the run
             error = err
         error = distributed.agree_on_failure(error)  # a checkpoint one rank lacks fails on all
+        peak = self.summary.end_phase(ref.label, mem)
         if error is None:
-            self.log(f"checkpoint {ref.label}: {ref.hash} ({stage[:-2]})")
+            self.log(f"checkpoint {ref.label}: {ref.hash} ({stage[:-2]}, peak {peak})")
         else:
             self.models.pop(ref.hash, None)
             self.failed_refs[ref.hash] = f"checkpoint {ref.label}: {_err_text(error)}"

@@ -1,5 +1,6 @@
 """One epoch of :func:`bench.training.train`: cutout, autocast, the objective under the step's
-attack budget, the (scaled) backward pass, clipping, the optimizer and schedule steps."""
+attack budget, the (scaled) backward pass, clipping, the optimizer and schedule steps, and the
+saves within the epoch (``bench.train_saver``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from bench import objectives, train_parts
+from bench.train_saver import Position, Saver, epoch_order, remaining_batches
 from core import distributed
 from core.errors import UserError
 from core.progress import progress_bar
@@ -30,20 +32,40 @@ class EpochLoop:
     scaler: object
     progress: bool
 
-    def epoch(self, model, loader, epoch: int, first: int, total_steps: int) -> dict:  # noqa: ANN001
+    def epoch(
+        self,
+        model,  # noqa: ANN001
+        loader,  # noqa: ANN001
+        epoch: int,
+        steps: tuple[int, int],
+        saver: Saver | None = None,
+        resume: Position | None = None,
+        done: list[dict] | None = None,
+    ) -> dict:
+        """Train epoch ``epoch`` (0-based); ``steps``: its first global step and the total.
+
+        ``resume``: continue a saved position (the rest of its recorded batch order, its sums);
+        ``saver`` saves within the epoch when due (``bench.train_saver``), ``done`` being the
+        finished epochs' metrics that go with it.
+        """
         cfg = self.cfg
         model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
+        order, after = (resume.order, resume.after) if resume is not None else epoch_order(loader)
+        sums = dict(resume.sums) if resume is not None else {}
+        loss_sum, correct = sums.get("loss", 0.0), int(sums.get("correct", 0))
+        seen, prior = int(sums.get("seen", 0)), sums.get("seconds", 0.0)
+        start = resume.batch if resume is not None else 0
+        batches = remaining_batches(loader, resume) if resume is not None else loader
         t0 = time.perf_counter()
         desc = f"train {epoch + 1}/{cfg.epochs}"
         bar = progress_bar(total=_loader_size(loader), desc=desc, enabled=self.progress)
-        for step, (x, y) in enumerate(loader, start=first):
+        for batch, (x, y) in enumerate(batches, start=start + 1):
             x, y = x.to(self.dev, non_blocking=True), y.to(self.dev, non_blocking=True)
             if cfg.cutout:
                 x = train_parts.cutout(x, cfg.cutout)
             with train_parts.autocast(cfg, self.dev):
                 loss, logits = objectives.OBJECTIVES[cfg.training](
-                    model, x, y, budget_at(cfg, step, total_steps)
+                    model, x, y, budget_at(cfg, steps[0] + batch - 1, steps[1])
                 )
             self._step(model, loss)
             loss_sum += loss.item() * y.shape[0]
@@ -51,6 +73,10 @@ class EpochLoop:
             seen += y.shape[0]
             bar.update(y.shape[0])
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
+            if saver is not None and saver.due(batch, len(order)):
+                spent = prior + time.perf_counter() - t0
+                now = {"loss": loss_sum, "correct": correct, "seen": seen, "seconds": spent}
+                saver.save(list(done or []), Position(epoch, batch, order, after, now))
         bar.close()
         if distributed.context().enabled:
             loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen])
@@ -62,7 +88,7 @@ class EpochLoop:
             "loss": round(loss_sum / seen, 6),
             "acc": round(100.0 * correct / seen, 4),
             "images": seen,
-            "seconds": round(time.perf_counter() - t0, 3),
+            "seconds": round(prior + time.perf_counter() - t0, 3),
         }
 
     def _step(self, model: nn.Module, loss: torch.Tensor) -> None:

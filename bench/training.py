@@ -186,16 +186,21 @@ def train(
     progress: bool = True,
     state_dir: Path | None = None,
     holdout: tuple[torch.Tensor, torch.Tensor] | None = None,
+    save_every_s: float | None = None,
 ) -> dict:
     """Train ``model`` in place; returns metrics (per-epoch loss/accuracy, wall time).
 
-    With ``state_dir`` the full training state is saved there after every epoch and a state
-    found there is resumed (printing ``resumed from epoch K``); the result is bit-identical to an
-    uninterrupted run in one process. Under torchrun: DDP around ``model`` (``loader`` is this
-    rank's, see :func:`rank_loader`); the metrics are summed over the ranks. ``holdout``
-    images are evaluated after each epoch (``bench.selection``; the config keeps final or best).
+    With ``state_dir`` the full training state is saved there after every epoch (and within an
+    epoch every ``save_every_s`` seconds, ``bench.train_saver``) and a state found there is
+    resumed (printing ``resumed from epoch K`` or ``resumed from epoch K, batch B``: K epochs
+    and B batches of the next done); the result is bit-identical to an uninterrupted run, in one
+    process or under torchrun with the same number of processes. Under torchrun: DDP around
+    ``model`` (``loader`` is this rank's, see :func:`rank_loader`); the metrics are summed over
+    the ranks. ``holdout`` images are evaluated after each epoch (``bench.selection``; the
+    config keeps final or best).
     """
     from bench import selection, train_parts, train_state
+    from bench.train_saver import Position, Saver
 
     ctx = distributed.context()
     dev = distributed.device_for(distributed.resolve_device(device))
@@ -211,24 +216,30 @@ def train(
     scheduler = train_parts.build_scheduler(optimizer, cfg, steps)
     epochs: list[dict] = []
     keeper = selection.Keeper(cfg)
+    saver = Saver(state_dir, save_every_s, model, optimizer, scheduler, loader, keeper.state)
     saved = train_state.load(state_dir)
+    position = None
     if saved is not None:
-        epochs = train_state.restore(saved[1], model, optimizer, scheduler, loader)
+        epochs = train_state.restore(
+            saved[1], model, optimizer, scheduler, loader, ctx.rank, ctx.world_size
+        )
         keeper.restore(saved[1].get("selection"))
+        position = Position.from_state(train_state.rank_entry(saved[1], ctx.rank).get("position"))
         if ctx.is_main:
-            print(f"resumed from epoch {saved[0]}", file=sys.stderr, flush=True)
+            where = f", batch {position.batch}" if position is not None else ""
+            print(f"resumed from epoch {saved[0]}{where}", file=sys.stderr, flush=True)
     loop = EpochLoop(cfg, dev, optimizer, scheduler, train_parts.grad_scaler(cfg, dev), progress)
     prior = sum(e["seconds"] for e in epochs)
     start = time.perf_counter()
     for epoch in range(len(epochs), cfg.epochs):
         _set_epoch(net, loader, cfg, epoch)
-        epochs.append(loop.epoch(net, loader, epoch, epoch * steps, cfg.epochs * steps))
+        span = (epoch * steps, cfg.epochs * steps)
+        epochs.append(loop.epoch(net, loader, epoch, span, saver, position, epochs))
+        position = None
         if holdout is not None:
             epochs[-1].update(selection.evaluate(model, holdout, cfg, dev))
             keeper.update(model, epoch + 1, epochs[-1])
-        if state_dir is not None and ctx.is_main:
-            state = train_state.capture(model, optimizer, scheduler, loader, epochs)
-            train_state.save(state_dir, epoch + 1, {**state, "selection": keeper.state()})
+        saver.save(epochs)
     wall = time.perf_counter() - start
     images = sum(e["images"] for e in epochs)
     metrics = {
@@ -264,6 +275,7 @@ def ensure_trained(
     progress: bool = True,
     builder: Callable[[], nn.Module] | None = None,
     inputs: dict[str, str] | None = None,
+    save_every_s: float | None = None,
 ) -> tuple[nn.Module, dict]:
     """Load the checkpoint of this configuration, training and saving it first if absent.
 
@@ -271,6 +283,8 @@ def ensure_trained(
     sidecar records the config, seeds, metrics (per-epoch loss/accuracy, wall time) and hash.
     ``builder`` makes the untrained model instead of the zoo (a user's factory, ``model_name``
     then being its name); ``inputs`` are content hashes the key includes (``config_hash``).
+    ``save_every_s``: the save interval within an epoch (default
+    ``bench.train_saver.SAVE_EVERY_S``; not part of the hash: it does not change the weights).
     """
     from bench import checkpoint as ckpt
     from bench import train_state
@@ -287,11 +301,13 @@ def ensure_trained(
     seed_everything(cfg.seed)
     model = builder() if builder else ckpt.build_model(model_name, ds.value, overrides)
     from bench.selection import holdout_split
+    from bench.train_saver import SAVE_EVERY_S
 
     loader = rank_loader(ds, cfg, data_dir)
     state_dir = stem.parent / f"{digest}.partial"
     held = holdout_split(ds, cfg, data_dir)
-    metrics = train(model, loader, cfg, dev, progress and ctx.is_main, state_dir, held)
+    every = SAVE_EVERY_S if save_every_s is None else save_every_s
+    metrics = train(model, loader, cfg, dev, progress and ctx.is_main, state_dir, held, every)
     meta = {
         "model": model_name,
         "model_overrides": overrides,

@@ -69,7 +69,7 @@ def test_the_checkpoint_hash_follows_the_genotype_and_given_inputs(geno_path):
 def test_editing_a_genotype_changes_what_the_dry_run_finds_cached(geno_path, tmp_path, capsys):
     store = str(tmp_path / "r.db")
     assert main([*RUN, "--store", store]) == 0
-    assert "(train)" in capsys.readouterr().err
+    assert "(train" in capsys.readouterr().err
 
     def dry() -> dict:
         assert main([*RUN, "--store", store, "--dry-run", "--json"]) == 0
@@ -84,7 +84,7 @@ def test_editing_a_genotype_changes_what_the_dry_run_finds_cached(geno_path, tmp
     assert changed["cached"] == 0 and changed["to_compute"] == cached["cells"]
     assert main([*RUN, "--store", store]) == 0
     trained = [line for line in capsys.readouterr().err.splitlines() if "checkpoint" in line]
-    assert len(trained) == 1 and trained[0].endswith("(train)")  # the old weights are not loaded
+    assert len(trained) == 1 and "(train" in trained[0]  # the old weights are not loaded
     checkpoints = sorted((tmp_path / "checkpoints").glob("*.json"))
     assert len(checkpoints) == 2  # one per genotype content
 

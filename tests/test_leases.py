@@ -115,7 +115,7 @@ def test_two_real_runs_on_one_store_compute_each_cell_once(tmp_path):
     assert sum(c[0] for c in counts) == len(rows)  # computed once between them
     assert all(c[0] + c[1] == len(rows) and c[2] == 0 for c in counts)  # each has the full set
     assert {r["run_id"] for r in rows} <= {r["id"] for r in runs}
-    trained = [line for _, err in outs for line in err.splitlines() if line.endswith("(train)")]
+    trained = [line for _, err in outs for line in err.splitlines() if "(train" in line]
     assert len(trained) == 2 and len({line.split(": ")[1] for line in trained}) == 2
     done = [int(m.group(1)) for _, err in outs for m in [INDICATORS.search(err)] if m]
     assert sum(done) == len(indicators) == 4  # 2 models x (FGSM, PGD-20)

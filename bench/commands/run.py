@@ -350,4 +350,6 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
             f"{summary.failed} failed; train {t.get('train_s', 0):.1f} s, "
             f"total {t.get('total_s', 0):.1f} s; store {args.store}"
         )
+        for label, peak in summary.memory.items():
+            print(f"peak memory {label}: {peak['peak_mib']:.0f} MiB ({peak['kind']})")
     return code, summary.to_json()

@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="model override, e.g. layers=8 (repeatable)")  # fmt: skip
     p.add_argument("--checkpoint-dir", default="checkpoints")
+    p.add_argument("--save-every-min", type=float, default=10.0, metavar="M",
+                   help="also save the training state within an epoch every M minutes "
+                   "(default 10; 0: after every batch)")  # fmt: skip
     p.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
     p.add_argument("--device", default="auto", choices=Device.values())
     p.add_argument("--no-progress", action="store_true")
@@ -117,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
     from bench.training import TrainConfig, config_hash, ensure_trained
     from core import distributed
 
+    every_s = _save_every_s(args.save_every_min)
     recipe = get_recipe(args.recipe) if args.recipe else None
     _resolve_defaults(args, recipe)
     overrides = parse_overrides(args.override, args.width)
@@ -143,6 +147,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         builder=builder,
         inputs=inputs,
+        save_every_s=every_s,
     )
     if not distributed.context().is_main:
         return 0
@@ -200,3 +205,12 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
     if args.attack_step_size is not None:
         settings["attack_step_size"] = parse_eps(args.attack_step_size)
     return settings
+
+
+def _save_every_s(minutes: float) -> float:
+    """``--save-every-min`` in seconds (>= 0)."""
+    from core.errors import UserError
+
+    if not minutes >= 0:  # also refuses nan
+        raise UserError(f"--save-every-min must be >= 0, got {minutes}")
+    return 60.0 * minutes
