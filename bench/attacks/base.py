@@ -117,6 +117,9 @@ class Attack:
     usage: ClassVar[str] = ""  # how to write it in error messages ("" = name, or name[N])
     examples: ClassVar[tuple[str, ...]] = ()  # spellings offered as close matches (() = name)
     run_options: ClassVar[tuple[str, ...]] = ("channels_last", "amp_dtype")  # see as_attack
+    # keyword options its text may carry (name -> one-line meaning); a true option joins the
+    # spec's params, hence its key; a false one is dropped, so the plain key is unchanged
+    options: ClassVar[dict[str, str]] = {}
     stepwise = True
 
     @classmethod
@@ -147,8 +150,7 @@ class Attack:
         """The :class:`AttackSpec` fields ``parse_attack`` builds from ``text``."""
         steps = text.steps if cls.fixed_step_iterative else None  # others: a fixed count
         n_steps = cls.default_steps if steps is None else int(steps)
-        if text.params:
-            raise UserError(f"{cls.name} takes no keyword arguments; use --steps / --step-size")
+        params = cls.parse_options(text.params)
         step_size = text.step_size
         if step_size is None:
             step_size = cls.default_step_size(text.eps, n_steps, text.dataset)
@@ -159,7 +161,22 @@ class Attack:
             "step_size": step_size,
             "norm": Norm.LINF,
             "random_start": cls.starts_random,
+            "params": params,
         }
+
+    @classmethod
+    def parse_options(cls, given: dict[str, object]) -> tuple[tuple[str, object], ...]:
+        """The declared boolean :attr:`options` that are on, as spec params (others refused)."""
+        unknown = sorted(set(given) - set(cls.options))
+        if unknown and not cls.options:
+            raise UserError(f"{cls.name} takes no keyword arguments; use --steps / --step-size")
+        if unknown:
+            offered = ", ".join(f"{k}=True ({v})" for k, v in cls.options.items())
+            raise UserError(f"{cls.name} does not take {', '.join(unknown)}; it takes {offered}")
+        for name, value in given.items():
+            if not isinstance(value, bool):
+                raise UserError(f"{cls.name} option {name} must be True or False, got {value!r}")
+        return tuple((name, True) for name, value in sorted(given.items()) if value)
 
     def __init__(
         self,
