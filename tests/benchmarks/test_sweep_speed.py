@@ -9,6 +9,10 @@
   a sample at a budget only while no smaller budget has fooled it, and stops at its first
   fooling iterate (:func:`bench.evaluate.eps_sweep_correct`). Its floor is the work the
   survivors need anyway: sum over budgets of the samples never fooled, times the steps.
+- Early-stopping PGD-20 (``pgd(best_iterate=True)``: fooled by any iterate, fooled rows
+  refilled) vs plain PGD-20 (last iterate), on a natural and a briefly PGD-AT-trained model:
+  the saving printed, and any-iterate accuracy <= last-iterate accuracy, per sample. Limit: no
+  slower than the plain run (1.05x), as a model nothing fools gains nothing.
 - 5-model PGD-10 transfer matrix, one generation per source vs the naive N^2 generations: <= 0.3x
   (ideal 5/25 plus the cheap verdicts).
 
@@ -20,6 +24,7 @@ Run: ``pytest tests/benchmarks/test_sweep_speed.py --benchmark-enable -s``
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -165,6 +170,36 @@ def test_eps_sweep_attacks_only_survivors(benchmark, at_model, data):
         print(f"eps sweep / survivor floor: {benchmark.extra_info['ratio'] / floor:.2f}x "
               f"(limit {FLOOR_FACTOR}x)")  # fmt: skip
     _assert_within_limit(benchmark, FLOOR_FACTOR * floor, f"{FLOOR_FACTOR}x survivor floor")
+
+
+@pytest.fixture(scope="module")
+def natural_model():
+    """ResNet-18 (width 4) after one natural epoch on 2k MNIST images (~2 s)."""
+    torch.manual_seed(0)
+    model = create_model("resnet18", dataset="mnist", width=4)
+    cfg = TrainConfig.paper("natural", "mnist", n_train=2048, batch_size=64, lr=0.05)
+    train(model, train_loader("mnist", 64, n=2048, augment=False), cfg, "cpu", progress=False)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["natural", "pgd_at"])
+def test_best_iterate_stops_fooled_samples(benchmark, request, data, kind):
+    model = request.getfixturevalue("natural_model" if kind == "natural" else "at_model")
+    x, y = data
+    eps = 0.1 if kind == "natural" else 0.2
+    plain = _pgd(eps, 20, eps / 8)
+    best = dataclasses.replace(plain, params=(("best_iterate", True),))
+    clean = clean_correct(model, x, y)
+
+    def run(spec: AttackSpec):
+        return lambda: whitebox_correct(model, x, y, spec, batch_size=64, clean=clean, seed=4)
+
+    fast, slow = _compare(benchmark, run(best), run(plain), f"PGD-20 any-iterate vs last ({kind})",
+                          1.05)  # fmt: skip
+    assert not bool((fast & ~slow).any())  # fooled by the last iterate: fooled by some iterate
+    pct = [round(100 * float(t.float().mean()), 1) for t in (clean, slow, fast)]
+    print(f"{kind}: clean {pct[0]}%, PGD-20 last iterate {pct[1]}%, any iterate {pct[2]}%")
+    _assert_within_limit(benchmark, 1.05)
 
 
 def test_transfer_matrix_generates_once_per_source(benchmark, data):
