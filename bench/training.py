@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.compiled import Guarded
 from bench.train_loop import EpochLoop, budget_at  # noqa: F401 - budget_at: public here
 from core import distributed
 from core.enums import Dataset, Training
@@ -171,8 +172,12 @@ def train(
     progress: bool = True,
     state_dir: Path | None = None,
     holdout: tuple[torch.Tensor, torch.Tensor] | None = None,
+    compile: bool = False,
 ) -> dict:
     """Train ``model`` in place; returns metrics (per-epoch loss/accuracy, wall time).
+
+    ``compile``: the training steps run through ``torch.compile`` (:mod:`bench.compiled`; one
+    process only, eager under torchrun); an execution detail, not part of the config hash.
 
     With ``state_dir`` the full training state is saved there after every epoch and a state
     found there is resumed (printing ``resumed from epoch K``); the result is bit-identical to an
@@ -203,11 +208,12 @@ def train(
         if ctx.is_main:
             print(f"resumed from epoch {saved[0]}", file=sys.stderr, flush=True)
     loop = EpochLoop(cfg, dev, optimizer, scheduler, train_parts.grad_scaler(cfg, dev), progress)
+    step_net = Guarded(net) if compile and not ctx.enabled else net
     prior = sum(e["seconds"] for e in epochs)
     start = time.perf_counter()
     for epoch in range(len(epochs), cfg.epochs):
         _set_epoch(net, loader, cfg, epoch)
-        epochs.append(loop.epoch(net, loader, epoch, epoch * steps, cfg.epochs * steps))
+        epochs.append(loop.epoch(step_net, loader, epoch, epoch * steps, cfg.epochs * steps))
         if holdout is not None:
             epochs[-1].update(selection.evaluate(model, holdout, cfg, dev))
             keeper.update(model, epoch + 1, epochs[-1])
@@ -248,6 +254,7 @@ def ensure_trained(
     data_dir: str | Path | None = None,
     progress: bool = True,
     builder: Callable[[], nn.Module] | None = None,
+    compile: bool = False,
 ) -> tuple[nn.Module, dict]:
     """Load the checkpoint of this configuration, training and saving it first if absent.
 
@@ -275,7 +282,9 @@ def ensure_trained(
     loader = rank_loader(ds, cfg, data_dir)
     state_dir = stem.parent / f"{digest}.partial"
     held = holdout_split(ds, cfg, data_dir)
-    metrics = train(model, loader, cfg, dev, progress and ctx.is_main, state_dir, held)
+    metrics = train(
+        model, loader, cfg, dev, progress and ctx.is_main, state_dir, held, compile=compile
+    )
     meta = {
         "model": model_name,
         "model_overrides": overrides,
