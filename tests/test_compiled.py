@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 import torch._dynamo
+from test_best_iterate import small_cnn
 from torch import nn
 
 from bench import compiled
@@ -14,7 +15,6 @@ from bench.attacks import parse_attack
 from bench.evaluate import clean_correct, whitebox_correct
 from bench.training import TrainConfig, train
 from core.data import eval_tensors, train_loader
-from test_best_iterate import small_cnn
 
 N_IMAGES = 90  # three batches of 32 and a short one of 26: padded to 32
 
@@ -107,3 +107,15 @@ def test_the_auto_rule_compiles_where_it_repays(device, preset, eval_s, models, 
     rule = compiled.worth_compiling
     assert rule(device=device, preset=preset, eval_s=eval_s, models=models) is on
     assert compiled.choose("on", device=device) and not compiled.choose("off", device=device)
+
+
+def test_run_options_of_a_plan():
+    from bench.experiments import get_experiments
+    from bench.planner import plan
+    from bench.presets import PRESETS
+
+    smoke = PRESETS["smoke"]
+    p = plan(get_experiments(smoke.experiments), smoke, calibrate=False)
+    assert compiled.run_options("auto", "off", p, "cpu") == {"compile": False}  # too little work
+    options = compiled.run_options("on", "bf16", p, "cpu")
+    assert options == {"compile": True, "amp_dtype": torch.bfloat16}
