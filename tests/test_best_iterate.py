@@ -115,3 +115,12 @@ def test_best_iterate_has_no_meaning_for_transfer_or_step_sweeps(models, data):
         transfer_correct(model, {"t": model}, x, y, spec, batch_size=BATCH)
     with pytest.raises(UserError, match="plain pgd attack"):
         step_sweep_correct(model, x, y, spec, [2, 5], batch_size=BATCH)
+
+
+def test_stored_rows_name_the_option():
+    from bench.attack_names import attack_name
+
+    plain = parse_attack("pgd20", eps=0.3, dataset="mnist")
+    best = parse_attack("pgd20(best_iterate=True)", eps=0.3, dataset="mnist")
+    rows = [{"attack": "pgd", "steps": 20, "attack_key": s.key()} for s in (plain, best)]
+    assert [attack_name(r) for r in rows] == ["PGD-20", "PGD-20-any"]

@@ -11,8 +11,9 @@ At demo size it also times PGD-20, ours against torchattacks', interleaved in on
 Verdicts (with ``--benchmark-enable``): compiled/eager >= 2.5x for demo-size DARTS on a CPU
 (issue 14 measured 4.0x at batch 100), and the attack step <= 1.10x of forward + input
 backward (the 1.05 goal plus the run-to-run noise of a shared 2-core machine). Paper size on a
-CPU runs at batch 2, eager only: compiling a 20-cell network there takes longer than the whole
-benchmark. Run: ``pytest tests/benchmarks/test_roofline.py --benchmark-enable -s``
+CPU runs at batch 8 (ResNet-18) and 2 (DARTS), eager only: compiling a full-size network there
+takes longer than the whole benchmark.
+Run: ``pytest tests/benchmarks/test_roofline.py --benchmark-enable -s``
 """
 
 from __future__ import annotations
@@ -92,8 +93,7 @@ def test_roofline(benchmark, name):
         compile_s = time.perf_counter() - start
         fns["fwd_bwd_compiled"] = lambda: _fwd_bwd(compiled.compiled(model), x, y)
         fns["attack_compiled"] = lambda: fast(model, x, y)
-    repeats = 1 if cpu_paper else REPEATS
-    t = _interleaved(fns, repeats)
+    t = _interleaved(fns)
     rate = {k: STEPS * len(x) / v for k, v in t.items()}
     step_ratio = t["attack"] / t["fwd_bwd"]
     line = (f"\n{name} (batch {len(x)}): {flops / 1e6:.2f} MFLOP/img fwd+input-bwd; eager "
