@@ -127,9 +127,7 @@ def run_options(compile_flag: str, amp: str, plan: Any, device: str) -> dict[str
     models = len({(plan.refs[h].model, plan.refs[h].overrides) for h in hashes if h in plan.refs})
     eval_s = float(plan.estimate()["eval_s"])
     on = choose(compile_flag, device=dev, preset=plan.preset.name, eval_s=eval_s, models=models)
-    # compiled steps run channels_last (demo-size DARTS, batch 100: 2.55x of eager against 2.0x
-    # contiguous; tests/benchmarks/test_roofline.py)
-    options: dict[str, Any] = {"compile": on, "channels_last": on}
+    options: dict[str, Any] = {"compile": on}
     if amp == "bf16":
         options["amp_dtype"] = torch.bfloat16
     return options

@@ -45,7 +45,7 @@ def test_compiled_pgd_gives_the_eager_verdicts_with_one_graph(trained, capsys):
     for spec in (plain, best):
         eager = whitebox_correct(trained, x, y, spec, batch_size=32, clean=clean, seed=5)
         fast = whitebox_correct(trained, x, y, spec, batch_size=32, clean=clean, seed=5,
-                                options={"compile": True, "channels_last": True})  # fmt: skip
+                                options={"compile": True})  # fmt: skip
         assert torch.equal(eager, fast), spec.label()  # identical per-sample verdicts
         assert int(fast.sum()) < int(clean.sum())
     print(f"compiled PGD test: {time.perf_counter() - start:.1f} s")
@@ -116,7 +116,6 @@ def test_run_options_of_a_plan():
 
     smoke = PRESETS["smoke"]
     p = plan(get_experiments(smoke.experiments), smoke, calibrate=False)
-    off = {"compile": False, "channels_last": False}
-    assert compiled.run_options("auto", "off", p, "cpu") == off  # too little work to repay it
+    assert compiled.run_options("auto", "off", p, "cpu") == {"compile": False}  # too little work
     options = compiled.run_options("on", "bf16", p, "cpu")
-    assert options == {"compile": True, "channels_last": True, "amp_dtype": torch.bfloat16}
+    assert options == {"compile": True, "amp_dtype": torch.bfloat16}
