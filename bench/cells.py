@@ -194,3 +194,26 @@ def derive_seed(*parts: Any) -> int:
     """A 63-bit seed from the canonical JSON of ``parts``."""
     text = json.dumps([str(p) for p in parts], separators=(",", ":"))
     return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16)
+
+
+def result_row(cell: Cell, run_id: int, preset: str) -> dict[str, Any]:
+    """The stored row of ``cell`` (before its outcome): key, identity and descriptive fields."""
+    spec, src = cell.spec, cell.source
+    return {
+        "key": cell.key,
+        "run_id": run_id,
+        **cell.identity(),
+        "model": cell.target.model,
+        "n": cell.n,
+        "training": cell.target.training.value,
+        "preset": preset,
+        "attack": None if spec is None else spec.name,
+        "step_size": None if spec is None else spec.alpha,
+        "norm": None if spec is None else spec.norm.value,
+        "source": None if src is None else src.model,
+    }
+
+
+def needed_checkpoints(cells: list[Cell]) -> set[str]:
+    """Hashes of the checkpoints the missing cells of ``cells`` need."""
+    return {h for c in cells if not c.cached for h in c.checkpoints()}

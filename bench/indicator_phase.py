@@ -21,6 +21,7 @@ from bench.cells import Cell, ModelRef, Plan, derive_seed
 from bench.evaluate import as_attack
 from bench.experiments import TRUST_ATTACK
 from bench.indicators import REVISION, cell_indicators
+from bench.leases import Claims
 from bench.store import ResultStore
 from bench.trust_paired import unconstrained_counts
 from bench.trust_plan import TRUST_EXPERIMENTS
@@ -54,10 +55,12 @@ class IndicatorPhase:
         batch_size: int,
         options: dict[str, Any],
         run_id: int,
+        claims: Claims | None = None,
     ) -> None:
         self.plan, self.store, self.models, self.ensure = plan, store, models, ensure
         self.checkpoint_dir, self.data_dir = checkpoint_dir, data_dir
         self.batch_size, self.options, self.run_id = batch_size, options, run_id
+        self.claims = claims or Claims(None)  # another process on the store: one computes a row
         self.data: dict[str, tuple[Tensor, Tensor]] = {}
         self.errors: list[tuple[Cell, str]] = []  # cells whose indicators could not be computed
 
@@ -77,7 +80,10 @@ class IndicatorPhase:
     def _guarded(self, cell: Cell) -> int:
         """:meth:`_compute`, an exception recorded in ``errors`` instead of ending the run."""
         try:
-            return self._compute(cell)
+            with self.claims.exclusive(f"indicators:{cell.key}"):
+                if self._current(cell, self.store.indicator_rows([cell.key])):
+                    return 0  # another process stored it meanwhile
+                return self._compute(cell)
         except Exception as err:  # noqa: BLE001 - failures are results: the run goes on
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             self.errors.append((cell, f"{type(err).__name__}: {first}".rstrip(": ")))
@@ -89,13 +95,14 @@ class IndicatorPhase:
         done = self.store.cached_keys(by_key)
         out = []
         for key, cell in by_key.items():
-            row = stored.get(key)
-            current = (
-                row is not None and row["revision"] == REVISION and row["n"] == self.size(cell)
-            )
+            current = self._current(cell, [stored[key]] if key in stored else [])
             if key in done and not current and self._loadable(cell.target):
                 out.append(key)
         return out
+
+    def _current(self, cell: Cell, rows: list[dict[str, Any]]) -> bool:
+        """Whether ``rows`` (the cell's stored indicator row, if any) are of this revision/size."""
+        return any(r["revision"] == REVISION and r["n"] == self.size(cell) for r in rows)
 
     def _loadable(self, ref: ModelRef) -> bool:
         if ref.hash in self.models or getattr(ref, "factory", None) is not None:

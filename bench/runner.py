@@ -18,10 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.cells import Cell, CellGroup, ModelRef, Plan
+from bench.cells import Cell, CellGroup, ModelRef, Plan, result_row
+from bench.cells import needed_checkpoints as _needs
 from bench.group_handlers import GroupHandlers
 from bench.indicator_phase import IndicatorPhase, indicator_cells
+from bench.leases import Claims, start_claims
 from bench.planner import plan
+from bench.run_exit import sigterm_interrupts, status_of
 from bench.run_summary import RunSummary
 from bench.store import ResultStore
 from bench.trust import TrustResult, run_checks
@@ -30,7 +33,7 @@ from core.errors import UserError
 from genotypes.names import zoo_name
 from racl_search.variants import TABLE5_PREFIX, TABLE5_VARIANTS
 
-__all__ = ["RunSummary", "execute", "plan"]
+__all__ = ["RunSummary", "execute", "plan", "result_row"]
 
 Log = Callable[[str], None]
 
@@ -100,18 +103,16 @@ class _Executor:
         self.indicator_errors: list[TrustResult] = []  # indicators that could not be computed
         self.bar: Any = None
         self.main = distributed.context().is_main
+        self.claims = Claims(None)  # leases of the cells and checkpoints (bench.leases)
+        self.deferred: list[tuple[CellGroup, list[Cell]]] = []
 
     # -- orchestration ----------------------------------------------------------------------
     def run(self, meta: dict[str, Any]) -> RunSummary:
         start = time.perf_counter()
         pending = {g: cs for g, cs in self.plan.groups().items() if any(not c.cached for c in cs)}
         self._load_data(pending)
-        run_meta = {
-            **meta,
-            "seed": self.plan.seed,
-            "preset": self.plan.preset.name,
-            "device": str(self.device),
-        }
+        run_meta = {**meta, "seed": self.plan.seed, "preset": self.plan.preset.name}
+        run_meta["device"] = str(self.device)
         self.summary.world_size = distributed.context().world_size
         self.summary.run_id = distributed.on_main(lambda: self.store.begin_run(run_meta))
         self.summary.cached = len(self.plan.cached)
@@ -120,18 +121,24 @@ class _Executor:
 
         missing = sum(1 for cs in pending.values() for c in cs if not c.cached)
         self.bar = progress_bar(total=missing, desc="cells", unit="cell", enabled=self.progress)
-        status = "interrupted"
+        self.claims = start_claims(self.store, self.summary.run_id)
+        ended: BaseException | None = None
         try:
-            self._run_groups(pending)
-            self._indicators()
-            status = "failed" if self.summary.failed else "ok"
+            with sigterm_interrupts():
+                self._run_groups(pending)
+                self._indicators()
+        except BaseException as err:
+            ended = err
+            raise
         finally:
+            self.claims.close()
             self.bar.close()
             if self.main:
                 self._trust()
             self.timings["total_s"] = time.perf_counter() - start
             self.summary.timings = dict(self.timings)
             if self.main:
+                status = status_of(ended, self.summary.failed)
                 self.store.finish_run(self.summary.run_id, status, self.summary.to_json())
         return self.summary
 
@@ -148,8 +155,17 @@ class _Executor:
             ready.add(h)
             for group in [g for g, cs in pending.items() if _needs(cs) <= ready and g not in last]:
                 self._run_group(group, pending.pop(group))
+        self._run_deferred()
         for group in last:  # after the cells they follow, whatever group those are in
             self._run_group(group, pending.pop(group))
+        self._run_deferred()
+
+    def _run_deferred(self) -> None:
+        """Groups another process had: wait for it, then compute what it left undone."""
+        while self.deferred:
+            group, cells = self.deferred.pop(0)
+            self.claims.wait(c for c in cells if not c.cached)
+            self._run_group(group, cells)
 
     def _load_data(self, pending: dict[CellGroup, list[Cell]]) -> None:
         """Load every needed eval slice first, so a missing dataset fails before any work."""
@@ -170,14 +186,15 @@ class _Executor:
     def _ensure(self, ref: ModelRef) -> None:
         from core.data import DatasetUnavailable
 
-        start = time.perf_counter()
-        on_disk = ref.factory is not None or (self.checkpoint_dir / f"{ref.hash}.json").exists()
-        stage = "load_s" if on_disk else "train_s"
+        start, stage = time.perf_counter(), "load_s"
         error: Exception | None = None
         try:
-            if ref.needs_search:
-                self._search(ref)
-            model, meta = self._load_or_train(ref)
+            with self.claims.checkpoint(ref.hash):  # another process training it: wait, load
+                on_disk = (self.checkpoint_dir / f"{ref.hash}.json").exists()
+                stage = "load_s" if on_disk or ref.factory is not None else "train_s"
+                if ref.needs_search:
+                    self._search(ref)
+                model, meta = self._load_or_train(ref)
             self.models[ref.hash] = model.to(self.device).eval()
             if self.main:
                 self.store.put_checkpoint(
@@ -261,6 +278,12 @@ class _Executor:
                 self._write_error(c, broken[0])
             else:
                 todo.append(c)
+        todo, done = self.claims.group(todo) if todo else (todo, [])
+        for c in done:  # stored since by another process
+            c.cached, self.summary.cached = True, self.summary.cached + 1
+            self.bar.update(1)
+        if todo is None:  # another process computes the group: come back to it at the end
+            self.deferred.append((group, cells))
         if not todo:
             return
         stage = f"{group.kind.value}_s"
@@ -278,6 +301,8 @@ class _Executor:
             for c in todo:
                 if c.key not in written:
                     self._write_error(c, _err_text(err))
+        finally:
+            self.claims.release(todo)
 
     # -- rows ------------------------------------------------------------------------------
     def _row(self, cell: Cell) -> dict[str, Any]:
@@ -319,6 +344,7 @@ class _Executor:
             batch_size=self.handlers.batch_size,
             options=self.handlers.options,
             run_id=self.summary.run_id,
+            claims=self.claims,
         )
         computed = phase.run()
         self.timings["indicators_s"] += time.perf_counter() - start
@@ -326,16 +352,9 @@ class _Executor:
             self.log(f"indicators of attack failure: {computed} cell(s)")
         for cell, message in phase.errors:
             self.log(f"indicators of {cell.label()} not computed: {message}")
-            self.indicator_errors.append(
-                TrustResult(
-                    "indicators",
-                    cell.target.model,
-                    False,
-                    f"{cell.label()}: {message}",
-                    cell.target.dataset.value,
-                    cell.target.training.value,
-                )  # fmt: skip
-            )
+            t, detail = cell.target, f"{cell.label()}: {message}"
+            args = ("indicators", t.model, False, detail, t.dataset.value, t.training.value)
+            self.indicator_errors.append(TrustResult(*args))
 
     def _trust(self) -> None:
         start = time.perf_counter()
@@ -355,28 +374,6 @@ class _Executor:
             )
         self.summary.trust = results
         self.timings["trust_s"] += time.perf_counter() - start
-
-
-def result_row(cell: Cell, run_id: int, preset: str) -> dict[str, Any]:
-    """The stored row of ``cell`` (before its outcome): key, identity and descriptive fields."""
-    spec, src = cell.spec, cell.source
-    return {
-        "key": cell.key,
-        "run_id": run_id,
-        **cell.identity(),
-        "model": cell.target.model,
-        "n": cell.n,
-        "training": cell.target.training.value,
-        "preset": preset,
-        "attack": None if spec is None else spec.name,
-        "step_size": None if spec is None else spec.alpha,
-        "norm": None if spec is None else spec.norm.value,
-        "source": None if src is None else src.model,
-    }
-
-
-def _needs(cells: list[Cell]) -> set[str]:
-    return {h for c in cells if not c.cached for h in c.checkpoints()}
 
 
 def _err_text(err: BaseException) -> str:

@@ -11,13 +11,17 @@ with a one-line :class:`~core.errors.UserError` and never overwritten.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bench import store_open
 from bench.store_format import (
+    ADDED_COLUMNS,
     IDENTITY_FIELDS,
     INDICATOR_COLUMNS,
     KIND_REVISIONS,
@@ -42,37 +46,31 @@ __all__ = [
     "unpack_per_sample",
 ]
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _check_is_sqlite(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    if path.is_dir():
-        raise UserError(f"results store {path} is a directory, not a file")
-    with path.open("rb") as fh:
-        head = fh.read(len(_SQLITE_MAGIC))
-    if head != _SQLITE_MAGIC:
-        raise UserError(f"{path} is not a results store (not an SQLite file); refusing to touch it")
-
 
 class ResultStore:
-    """SQLite results store (WAL, ``synchronous=NORMAL``, busy timeout) - see module docstring."""
+    """SQLite results store (WAL, ``synchronous=NORMAL``, busy timeout) - see module docstring.
 
-    def __init__(self, path: str | Path, *, timeout_s: float = 60.0) -> None:
+    ``readonly`` opens without writing anything (``bench results``, ``bench run --dry-run``);
+    opening for writing marks the runs of this host whose process is gone ``interrupted``.
+    """
+
+    def __init__(
+        self, path: str | Path, *, timeout_s: float = 60.0, readonly: bool = False
+    ) -> None:
         self.path = Path(path)
-        _check_is_sqlite(self.path)
-        if not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        self._conn = store_open.connect(self.path, readonly=readonly, timeout_s=timeout_s)
         try:
-            self._conn = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None)
-            self._conn.row_factory = sqlite3.Row
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._init_schema()
-        except sqlite3.DatabaseError as err:
-            raise UserError(f"{self.path} is not a usable results store: {err}") from None
+            if not readonly:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._check_integrity()
+                self._init_schema()
+                self.mark_gone_runs()
+        except BaseException:
+            self._conn.close()
+            raise
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
@@ -85,44 +83,56 @@ class ResultStore:
         self.close()
 
     def _init_schema(self) -> None:
-        tables = {
-            r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
-        if tables and "schema_version" not in tables:
-            raise UserError(f"{self.path} is an SQLite file but not a racl-bench results store")
         with self._transaction():
+            version = store_open.stored_version(self._conn, self.path)
+            if version is not None and version > SCHEMA_VERSION:
+                raise UserError(
+                    f"{self.path} has store schema version {version}; this racl-bench reads "
+                    f"up to {SCHEMA_VERSION}: upgrade racl-bench"
+                )
             for statement in SCHEMA_SQL.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
-            row = self._conn.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
+            if self._conn.execute("SELECT version FROM schema_version").fetchone() is None:
                 self._conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
-                raise UserError(
-                    f"{self.path} has store schema version {row[0]}; this racl-bench reads "
-                    f"up to {SCHEMA_VERSION}: upgrade racl-bench"
-                )
-            elif row[0] < SCHEMA_VERSION:
-                self._upgrade(row[0])
+            elif version is not None and version < SCHEMA_VERSION:
+                self._upgrade(version)
 
     def _upgrade(self, version: int) -> None:
         """Bring a store of an older schema up to date (inside the caller's transaction).
 
         Rows whose kind changed meaning are renamed (``RETIRED_KINDS``), not deleted: they stay
         readable with ``bench results`` but no report uses them, and their cells are recomputed
-        under the new meaning (their keys differ, see ``KIND_REVISIONS``).
+        under the new meaning (their keys differ, see ``KIND_REVISIONS``). Columns added since
+        (``ADDED_COLUMNS``) are added, empty for the old rows.
         """
         for old in range(version, SCHEMA_VERSION):
             for kind, retired in RETIRED_KINDS.get(old, {}).items():
                 self._conn.execute("UPDATE results SET kind = ? WHERE kind = ?", (retired, kind))
+        for added, table, column, sql_type in ADDED_COLUMNS:
+            have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            if added > version and column not in have:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
         self._conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)
 
-    def integrity_check(self) -> str:
-        """``PRAGMA integrity_check`` (``"ok"`` for a healthy file)."""
-        return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])
+    def _check_integrity(self) -> None:
+        """Before writing: ``PRAGMA quick_check`` (a damaged page is refused now, not mid-run)."""
+        try:
+            verdict = self.integrity_check(quick=True)
+        except (sqlite3.DatabaseError, UserError) as err:
+            verdict = str(err)
+        if verdict != "ok":
+            lines = [line for line in verdict.splitlines() if not line.startswith("***")]
+            detail = lines[0] if lines else verdict
+            raise UserError(f"results store {self.path} is damaged: {detail}")
+
+    def integrity_check(self, *, quick: bool = False) -> str:
+        """``PRAGMA integrity_check`` (``quick_check`` when ``quick``; ``"ok"`` when healthy)."""
+        pragma = "quick_check" if quick else "integrity_check"
+        return str(self._conn.execute(f"PRAGMA {pragma}").fetchone()[0])
 
     # -- runs ------------------------------------------------------------------------------
     def begin_run(self, meta: Mapping[str, Any]) -> int:
@@ -134,10 +144,27 @@ class ResultStore:
         with self._transaction():
             cur = self._conn.execute(
                 "INSERT INTO runs (started_at, status, argv, preset, device, torch_version,"
-                " git_commit, seed) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
-                (time.time(), *values),
+                " git_commit, seed, pid, host) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), *values, os.getpid(), socket.gethostname()),
             )
         return int(cur.lastrowid)
+
+    def mark_gone_runs(self) -> list[int]:
+        """Runs left ``running`` by a process of this host that is gone -> ``interrupted``."""
+        host = socket.gethostname()
+        with self._transaction():
+            rows = self._conn.execute(
+                "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?"
+                " AND pid IS NOT NULL",
+                (host,),
+            ).fetchall()
+            gone = [int(r["id"]) for r in rows if not store_open.pid_alive(int(r["pid"]))]
+            for run_id in gone:
+                self._conn.execute(
+                    "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE id = ?",
+                    (time.time(), run_id),
+                )
+        return gone
 
     def finish_run(self, run_id: int, status: str, summary: Mapping[str, Any]) -> None:
         """Mark a run finished with its status and JSON summary (counts, timings)."""

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 3  # 3: the indicators table (attack-failure indicators per white-box cell)
+# 3: the indicators table (attack-failure indicators per white-box cell); 4: the runs' pid and host,
+# the leases table, and content-keyed checkpoint hashes (docs/decisions/store.md)
+SCHEMA_VERSION = 4
 
 # Evaluation kinds whose meaning changed: the revision joins the cell key, so a cell computed
 # under an older meaning is never served as cached. Kinds absent here keep their original keys.
@@ -68,7 +70,7 @@ CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, started_at REAL, finished_at REAL, status TEXT, argv TEXT,
     preset TEXT, device TEXT, torch_version TEXT, git_commit TEXT, seed INTEGER,
-    summary_json TEXT
+    summary_json TEXT, pid INTEGER, host TEXT
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
     hash TEXT PRIMARY KEY, model TEXT, dataset TEXT, training TEXT, config_json TEXT,
@@ -91,7 +93,14 @@ CREATE TABLE IF NOT EXISTS indicators (
     training TEXT, attack TEXT, attack_key TEXT, label TEXT, eps REAL, data_slice TEXT,
     n INTEGER, revision INTEGER, counts_json TEXT, elapsed_s REAL, created_at REAL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    key TEXT PRIMARY KEY, kind TEXT, pid INTEGER, host TEXT, run_id INTEGER, heartbeat REAL,
+    taken_at REAL
+);
 """
+
+# Columns added to a table after its first schema: (version, table, column, type).
+ADDED_COLUMNS = ((4, "runs", "pid", "INTEGER"), (4, "runs", "host", "TEXT"))
 
 # The indicators table: one row per white-box result cell (``key`` is the cell's key).
 INDICATOR_COLUMNS = (

@@ -143,9 +143,18 @@ class TrainConfig:
 
 
 def config_hash(
-    model_name: str, model_overrides: dict | None, dataset: str | Dataset, cfg: TrainConfig
+    model_name: str,
+    model_overrides: dict | None,
+    dataset: str | Dataset,
+    cfg: TrainConfig,
+    inputs: dict[str, str] | None = None,
 ) -> str:
-    """16 hex digits of sha256 over the canonical JSON of everything that defines the weights."""
+    """16 hex digits of sha256 over the canonical JSON of everything that defines the weights,
+    the content of the model's genotype included (``bench.identity``; absent for models without
+    one, so their hashes are the ones they always had) and ``inputs`` (e.g. a factory's source
+    hash)."""
+    from bench.identity import genotype_digest
+
     payload = {
         "hash_version": HASH_VERSION,
         "model": model_name,
@@ -153,6 +162,12 @@ def config_hash(
         "dataset": Dataset.parse(dataset).value,
         "config": cfg.hash_dict(),
     }
+    content = dict(inputs or {})
+    genotype = genotype_digest(model_name)
+    if genotype is not None:
+        content["genotype"] = genotype
+    if content:
+        payload["inputs"] = dict(sorted(content.items()))
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -255,20 +270,21 @@ def ensure_trained(
     progress: bool = True,
     builder: Callable[[], nn.Module] | None = None,
     compile: bool = False,
+    inputs: dict[str, str] | None = None,
 ) -> tuple[nn.Module, dict]:
     """Load the checkpoint of this configuration, training and saving it first if absent.
 
     The checkpoint lives at ``<checkpoint_dir>/<config_hash>.safetensors`` (+ ``.json``); the
     sidecar records the config, seeds, metrics (per-epoch loss/accuracy, wall time) and hash.
     ``builder`` makes the untrained model instead of the zoo (a user's factory, ``model_name``
-    then being its name).
+    then being its name); ``inputs`` are content hashes the key includes (``config_hash``).
     """
     from bench import checkpoint as ckpt
     from bench import train_state
 
     ds = Dataset.parse(dataset)
     overrides = dict(model_overrides or {})
-    digest = config_hash(model_name, overrides, ds, cfg)
+    digest = config_hash(model_name, overrides, ds, cfg, inputs)
     stem = Path(checkpoint_dir) / digest
     dev = distributed.device_for(distributed.resolve_device(device))
     ctx = distributed.context()

@@ -4,8 +4,9 @@
 the weights are a safetensors file (read with ``safetensors.torch.load_file``) or a state dict
 read with ``torch.load(weights_only=True)``; without ``--weights`` the factory's own (seeded)
 weights are used. The checkpoint identity in the store is the sha256 of the weights' bytes plus
-the factory's name, so the same weights under the same factory are one checkpoint wherever the
-files lie. Details: docs/decisions/trust.md, "Your own model".
+the factory's name and the sha256 of its source file, so the same weights under the same
+factory code are one checkpoint wherever the files lie, and an edited factory is another.
+Details: docs/decisions/trust.md, "Your own model"; docs/decisions/store.md, "Identity".
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from bench.checkpoint import SIDECAR_SUFFIX, file_sha256
+from bench.identity import source_digest
 from core.errors import UserError
 from models.user import FactoryRef, build_user_model, check_user_model, parse_factory
 
-IDENTITY_VERSION = 1
+IDENTITY_VERSION = 2  # 2: the factory's source bytes join the identity (issue 16)
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,24 @@ def prepare_user_model(
     path = None if weights is None else Path(weights)
     digest = load_weights(model, path) if path is not None else state_digest(model)
     notes = check_user_model(model, dataset, ref.name)
-    key = f"user-model-v{IDENTITY_VERSION}|{ref.name}|{digest}"
+    source = source_digest(source_file(ref))
+    key = f"user-model-v{IDENTITY_VERSION}|{ref.name}|{digest}|{source}"
     identity = hashlib.sha256(key.encode()).hexdigest()[:16]
     return UserModel(ref, path, digest, identity), notes
+
+
+def source_file(ref: FactoryRef) -> str | None:
+    """The factory's source file: the given file, or the importable module's origin."""
+    if ref.path is not None:
+        return str(ref.path)
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(str(ref.module))
+    except (ImportError, ValueError):
+        return None
+    origin = None if spec is None else spec.origin
+    return origin if origin and Path(origin).is_file() else None
 
 
 def load_user_model(user: UserModel, dataset: str, device: str | torch.device) -> nn.Module:

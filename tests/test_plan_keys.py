@@ -44,15 +44,21 @@ def _layout(cells) -> str:  # noqa: ANN001
     )
 
 
+# Re-pinned by issue 16: the checkpoint hash of a model built from a genotype includes the
+# genotype's content hash (bench.identity), so every key of a cell on (or transferred from) a
+# genotype model moved on purpose (smoke: all 52, its models are darts and pc_darts; paper: 255 of
+# 328 cells, those of resnet18, densenet121 and vgg19 alone kept theirs); attack keys did not move.
+
+
 def test_smoke_preset_keys_are_pinned():
     smoke = PRESETS["smoke"]
     p = plan(get_experiments(smoke.experiments), smoke, calibrate=False)
     cells = _old(p.cells)
     assert len(cells) == 52 and _new(p.cells) == NEW_SMOKE
     assert _digest([c.key for c in cells]) == (
-        "d2e72cfd84e08b97a2c0ef728ca78a5b80ad008ee4b7b9009274da38c8696622"
+        "8531dc8ad25c07f0b30f3d4d2278b92970c0ae97d58bd35db8ac780f60e96d3c"
     )
-    assert _layout(cells) == "224e3a5524465f1d7fd3d44ef5022bf12879301b25ef9fabcf66910f0dec3d8d"
+    assert _layout(cells) == "1b01b8ad0eb829d55cf724eb73a4ecb13e9e99f01b8f768c20c69057e6cd567a"
     assert p.estimate() == {  # 46208 eval passes before the eps-check and gap cells
         "eval_passes": 71360,
         "eval_s": 142.7,
@@ -82,9 +88,9 @@ def test_paper_preset_keys_are_pinned():
     cells = _old(p.cells)
     assert len(cells) == 287 and len(p.refs) == 17 and _new(p.cells) == NEW_PAPER
     assert _digest([c.key for c in cells]) == (
-        "c469162712342aaef236d44e14362a92ba8401883e656a2a257ac928402118d0"
+        "1fe00b63946dfec549d51de553b10f78a05bd7addf4de2820635b94d2e105cf9"
     )
-    assert _layout(cells) == "a36019782b052e825bf5e4e20816ecf4d87f831e39683a8af1b2218b590758a1"
+    assert _layout(cells) == "bebc11b74242c5cfbcb227884645c1d42f5caa3d27145791dec9b10e36a55d3c"
     assert p.estimate()["eval_passes"] == PAPER_PASSES
     assert p.estimate()["train_passes"] == 2635000000
 
@@ -94,4 +100,4 @@ def test_result_rows_are_pinned():
     p = plan(get_experiments(smoke.experiments), smoke, calibrate=False, seed=5)
     rows = [json.dumps(runner_mod.result_row(c, 7, p.preset.name), sort_keys=True)
             for c in _old(p.cells)]  # fmt: skip
-    assert _digest(rows) == "7d783d43d3beaaf33d4db9793023d56de4692c38bafb2889412d4a0db6f38c70"
+    assert _digest(rows) == "cfc0d4fcc0bb653e0c27789c4ce35e87474579fae6f98882fd0fe11126bd203c"

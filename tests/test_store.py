@@ -230,5 +230,5 @@ def test_indicator_rows_round_trip_and_a_schema_2_store_gains_the_table(tmp_path
         assert row["n"] == 16 and row["counts"] == {}  # replaced, one row per cell
         assert store.indicator_rows([]) == [] and len(store.indicator_rows()) == 1
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
     conn.close()

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.store).is_file():
         raise UserError(f"no results store at {args.store}")
     filters = {"model": args.model} if args.model else {}
-    with ResultStore(args.store) as store:
+    with ResultStore(args.store, readonly=True) as store:  # reading writes nothing
         rows = [row_object(r) for r in store.rows(**filters)]
     if args.json:
         print(json.dumps(rows, indent=2))

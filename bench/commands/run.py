@@ -262,7 +262,6 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from bench.presets import get_preset
-    from bench.store import ResultStore
     from core import distributed
 
     if args.threads is not None:
@@ -275,12 +274,10 @@ def _run(args: argparse.Namespace) -> int:
     main = distributed.context().is_main
     # a user's model is checked before the store is touched (a misfit creates no store)
     user = distributed.on_main(lambda: _user_model(args, get_preset(args.preset)))
-    # A dry run only reads: it plans against an empty in-memory store when the file is absent.
-    dry_new = args.dry_run and not Path(args.store).exists()
-    opened = ResultStore(":memory:" if dry_new else args.store) if main else None
-    with opened if opened is not None else contextlib.nullcontext() as store:
+    opened = _Stores(args.store, args.dry_run) if main else None
+    with opened if opened is not None else contextlib.nullcontext() as stores:
         done = [
-            _run_seed(argparse.Namespace(**{**vars(args), "seed": s}), store, user) for s in seeds
+            _run_seed(argparse.Namespace(**{**vars(args), "seed": s}), stores, user) for s in seeds
         ]
     if main and args.json:
         docs = [doc for _, doc in done]
@@ -289,7 +286,37 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if 1 in codes else max(codes)  # failed cells (1) before failed checks (--strict: 3)
 
 
-def _run_seed(args: argparse.Namespace, store, user) -> tuple[int, dict]:  # noqa: ANN001
+class _Stores:
+    """The run's store. A dry run only reads (read-only, or an empty in-memory store when the
+    file is absent); a run plans against an empty in-memory store until the file exists and
+    creates it only when there is work to run, so a run that fails first creates no file."""
+
+    def __init__(self, path: str, dry_run: bool) -> None:
+        from bench.store import ResultStore
+
+        self.path, self.dry_run = path, dry_run
+        if not Path(path).exists():
+            self.store = ResultStore(":memory:")
+        else:
+            self.store = ResultStore(path, readonly=dry_run)
+
+    def writable(self):  # noqa: ANN201 - lazy type
+        """The store file, created now if absent (never on a dry run)."""
+        from bench.store import ResultStore
+
+        if not self.dry_run and str(self.store.path) == ":memory:":
+            self.store.close()
+            self.store = ResultStore(self.path)
+        return self.store
+
+    def __enter__(self) -> _Stores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+
+
+def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # noqa: ANN001
     """Plan and execute (or print, on a dry run) for ``args.seed``: (exit code, JSON doc)."""
     import torch
 
@@ -299,11 +326,12 @@ def _run_seed(args: argparse.Namespace, store, user) -> tuple[int, dict]:  # noq
     from core import distributed
 
     main = distributed.context().is_main
-    result = distributed.on_main(lambda: _plan_for_run(args, store, user))
+    result = distributed.on_main(lambda: _plan_for_run(args, stores.store, user))
     if args.dry_run:
         if main and not args.json:
             _print_plan(result)
         return 0, ({"dry_run": True, **result.to_json()} if main else {})
+    store = stores.writable() if main else None  # rank 0's store only (none on the others)
     meta = {"argv": sys.argv[1:], "torch_version": torch.__version__, "git_commit": _git_commit()}
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     summary = execute(

@@ -96,6 +96,18 @@ def _model(args: argparse.Namespace, overrides: dict[str, object]):  # noqa: ANN
     return ref.name, lambda: build_user_model(ref, args.dataset)
 
 
+def _factory_inputs(args: argparse.Namespace) -> dict[str, str] | None:
+    """A factory's source hash for the checkpoint hash (None for a zoo model)."""
+    if args.model_file is None and args.model is None:
+        return None
+    from bench.identity import source_digest
+    from bench.user_model import source_file
+    from models.user import parse_factory
+
+    ref = parse_factory(args.model_file or args.model, is_file=args.model_file is not None)
+    return {"source": source_digest(source_file(ref))}
+
+
 def run(args: argparse.Namespace) -> int:
     from core import distributed
 
@@ -115,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     if recipe is not None and not own_factory:  # a factory builds its own architecture
         overrides = {**recipe.model_overrides(), **overrides}
     name, builder = _model(args, overrides)
+    inputs = _factory_inputs(args)
     settings = _settings(args)
     if recipe is not None:
         cfg = recipe.config(**settings)
@@ -133,10 +146,11 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         builder=builder,
         compile=_compile(args),
+        inputs=inputs,
     )
     if not distributed.context().is_main:
         return 0
-    digest = config_hash(name, overrides, args.dataset, cfg)
+    digest = config_hash(name, overrides, args.dataset, cfg, inputs)
     metrics = meta.get("metrics") or {}
     print(f"checkpoint: {args.checkpoint_dir}/{digest}.safetensors")
     print(f"config hash: {digest}  content hash: {meta['content_hash'][:16]}")

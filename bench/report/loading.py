@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.store import RESULT_COLUMNS as STORE_RESULT_COLUMNS
+from bench.store_open import stored_version
 from core.errors import UserError
 
 RESULT_COLUMNS = tuple(STORE_RESULT_COLUMNS)
@@ -111,11 +112,16 @@ def load_store(path: str | Path) -> StoreData:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         if "results" not in tables:
             raise UserError(f"{path} has no 'results' table: not a racl-bench results store")
+        if "schema_version" in tables:
+            stored_version(conn, Path(path))  # a version that is not a number: refused
         results = _normalise_results(_read_table(conn, "results", RESULT_COLUMNS))
         runs = _read_table(conn, "runs", RUN_COLUMNS)
         trust = _read_table(conn, "trust", TRUST_COLUMNS)
         checkpoints = _read_table(conn, "checkpoints", CHECKPOINT_COLUMNS)
         indicators = _read_table(conn, "indicators", INDICATOR_COLUMNS)
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as err:  # e.g. a zeroed page
+        cause = str(err.__cause__ or err).strip().splitlines()[0]
+        raise UserError(f"cannot read results store {path}: {cause}") from None
     finally:
         conn.close()
     has_error = results["error"].notna() & (results["error"].astype(str).str.len() > 0)

@@ -90,15 +90,21 @@ def _config_key(rows: pd.DataFrame) -> pd.Series:
 
 
 def pool(rows: pd.DataFrame) -> Measure:
-    """Pick one configuration (most images, most steps) of the matching rows; one row per seed.
+    """Pick one configuration (most images, most steps, then the newest run) of the matching
+    rows; one row per seed.
 
     The accuracy and ``n`` are the first (lowest) seed's; several rows of one seed (e.g. an
-    older checkpoint of the model) give way to the newest run's row.
+    older checkpoint of the model) give way to the newest run's row. Configurations that differ
+    only in their source checkpoint (a transfer source retrained since) also give way to the
+    newest run's.
     """
-    configs = rows.assign(_cfg=_config_key(rows))
-    totals = configs.groupby("_cfg").agg(n=("n", "sum"), steps=("steps", "max"))
+    configs = rows.assign(_cfg=_config_key(rows), _run=rows["run_id"].fillna(-1))
+    totals = configs.groupby("_cfg").agg(
+        n=("n", "sum"), steps=("steps", "max"), run=("_run", "max")
+    )
     totals = totals.fillna({"steps": -1}).reset_index()
-    totals = totals.sort_values(["n", "steps", "_cfg"], ascending=[False, False, True])
+    order = ["n", "steps", "run", "_cfg"]
+    totals = totals.sort_values(order, ascending=[False, False, False, True])
     chosen = configs[configs["_cfg"] == totals.iloc[0]["_cfg"]]
     seeds = _per_seed(chosen)
     first = chosen.iloc[0]

@@ -1,0 +1,44 @@
+"""Which store rows answer a table cell (bench.report.selection.pool)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.report.selection import pool
+
+
+def _row(key: str, run_id: int, correct: int, source_checkpoint: str, n: int = 100) -> dict:
+    return {
+        "key": key,
+        "kind": "transfer",
+        "model": "darts",
+        "attack_key": "pgd-10",
+        "eps": 0.3,
+        "steps": 10,
+        "step_size": 0.01,
+        "training": "natural",
+        "source": "vgg19",
+        "source_checkpoint": source_checkpoint,
+        "data_slice": f"test[:{n}]",
+        "n": n,
+        "correct": correct,
+        "accuracy": 100.0 * correct / n,
+        "seed": 0,
+        "run_id": run_id,
+        "per_sample": None,
+    }
+
+
+def test_a_retrained_source_gives_way_to_the_newest_run_whatever_its_hash():
+    # The source checkpoint hashes sort in both orders against the run ids: the newest run wins.
+    for old_hash, new_hash in (("aaaa", "ffff"), ("ffff", "aaaa")):
+        rows = pd.DataFrame([_row("k1", 1, 40, old_hash), _row("k2", 2, 70, new_hash)])
+        measure = pool(rows)
+        assert measure.accuracy == 70.0
+        assert measure.rows == 1
+
+
+def test_more_images_win_over_a_newer_run():
+    rows = pd.DataFrame([_row("k1", 1, 400, "aaaa", n=1000), _row("k2", 2, 70, "ffff")])
+    measure = pool(rows)
+    assert (measure.n, measure.accuracy) == (1000, 40.0)
