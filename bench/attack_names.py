@@ -27,4 +27,7 @@ def attack_name(row: Mapping[str, Any]) -> str:
     if attack == "autoattack":
         return members_label(str(row.get("attack_key") or ""))
     name = {"fgsm": "FGSM", "pgd": "PGD", "mim": "MIM"}.get(attack, attack)
-    return f"{name}-{row['steps']}" if attack in ("pgd", "mim") and row.get("steps") else name
+    if attack in ("pgd", "mim") and row.get("steps"):
+        name = f"{name}-{row['steps']}"
+    any_iterate = "best_iterate=1" in str(row.get("attack_key") or "")
+    return f"{name}-any" if any_iterate else name  # pgd(best_iterate=True): PGD-20-any

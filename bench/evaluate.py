@@ -19,8 +19,10 @@ from torch import Tensor, nn
 
 from bench.attacks import build_attack, pgd_checkpoints
 from bench.attacks.base import Attack, model_device
-from bench.attacks.budgets import correct_over_budgets
+from bench.attacks.budgets import correct_over_budgets, correct_streamed
+from bench.attacks.pgd import best_iterate
 from bench.batches import Batch, per_batch
+from core.errors import UserError
 
 AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 CheckpointFn = Callable[[nn.Module, Tensor, Tensor, Any, list[int]], dict[int, Tensor]]
@@ -136,16 +138,18 @@ def whitebox_correct(
     seed: int = 0,
     options: Mapping[str, Any] | None = None,
 ) -> Tensor:
-    """Per-sample correctness under a white-box attack; clean mistakes are not attacked."""
+    """Per-sample correctness under a white-box attack; clean mistakes are not attacked.
+
+    ``pgd(best_iterate=True)``: fooled by any iterate, fooled rows stop and are refilled
+    (:func:`bench.attacks.budgets.correct_streamed`), with the starts of the plain run."""
     clean = clean_correct(model, x, y, batch_size) if clean is None else clean.cpu()
     result = clean.clone()
     idx = clean.nonzero().flatten()
     if len(idx) == 0:
         return result
     attack = as_attack(spec, options)
-    result[idx] = adversarial_correct(
-        attack, model, x[idx], y[idx], batch_size=batch_size, seed=seed
-    )
+    judge = correct_streamed if best_iterate(spec) else adversarial_correct
+    result[idx] = judge(attack, model, x[idx], y[idx], batch_size=batch_size, seed=seed)
     return result
 
 
@@ -162,6 +166,9 @@ def transfer_correct(
     options: Mapping[str, Any] | None = None,
 ) -> dict[str, Tensor]:
     """Transfer attack: generate ONCE on ``source`` (every sample), judge on each target."""
+    if best_iterate(spec):
+        raise UserError("best_iterate is a white-box option (the iterates are judged on the "
+                        "attacked model); use plain pgd for transfer")  # fmt: skip
     attack = as_attack(spec, options)
     clean = dict(clean or {})
     ok = {

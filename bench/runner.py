@@ -245,6 +245,7 @@ class _Executor:
             device=self.device,
             data_dir=self.data_dir,
             progress=self.progress,
+            compile=bool(self.handlers.options.get("compile", False)),
         )
         return model, {**meta, "config": ref.cfg.to_dict()}
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.compiled import Guarded
 from bench.train_loop import EpochLoop, budget_at  # noqa: F401 - budget_at: public here
 from core import distributed
 from core.enums import Dataset, Training
@@ -187,6 +188,7 @@ def train(
     state_dir: Path | None = None,
     holdout: tuple[torch.Tensor, torch.Tensor] | None = None,
     save_every_s: float | None = None,
+    compile: bool = False,
 ) -> dict:
     """Train ``model`` in place; returns metrics (per-epoch loss/accuracy, wall time).
 
@@ -197,7 +199,8 @@ def train(
     process or under torchrun with the same number of processes. Under torchrun: DDP around
     ``model`` (``loader`` is this rank's, see :func:`rank_loader`); the metrics are summed over
     the ranks. ``holdout`` images are evaluated after each epoch (``bench.selection``; the
-    config keeps final or best).
+    config keeps final or best). ``compile``: steps through ``torch.compile`` (one process only,
+    :mod:`bench.compiled`); an execution detail, not part of the config hash.
     """
     from bench import selection, train_parts, train_state
     from bench.train_saver import Position, Saver
@@ -229,12 +232,13 @@ def train(
             where = f", batch {position.batch}" if position is not None else ""
             print(f"resumed from epoch {saved[0]}{where}", file=sys.stderr, flush=True)
     loop = EpochLoop(cfg, dev, optimizer, scheduler, train_parts.grad_scaler(cfg, dev), progress)
+    step_net = Guarded(net) if compile and not ctx.enabled else net
     prior = sum(e["seconds"] for e in epochs)
     start = time.perf_counter()
     for epoch in range(len(epochs), cfg.epochs):
         _set_epoch(net, loader, cfg, epoch)
         span = (epoch * steps, cfg.epochs * steps)
-        epochs.append(loop.epoch(net, loader, epoch, span, saver, position, epochs))
+        epochs.append(loop.epoch(step_net, loader, epoch, span, saver, position, epochs))
         position = None
         if holdout is not None:
             epochs[-1].update(selection.evaluate(model, holdout, cfg, dev))
@@ -274,6 +278,7 @@ def ensure_trained(
     data_dir: str | Path | None = None,
     progress: bool = True,
     builder: Callable[[], nn.Module] | None = None,
+    compile: bool = False,
     inputs: dict[str, str] | None = None,
     save_every_s: float | None = None,
 ) -> tuple[nn.Module, dict]:
@@ -282,9 +287,8 @@ def ensure_trained(
     The checkpoint lives at ``<checkpoint_dir>/<config_hash>.safetensors`` (+ ``.json``); the
     sidecar records the config, seeds, metrics (per-epoch loss/accuracy, wall time) and hash.
     ``builder`` makes the untrained model instead of the zoo (a user's factory, ``model_name``
-    then being its name); ``inputs`` are content hashes the key includes (``config_hash``).
-    ``save_every_s``: the save interval within an epoch (default
-    ``bench.train_saver.SAVE_EVERY_S``; not part of the hash: it does not change the weights).
+    then being its name); ``inputs`` are content hashes the key includes (``config_hash``);
+    ``save_every_s`` (default ``train_saver.SAVE_EVERY_S``) and ``compile`` are not hashed.
     """
     from bench import checkpoint as ckpt
     from bench import train_state
@@ -307,7 +311,9 @@ def ensure_trained(
     state_dir = stem.parent / f"{digest}.partial"
     held = holdout_split(ds, cfg, data_dir)
     every = SAVE_EVERY_S if save_every_s is None else save_every_s
-    metrics = train(model, loader, cfg, dev, progress and ctx.is_main, state_dir, held, every)
+    metrics = train(
+        model, loader, cfg, dev, progress and ctx.is_main, state_dir, held, every, compile=compile
+    )
     meta = {
         "model": model_name,
         "model_overrides": overrides,

@@ -3,7 +3,8 @@
 In the spirit of torchattacks' ``Attack.__call__`` (Kim 2020), the base does everything an attack
 must get right so a subclass writes only its step: eval mode, frozen weights, the model's device,
 clamping to [0, 1] and projection onto the eps ball after every step (speed knobs:
-``channels_last``, ``amp_dtype``). Each class also declares what it is (name, default steps,
+``channels_last``, ``amp_dtype``, ``compile``: the gradient passes through
+:func:`bench.compiled.static_forward`). Each class also declares what it is (name, default steps,
 step rule, label, key fields), which :class:`bench.attacks.spec.AttackSpec` reads through the
 registry. Design notes: docs/decisions/attacks.md.
 """
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.compiled import static_forward
 from core.enums import Dataset, Norm
 from core.errors import UserError
 
@@ -116,7 +118,11 @@ class Attack:
     variants: ClassVar[bool] = False  # spec names are "<name>:<Variant>" (torchattacks:PGD)
     usage: ClassVar[str] = ""  # how to write it in error messages ("" = name, or name[N])
     examples: ClassVar[tuple[str, ...]] = ()  # spellings offered as close matches (() = name)
-    run_options: ClassVar[tuple[str, ...]] = ("channels_last", "amp_dtype")  # see as_attack
+    run_options: ClassVar[tuple[str, ...]] = ("channels_last", "amp_dtype", "compile")
+    compile = False  # a run option (see as_attack): gradient passes via bench.compiled
+    # keyword options its text may carry (name -> one-line meaning); a true option joins the
+    # spec's params, hence its key; a false one is dropped, so the plain key is unchanged
+    options: ClassVar[dict[str, str]] = {}
     stepwise = True
 
     @classmethod
@@ -147,8 +153,7 @@ class Attack:
         """The :class:`AttackSpec` fields ``parse_attack`` builds from ``text``."""
         steps = text.steps if cls.fixed_step_iterative else None  # others: a fixed count
         n_steps = cls.default_steps if steps is None else int(steps)
-        if text.params:
-            raise UserError(f"{cls.name} takes no keyword arguments; use --steps / --step-size")
+        params = cls.parse_options(text.params)
         step_size = text.step_size
         if step_size is None:
             step_size = cls.default_step_size(text.eps, n_steps, text.dataset)
@@ -159,7 +164,22 @@ class Attack:
             "step_size": step_size,
             "norm": Norm.LINF,
             "random_start": cls.starts_random,
+            "params": params,
         }
+
+    @classmethod
+    def parse_options(cls, given: dict[str, object]) -> tuple[tuple[str, object], ...]:
+        """The declared boolean :attr:`options` that are on, as spec params (others refused)."""
+        unknown = sorted(set(given) - set(cls.options))
+        if unknown and not cls.options:
+            raise UserError(f"{cls.name} takes no keyword arguments; use --steps / --step-size")
+        if unknown:
+            offered = ", ".join(f"{k}=True ({v})" for k, v in cls.options.items())
+            raise UserError(f"{cls.name} does not take {', '.join(unknown)}; it takes {offered}")
+        for name, value in given.items():
+            if not isinstance(value, bool):
+                raise UserError(f"{cls.name} option {name} must be True or False, got {value!r}")
+        return tuple((name, True) for name, value in sorted(given.items()) if value)
 
     def __init__(
         self,
@@ -281,7 +301,7 @@ class Attack:
         """:meth:`input_gradient` and the (detached) logits of the same forward pass."""
         x_adv = x_adv.detach().requires_grad_(True)
         with self._autocast(x_adv.device):
-            logits = model(x_adv)
+            logits = static_forward(model, x_adv) if self.compile else model(x_adv)
         loss = F.cross_entropy(logits.float(), y)
         return torch.autograd.grad(loss, x_adv)[0], logits.detach()
 

@@ -2,7 +2,8 @@
 
 :func:`correct_over_budgets` packs (sample, budget) rows into full model calls, smaller budgets
 first, and drops a row as soon as its sample is fooled at its budget or a smaller one; the eps
-sweep (:func:`bench.evaluate.eps_sweep_correct`) runs it per batch.
+sweep (:func:`bench.evaluate.eps_sweep_correct`) runs it per batch. With one budget over all
+rows (:func:`correct_streamed`) it is early-stopping PGD (``pgd(best_iterate=True)``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.attacks.base import Attack, float32_verdict, frozen_eval, model_device, project
+from bench.batches import Batch, sharded_rows
 
 
 @dataclasses.dataclass
@@ -119,3 +121,33 @@ def _judge_and_gradient(
             oks.append(float32_verdict(model, xb, yb))
         grads.append(grad)
     return torch.cat(oks), torch.cat(grads)
+
+
+def correct_streamed(
+    attack: Attack, model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int, seed: int
+) -> Tensor:
+    """Per-row correctness over EVERY iterate of ``attack``, fooled rows refilled (CPU bool).
+
+    The starts are those of :func:`bench.evaluate.adversarial_correct` (batch b of
+    ``batch_size`` rows draws its start under ``batch_seed(seed, b)``), so a row never fooled
+    takes the same steps as the plain run, up to batch-composition float rounding. The rows
+    then stream through :func:`correct_over_budgets` (one budget): a row leaves at its first
+    fooling iterate and the next rows take its place, so every model call holds ``batch_size``
+    rows until the last ones. Under torchrun each rank streams its run of whole batches.
+    """
+    device, size = model_device(model), max(batch_size, 1)
+
+    def shard(start: int, stop: int) -> Tensor:
+        if stop <= start:
+            return torch.zeros(0, dtype=torch.bool)
+        xs = x[start:stop].detach().to(device, torch.float32)
+        starts = []
+        for b, first in enumerate(range(start, stop, size), start=start // size):
+            rows = slice(first - start, min(first + size, stop) - start)
+            with Batch(b, rows, seed, device).seeded():
+                starts.append(attack.start(xs[rows], None))
+        alive = torch.ones(stop - start, 1, dtype=torch.bool)
+        ys, x0 = y[start:stop].to(device), torch.cat(starts)
+        return correct_over_budgets([attack], model, xs, ys, [x0], alive, max_rows=size)[:, 0]
+
+    return sharded_rows(len(x), size, shard)

@@ -61,6 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="torch.compile the attack steps (auto: CUDA paper preset, or a CPU plan "
+                   "whose estimate repays the compile; see docs/decisions/speed.md)")  # fmt: skip
+    p.add_argument("--amp", choices=("off", "bf16"), default="off",
+                   help="bf16 autocast for attack generation (verdicts stay float32)")  # fmt: skip
     p.add_argument(
         "--strict",
         action="store_true",
@@ -315,6 +320,7 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
     """Plan and execute (or print, on a dry run) for ``args.seed``: (exit code, JSON doc)."""
     import torch
 
+    from bench.compiled import run_options
     from bench.runner import execute
     from bench.summary import summary_table
     from core import distributed
@@ -336,6 +342,7 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
         checkpoint_dir=_ckpt_dir(args),
         data_dir=args.data_dir,
         run_meta=meta,
+        attack_options=run_options(args.compile, args.amp, result, args.device),
         log=log,
     )
     code = summary.strict_exit_code() if args.strict else summary.exit_code

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
     p.add_argument("--device", default="auto", choices=Device.values())
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="torch.compile the training steps (auto: on CUDA only; an execution "
+                   "detail, not in the config hash)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -146,6 +149,7 @@ def _run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         progress=not args.no_progress,
         builder=builder,
+        compile=_compile(args),
         inputs=inputs,
         save_every_s=every_s,
     )
@@ -160,6 +164,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"train loss {last['loss']:.4f}  train acc {last['acc']:.2f}%  "
               f"({metrics['wall_time_s']:.1f} s)")  # fmt: skip
     return 0
+
+
+def _compile(args: argparse.Namespace) -> bool:
+    """``--compile``: on, off, or auto (on where the device is CUDA)."""
+    from core import distributed
+
+    if args.compile == "auto":
+        return distributed.resolve_device(args.device).type == "cuda"
+    return args.compile == "on"
 
 
 def _resolve_defaults(args: argparse.Namespace, recipe) -> None:  # noqa: ANN001
