@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.inputs import seed_arg
+
 DEFAULT_STORE = "results/results.db"
 
 
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="delete the plan's cells first")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--seed", type=int, help="global seed: training and attacks (default 0)")
+    p.add_argument("--seed", type=seed_arg, help="global seed: training and attacks (default 0)")
     p.add_argument(
         "--seeds",
         help="comma-separated global seeds, e.g. 0,1,2: the whole plan once per seed (each "
@@ -204,6 +206,7 @@ def _plan_for_run(args: argparse.Namespace, store, user=None):  # noqa: ANN001, 
 
 def parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
     """The run's global seeds: ``--seeds a,b,c`` (distinct, >= 0) or ``[--seed]`` (default 0)."""
+    from bench.inputs import check_seed
     from core.errors import UserError
 
     if seeds is None:
@@ -214,8 +217,10 @@ def parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
         values = [int(x) for x in seeds.split(",") if x.strip()]
     except ValueError:
         raise UserError(f"--seeds wants comma-separated integers, got {seeds!r}") from None
-    if not values or min(values) < 0 or len(set(values)) != len(values):
+    if not values or len(set(values)) != len(values):
         raise UserError(f"--seeds wants distinct integers >= 0, got {seeds!r}")
+    for value in values:
+        check_seed(value, "--seeds")
     return values
 
 
@@ -244,8 +249,10 @@ def _print_plan(result) -> None:  # noqa: ANN001
 
 def run(args: argparse.Namespace) -> int:
     """Under torchrun only rank 0 opens the store and plans; every rank computes (sharded)."""
+    from bench.inputs import check_device
     from core import distributed
 
+    check_device(args.device)  # before any work, a dry run's plan included
     with distributed.session(args.device):
         return _run(args)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from bench.inputs import seed_arg
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from bench.search_seeds import VARIANTS
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Does the Lipschitz constraint change the searched cell beyond seed noise? "
         "Runs each variant x seed at demo scale; resumes what is cached.",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", default="runs/search-seeds", help="study folder")
     parser.add_argument("--preset", default="demo", choices=("smoke", "demo"))
