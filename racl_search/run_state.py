@@ -121,6 +121,14 @@ def run_dir_hash(run_dir: Path) -> str | None:
     return read_json_state(meta_path).get("config_hash")
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """Read a run folder's JSON files (cheap, before a search starts): SearchError if corrupt."""
+    for name in ("config.json", STATE_JSON):
+        path = Path(run_dir) / name
+        if path.is_file():
+            read_json_state(path)
+
+
 def rng_state() -> dict[str, Tensor]:
     """The CPU (and CUDA, when present) generator states."""
     state = {"cpu": torch.get_rng_state()}

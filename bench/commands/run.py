@@ -224,6 +224,26 @@ def parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
     return values
 
 
+def check_run_args(args: argparse.Namespace, preset) -> None:  # noqa: ANN001
+    """``--attacks`` and ``--n`` checked before the store is opened or a cell runs.
+
+    Each attack is parsed once here; the planner parses it again at each experiment's budget,
+    and the checks (names, keyword arguments and their types) do not depend on the budget. The
+    planner checks ``--n`` again against each experiment's dataset.
+    """
+    from bench.attacks import parse_attack
+    from core.datasets import dataset_info
+    from core.enums import Dataset
+    from core.errors import UserError
+
+    chosen = args.dataset or (preset.dataset.value if preset.dataset else Dataset.CIFAR10.value)
+    info = dataset_info(Dataset.parse(chosen))
+    if args.n is not None and args.n > info.test_size:
+        raise UserError(f"--n {args.n} is above the {info.name} test set size ({info.test_size})")
+    for text in split_list(args.attacks) or []:
+        parse_attack(text, eps=info.budget, dataset=info.dataset)
+
+
 def _print_plan(result) -> None:  # noqa: ANN001
     info = result.to_json()
     est = info["estimate"]
@@ -274,6 +294,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     seeds = parse_seeds(args.seed, args.seeds)
+    check_run_args(args, get_preset(args.preset))  # before the store is opened
     main = distributed.context().is_main
     # a user's model is checked before the store is touched (a misfit creates no store)
     user = distributed.on_main(lambda: _user_model(args, get_preset(args.preset)))

@@ -98,7 +98,12 @@ def check_search_args(args: argparse.Namespace) -> None:
     from racl_search.api import default_out_dir, default_run_dir
 
     check_output_dir(args.out_dir or default_out_dir(), "--out-dir")
-    check_output_dir(args.run_dir or default_run_dir(args.name), "--run-dir")
+    run_dir = args.run_dir or default_run_dir(args.name)
+    check_output_dir(run_dir, "--run-dir")
+    if args.resume:  # a corrupt state file is named now, not after the data has loaded
+        from racl_search.run_state import check_run_dir
+
+        check_run_dir(run_dir)
 
 
 def set_threads(threads: int | None) -> None:
