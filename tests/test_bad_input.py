@@ -234,6 +234,20 @@ CASES = [
         "store",
         ["search", "--name", "ok", "--out-dir", "{tmp}/g", "--run-dir", "{bad_run}"],
     ),
+    (
+        "train-checkpoint-dir-file",
+        2,
+        "--checkpoint-dir",
+        "store",
+        ["train", "resnet18", "--checkpoint-dir", "{plain}"],
+    ),
+    (
+        "run-checkpoint-dir-file",
+        2,
+        "--checkpoint-dir",
+        "store",
+        ["run", "--attacks", "pgd20", "--checkpoint-dir", "{plain}", "--store", "{store}"],
+    ),
     ("train-unknown-model", 2, "unknown model", "store", ["train", "nosuch"]),
     (
         "train-bad-override",

@@ -232,6 +232,7 @@ def check_run_args(args: argparse.Namespace, preset) -> None:  # noqa: ANN001
     planner checks ``--n`` again against each experiment's dataset.
     """
     from bench.attacks import parse_attack
+    from bench.inputs import check_output_dir
     from core.datasets import dataset_info
     from core.enums import Dataset
     from core.errors import UserError
@@ -242,6 +243,8 @@ def check_run_args(args: argparse.Namespace, preset) -> None:  # noqa: ANN001
         raise UserError(f"--n {args.n} is above the {info.name} test set size ({info.test_size})")
     for text in split_list(args.attacks) or []:
         parse_attack(text, eps=info.budget, dataset=info.dataset)
+    if args.checkpoint_dir:
+        check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
 
 
 def _print_plan(result) -> None:  # noqa: ANN001

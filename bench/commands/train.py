@@ -95,10 +95,11 @@ def _model(args: argparse.Namespace, overrides: dict[str, object]):  # noqa: ANN
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.inputs import check_device
+    from bench.inputs import check_device, check_output_dir
     from core import distributed
 
     check_device(args.device)  # before any work
+    check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
     with distributed.session(args.device):
         return _run(args)
 
