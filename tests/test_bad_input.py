@@ -14,6 +14,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ from bench.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_STORE = Path(__file__).parent / "fixtures" / "report_store.sqlite"
 USER_MODELS = Path(__file__).parent / "fixtures" / "user_models.py"
+# warning categories Python hides by default (a user never sees them)
+HIDDEN = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
 
@@ -314,11 +317,14 @@ def _argv(template: list[str], files: dict[str, Path]) -> list[str]:
 def _check(case, files, capsys) -> None:  # noqa: ANN001
     _, code, keyword, watched, template = case
     before = sha(files[watched])
-    try:
-        got = main(_argv(template, files))
-    except SystemExit as exit_:  # argparse
-        got = exit_.code
+    with warnings.catch_warnings(record=True) as caught:  # a warning would be a second line
+        warnings.simplefilter("always")
+        try:
+            got = main(_argv(template, files))
+        except SystemExit as exit_:  # argparse
+            got = exit_.code
     out, err = capsys.readouterr()
+    assert not [str(w.message) for w in caught if not issubclass(w.category, HIDDEN)]
     lines = err.strip().splitlines()
     assert got == code, err
     assert len(lines) == 1 and lines[0].startswith("bench: error: "), err
