@@ -386,3 +386,23 @@ def test_valid_inputs_still_pass(files, capsys) -> None:  # noqa: ANN001
     doc = json.loads(capsys.readouterr().out)
     assert doc["dry_run"] and doc["cells"] > 0
     assert not files["absent"].exists()
+
+
+def test_a_full_disk_while_writing_a_report_is_one_line(tmp_path: Path) -> None:
+    """Files capped at 200 bytes (RLIMIT_FSIZE, SIGXFSZ ignored): writes fail with EFBIG as on
+    a full disk; one line naming the file, exit 1 (a failure while computing)."""
+    import resource
+    import signal
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))
+
+    out = tmp_path / "report"
+    args = ["report", "--store", str(FIXTURE_STORE), "--out", str(out), "--no-figures"]
+    proc = _bench(args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                  preexec_fn=small_files)  # fmt: skip
+    _, err = proc.communicate(timeout=120)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, err
+    assert lines[0].startswith(f"bench: error: {out}") and "File too large" in lines[0]
