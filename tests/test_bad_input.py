@@ -267,6 +267,7 @@ CASES = [
             "{tmp}/ck",
         ],
     ),  # fmt: skip
+    ("search-seeds-out-file", 2, "existing file", "store", ["search-seeds", "--out", "{plain}"]),
     ("train-unknown-model", 2, "unknown model", "store", ["train", "nosuch"]),
     (
         "train-bad-override",
@@ -288,6 +289,7 @@ CUDA_CASES = [
         ["run", "--dry-run", "--device", "cuda", "--store", "{store}"],
     ),
     ("train-cuda", 2, "cuda", "store", ["train", "resnet18", "--device", "cuda"]),
+    ("search-seeds-cuda", 2, "cuda", "store", ["search-seeds", "--device", "cuda"]),
     ("search-cuda", 2, "cuda", "store", ["search", "--name", "ok", "--device", "cuda"]),
 ]
 

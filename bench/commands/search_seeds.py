@@ -39,10 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bench.commands.search import set_threads
+    from bench.inputs import check_device, check_output_dir
     from bench.search_seeds import StudyConfig, run_study
     from bench.search_seeds_table import study_markdown
     from core.atomic import atomic_write_text
 
+    check_device(args.device)  # before the first search
+    check_output_dir(args.out)
     set_threads(args.threads)
     search = {k: v for k, v in (("epochs", args.epochs), ("n_images", args.n_images)) if v}
     train = {"n_train": args.n_train} if args.n_train else {}
