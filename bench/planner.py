@@ -19,6 +19,7 @@ from bench.presets import PresetConfig
 from bench.trust_plan import add_trust_cells
 from core.datasets import dataset_info
 from core.enums import Dataset, EvalKind, Training
+from core.errors import UserError
 from genotypes.names import zoo_name
 from racl_search.variants import TABLE5_PREFIX
 
@@ -116,6 +117,8 @@ class _Planner:
         from core.data import describe_slice
 
         size = dataset_info(dataset).test_size
+        if self.req.n is not None and self.req.n > size:  # never cut silently
+            raise UserError(f"--n {self.req.n} is above the {dataset.value} test set size ({size})")
         n = size if n is None else min(n, size)
         name = describe_slice(dataset, n)
         self.slices[(dataset, name)] = n

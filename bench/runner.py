@@ -387,11 +387,11 @@ def check_plan_models(models: list[str] | None) -> None:
     """Unknown model names -> ModelError (one line, exit 2) before anything runs."""
     if not models:
         return
-    from models import get_model_info
+    from bench.model_names import check_model_name
 
     for name in models:
         if zoo_name(name).startswith(TABLE5_PREFIX):
             continue
-        get_model_info(zoo_name(name))
+        check_model_name(name)
     if len(set(models)) != len(models):
         raise UserError(f"a model is listed twice in --models {','.join(models)}")

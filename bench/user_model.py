@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,9 @@ def _read_state(path: Path) -> dict[str, Tensor]:
             raise UserError(f"cannot read safetensors file {path}: {err}") from None
         return {**state, **_aliases(path, state)}
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # its pickle-protocol warning would be a second line
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - pickle errors of all kinds: one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(

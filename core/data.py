@@ -280,6 +280,13 @@ def _download(cls, ds: Dataset, folder: Path, train: bool):
         f"{ds.value} is not in {folder} and could not be downloaded; download it on a machine "
         f"with internet access into that folder (or point --data-dir / RACL_BENCH_DATA at a copy)"
     )
+    base = getattr(cls, "base_folder", None)  # CIFAR's files are checked by MD5 before reading
+    if base and (folder / base).is_dir():
+        hint = (
+            f"{folder / base} holds {ds.value} files that fail torchvision's MD5 check (corrupt, "
+            "or not the original files; nothing was unpickled) and a fresh copy could not be "
+            "downloaded; replace them"
+        )
     if os.environ.get("RACL_BENCH_OFFLINE") == "1":
         raise DatasetUnavailable(hint.replace("could not be", "was not") + " [offline]")
     try:

@@ -68,7 +68,7 @@ def ensure_searched(
     )  # fmt: skip
     if existing_hash(name) == config.config_hash():
         return name
-    from racl_search.search import run_dir_hash
+    from racl_search.run_state import run_dir_hash
 
     run_dir = default_run_dir(name)
     resume = run_dir_hash(run_dir) == config.config_hash()  # else the old state is stale

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from core.atomic import atomic_write, atomic_write_text
+from racl_search.errors import SearchError
 
 STATE_JSON = "state.json"
 
@@ -68,11 +70,63 @@ def load_run_state(run_dir: Path) -> tuple[int, dict[str, Any]] | None:
     meta_path = run_dir / STATE_JSON
     if not meta_path.is_file():
         return None
-    meta = json.loads(meta_path.read_text())
-    weights = run_dir / meta["tensors"]
+    meta = read_json_state(meta_path)
+    try:
+        weights, epoch, skeleton = run_dir / str(meta["tensors"]), int(meta["epoch"]), meta["state"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise _corrupt(meta_path, f"missing or bad field {err}") from None
     if not weights.is_file():
         return None
-    return int(meta["epoch"]), join_tensors(meta["state"], load_file(str(weights)))
+    try:
+        return epoch, join_tensors(skeleton, load_file(str(weights)))
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:
+        raise _corrupt(weights, first_line(err)) from None
+
+
+def read_json_state(path: Path) -> dict[str, Any]:
+    """A run folder's JSON file as a dict; unreadable or not an object: SearchError naming it."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise _corrupt(path, f"not JSON ({first_line(err)})") from None
+    if not isinstance(meta, dict):
+        raise _corrupt(path, "not a JSON object")
+    return meta
+
+
+def _corrupt(path: Path, fault: str) -> SearchError:
+    return SearchError(f"corrupt search state {path}: {fault}; rerun with --fresh to start over")
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def saved_state(run_dir: Path, config_hash: str) -> tuple[int, dict[str, Any]] | None:
+    """The state of ``run_dir``'s last finished epoch, if it belongs to ``config_hash``."""
+    saved = load_run_state(run_dir)
+    if saved is not None and run_dir_hash(run_dir) != config_hash:
+        raise SearchError(
+            f"{run_dir} holds a search with another config; use --fresh or another --name"
+        )
+    return saved
+
+
+def run_dir_hash(run_dir: Path) -> str | None:
+    """The config hash of the search whose state ``run_dir`` holds (None if none)."""
+    meta_path = Path(run_dir) / "config.json"
+    if not meta_path.is_file():
+        return None
+    return read_json_state(meta_path).get("config_hash")
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Read a run folder's JSON files (cheap, before a search starts): SearchError if corrupt."""
+    for name in ("config.json", STATE_JSON):
+        path = Path(run_dir) / name
+        if path.is_file():
+            read_json_state(path)
 
 
 def rng_state() -> dict[str, Tensor]:

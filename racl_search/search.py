@@ -30,7 +30,7 @@ from racl_search.config import SearchConfig
 from racl_search.derive import derive_genotype
 from racl_search.errors import SearchError
 from racl_search.parallel import distribute, sync_admm_state
-from racl_search.run_state import load_run_state, rng_state, save_run_state, set_rng_state
+from racl_search.run_state import rng_state, save_run_state, saved_state, set_rng_state
 from racl_search.supernet import Supernet, SupernetConfig
 
 
@@ -277,11 +277,19 @@ def run_search(
     start, elapsed = 0, 0.0
     run_dir = Path(run_dir)
     meta_path = run_dir / "config.json"
-    saved = distributed.on_main(lambda: _saved_state(run_dir, config) if resume else None)
+    saved = distributed.on_main(
+        lambda: saved_state(run_dir, config.config_hash()) if resume else None
+    )
     if saved is not None:
         epoch, state = saved
-        restore(mods, state, device)
-        start, history, elapsed = epoch + 1, list(state["history"]), float(state["elapsed"])
+        try:
+            restore(mods, state, device)
+            start, history, elapsed = epoch + 1, list(state["history"]), float(state["elapsed"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            fault = f"{type(err).__name__}; rerun with --fresh to start over"
+            raise SearchError(
+                f"search state in {run_dir} does not fit this search ({fault})"
+            ) from None
         log(f"resuming {name} after epoch {epoch + 1}/{config.epochs}")
     elif main:
         _clear(run_dir)
@@ -307,24 +315,6 @@ def run_search(
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch < config.epochs:
             return None
     return finish(mods, config, history, elapsed, name=name, out_dir=Path(out_dir))
-
-
-def _saved_state(run_dir: Path, config: SearchConfig) -> tuple[int, dict[str, Any]] | None:
-    """The state of ``run_dir``'s last finished epoch, if it belongs to this config."""
-    saved = load_run_state(run_dir)
-    if saved is not None and run_dir_hash(run_dir) != config.config_hash():
-        raise SearchError(
-            f"{run_dir} holds a search with another config; use --fresh or another --name"
-        )
-    return saved
-
-
-def run_dir_hash(run_dir: Path) -> str | None:
-    """The config hash of the search whose state ``run_dir`` holds (None if none)."""
-    meta_path = Path(run_dir) / "config.json"
-    if not meta_path.is_file():
-        return None
-    return json.loads(meta_path.read_text()).get("config_hash")
 
 
 def _clear(run_dir: Path) -> None:

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 
 from bench.attack_names import members_label
 from bench.attacks.base import Attack, AttackText, project
+from bench.attacks.kwarg_types import ArgType, check_kwargs
+from bench.inputs import check_seed
 from core.enums import Norm
 from core.errors import UserError
 
@@ -29,6 +31,15 @@ if TYPE_CHECKING:
     from bench.attacks.spec import AttackSpec
 
 log = logging.getLogger(__name__)
+
+# pyautoattack's AutoAttack.__init__ annotates version as Literal['custom', 'plus', 'rand',
+# 'standard'] and seed as int; attacks is our comma-separated text, targets 1-9 (checked below)
+AUTOATTACK_TYPES = {
+    "version": ArgType("str", ("standard", "plus", "rand", "custom")),
+    "seed": ArgType("int"),
+    "attacks": ArgType("str"),
+    "targets": ArgType("int"),
+}
 
 
 class AutoAttack(Attack):
@@ -49,6 +60,9 @@ class AutoAttack(Attack):
         allowed = {"version", "seed", "attacks", "targets"}
         if set(params) - allowed:
             raise UserError(f"autoattack accepts only: norm, {', '.join(sorted(allowed))}")
+        check_kwargs("autoattack", params, AUTOATTACK_TYPES)
+        if "seed" in params:
+            check_seed(params["seed"], "autoattack: seed")
         params.setdefault("version", "standard")
         params.setdefault("seed", 0)
         if ("attacks" in params) != (params["version"] == "custom"):

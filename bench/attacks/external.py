@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor, nn
 
 from bench.attacks.base import Attack, AttackText, project
+from bench.attacks.kwarg_types import check_kwargs, torchattacks_types
 from core.datasets import dataset_info
 from core.enums import Norm
 from core.errors import UserError
@@ -69,6 +70,8 @@ class TorchattacksAttack(Attack):
             bad = ", ".join(unknown) or "model/eps"
             accepted = ", ".join(k for k in sig if k not in ("self", "model", "eps"))
             raise UserError(f"torchattacks.{variant} does not take {bad}; it accepts: {accepted}")
+        typed = {k: v for k, v in params.items() if k != "norm"}  # norm: Norm.parse below
+        check_kwargs(f"torchattacks.{variant}", typed, torchattacks_types(variant))
         norm = Norm.parse(params.pop("norm", _signature_default(sig, "norm", "Linf")))
         if variant.endswith("L2"):
             norm = Norm.L2

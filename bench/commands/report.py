@@ -27,8 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.inputs import check_output_dir
     from bench.report import ReportOptions, build_report
     from bench.report.paper import parse_model_map
+
+    check_output_dir(args.out)
 
     options = ReportOptions(
         dataset=args.dataset,

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.inputs import seed_arg
+
 DEFAULT_STORE = "results/results.db"
 
 
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="delete the plan's cells first")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--seed", type=int, help="global seed: training and attacks (default 0)")
+    p.add_argument("--seed", type=seed_arg, help="global seed: training and attacks (default 0)")
     p.add_argument(
         "--seeds",
         help="comma-separated global seeds, e.g. 0,1,2: the whole plan once per seed (each "
@@ -209,6 +211,7 @@ def _plan_for_run(args: argparse.Namespace, store, user=None):  # noqa: ANN001, 
 
 def parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
     """The run's global seeds: ``--seeds a,b,c`` (distinct, >= 0) or ``[--seed]`` (default 0)."""
+    from bench.inputs import check_seed
     from core.errors import UserError
 
     if seeds is None:
@@ -219,9 +222,34 @@ def parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
         values = [int(x) for x in seeds.split(",") if x.strip()]
     except ValueError:
         raise UserError(f"--seeds wants comma-separated integers, got {seeds!r}") from None
-    if not values or min(values) < 0 or len(set(values)) != len(values):
+    if not values or len(set(values)) != len(values):
         raise UserError(f"--seeds wants distinct integers >= 0, got {seeds!r}")
+    for value in values:
+        check_seed(value, "--seeds")
     return values
+
+
+def check_run_args(args: argparse.Namespace, preset) -> None:  # noqa: ANN001
+    """``--attacks`` and ``--n`` checked before the store is opened or a cell runs.
+
+    Each attack is parsed once here; the planner parses it again at each experiment's budget,
+    and the checks (names, keyword arguments and their types) do not depend on the budget. The
+    planner checks ``--n`` again against each experiment's dataset.
+    """
+    from bench.attacks import parse_attack
+    from bench.inputs import check_output_dir
+    from core.datasets import dataset_info
+    from core.enums import Dataset
+    from core.errors import UserError
+
+    chosen = args.dataset or (preset.dataset.value if preset.dataset else Dataset.CIFAR10.value)
+    info = dataset_info(Dataset.parse(chosen))
+    if args.n is not None and args.n > info.test_size:
+        raise UserError(f"--n {args.n} is above the {info.name} test set size ({info.test_size})")
+    for text in split_list(args.attacks) or []:
+        parse_attack(text, eps=info.budget, dataset=info.dataset)
+    if args.checkpoint_dir:
+        check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
 
 
 def _print_plan(result) -> None:  # noqa: ANN001
@@ -249,8 +277,10 @@ def _print_plan(result) -> None:  # noqa: ANN001
 
 def run(args: argparse.Namespace) -> int:
     """Under torchrun only rank 0 opens the store and plans; every rank computes (sharded)."""
+    from bench.inputs import check_device
     from core import distributed
 
+    check_device(args.device)  # before any work, a dry run's plan included
     with distributed.session(args.device):
         return _run(args)
 
@@ -271,6 +301,7 @@ def _run(args: argparse.Namespace) -> int:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     seeds = parse_seeds(args.seed, args.seeds)
+    check_run_args(args, get_preset(args.preset))  # before the store is opened
     main = distributed.context().is_main
     # a user's model is checked before the store is touched (a misfit creates no store)
     user = distributed.on_main(lambda: _user_model(args, get_preset(args.preset)))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from bench.inputs import seed_arg
+
 METHODS = ("racl", "racl_no_cl", "pc_darts")
 STRENGTHS = ("median", "mean", "lcb")
 BOUNDS = ("operator", "paper")  # racl_search.options.BoundMode (kept torch-free here)
@@ -58,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=PENALTIES,
         help="constraint term: phr (inequality, default) or paper (Eq. 17 as written)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_arg, default=0)
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
     parser.add_argument(
         "--rho-scale",
@@ -82,8 +84,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from core import distributed
 
+    check_search_args(args)
     with distributed.session(args.device):
         return _run(args)
+
+
+def check_search_args(args: argparse.Namespace) -> None:
+    """Name, device and output folders, checked before the search starts (one line, exit 2)."""
+    from bench.inputs import check_device, check_name, check_output_dir
+
+    check_name(args.name)
+    check_device(args.device)
+    from racl_search.api import default_out_dir, default_run_dir
+
+    check_output_dir(args.out_dir or default_out_dir(), "--out-dir")
+    run_dir = args.run_dir or default_run_dir(args.name)
+    check_output_dir(run_dir, "--run-dir")
+    if args.resume:  # a corrupt state file is named now, not after the data has loaded
+        from racl_search.run_state import check_run_dir
+
+        check_run_dir(run_dir)
 
 
 def set_threads(threads: int | None) -> None:

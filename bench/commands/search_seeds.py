@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from bench.inputs import seed_arg
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from bench.search_seeds import VARIANTS
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Does the Lipschitz constraint change the searched cell beyond seed noise? "
         "Runs each variant x seed at demo scale; resumes what is cached.",
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", default="runs/search-seeds", help="study folder")
     parser.add_argument("--preset", default="demo", choices=("smoke", "demo"))
@@ -37,10 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bench.commands.search import set_threads
+    from bench.inputs import check_device, check_output_dir
     from bench.search_seeds import StudyConfig, run_study
     from bench.search_seeds_table import study_markdown
     from core.atomic import atomic_write_text
 
+    check_device(args.device)  # before the first search
+    check_output_dir(args.out)
     set_threads(args.threads)
     search = {k: v for k, v in (("epochs", args.epochs), ("n_images", args.n_images)) if v}
     train = {"n_train": args.n_train} if args.n_train else {}

@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.inputs import check_output_file
     from bench.report.submission import (
         SubmissionMeta,
         build_entry,
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from core.errors import UserError
 
+    check_output_file(args.out)
     meta = SubmissionMeta(
         name=args.name,
         authors=args.authors,
@@ -60,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
 
         run_autoattack(args.store, args.model, args.dataset, args.threat_model, args.preset)
         entry = build_entry(args.store, args.model, **kwargs)
-    path = write_entry(entry, args.out)
+    try:
+        path = write_entry(entry, args.out)
+    except OSError as err:  # a full disk names the file (exit 1); see docs/decisions/errors.md
+        raise OSError(err.errno, err.strerror, err.filename or args.out) from None
     print(f"wrote {path}: clean {entry['clean_acc']}%, AutoAttack {entry['autoattack_acc']}% "
           f"at eps {entry['eps']} ({entry['dataset']})")  # fmt: skip
     print(robustbench_check(entry, args.threat_model))

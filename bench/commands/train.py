@@ -15,6 +15,7 @@ import argparse
 import ast
 import sys
 
+from bench.inputs import seed_arg
 from core.enums import Dataset, Device, Training
 
 
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", help="training budget, e.g. 8/255 (default: the paper's)")
     p.add_argument("--attack-steps", type=int, help="adversary steps (default 7)")
     p.add_argument("--attack-step-size", help="adversary step, e.g. 2/255")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--no-augment", action="store_true", help="no crop/flip augmentation")
     p.add_argument("--width", type=int, help="shortcut for --override width=N")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
@@ -112,8 +113,11 @@ def _factory_inputs(args: argparse.Namespace) -> dict[str, str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.inputs import check_device, check_output_dir
     from core import distributed
 
+    check_device(args.device)  # before any work
+    check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
     with distributed.session(args.device):
         return _run(args)
 

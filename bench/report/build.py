@@ -44,7 +44,10 @@ class ReportOptions:
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8", newline="\n")
+    try:
+        path.write_text(text, encoding="utf-8", newline="\n")
+    except OSError as err:  # a full disk: the CLI's one line names the file
+        raise OSError(err.errno, err.strerror, err.filename or str(path)) from None
 
 
 def write_tables(tables: list[Table], out_dir: Path) -> None:
