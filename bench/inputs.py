@@ -38,6 +38,17 @@ def seed_arg(text: str) -> int:
     return value
 
 
+def minutes_arg(text: str) -> float:
+    """argparse ``type=`` for a save interval in minutes: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def check_device(device: str) -> None:
     """``cuda`` (or ``cuda:N``) on a machine without CUDA, or an unknown device: UserError."""
     from core.distributed import resolve_device

@@ -246,6 +246,7 @@ class _Executor:
             data_dir=self.data_dir,
             progress=self.progress,
             compile=bool(self.handlers.options.get("compile", False)),
+            save_every_s=self.handlers.options.get("save_every_s"),
         )
         return model, {**meta, "config": ref.cfg.to_dict()}
 

@@ -57,6 +57,20 @@ CASES = [
     ),
     ("seed-negative", 2, "--seed", "store", ["run", "--seed", "-1", "--store", "{store}"]),
     (
+        "run-save-every-negative",
+        2,
+        "--save-every-min",
+        "store",
+        ["run", "--save-every-min", "-1", "--store", "{store}"],
+    ),  # fmt: skip
+    (
+        "train-save-every-nan",
+        2,
+        "--save-every-min",
+        "absent",
+        ["train", "resnet18", "--save-every-min", "nan", "--checkpoint-dir", "{absent}"],
+    ),  # fmt: skip
+    (
         "seeds-too-big",
         2,
         "--seeds",
@@ -88,7 +102,7 @@ CASES = [
     ("aa-seed-negative", 2, "autoattack: seed", "absent", _dry("autoattack(seed=-1)")),
     ("aa-seed-str", 2, "seed must be an integer", "absent", _dry("autoattack(seed='a')")),
     ("aa-custom-alone", 2, "version='custom'", "absent", _dry("autoattack(version='custom')")),
-    ("pgd-kwargs", 2, "takes no keyword arguments", "absent", _dry("pgd20(steps=3)")),
+    ("pgd-kwargs", 2, "pgd does not take steps", "absent", _dry("pgd20(steps=3)")),
     ("attack-not-literal", 2, "must be a literal", "absent", _dry("torchattacks:PGD(steps=abc)")),
     ("attack-unknown", 2, "unknown attack", "store", _run("xyz")),
     (

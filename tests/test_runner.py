@@ -247,3 +247,21 @@ def test_summary_table_shows_indicator_counts():
     text = summary_table([], [], [row])
     assert "darts/pgd_at/mnist   PGD-20@0.3    3/30" in text and "silent" in text
     assert summary_table([], [], []) == summary_table([], [])
+
+
+def test_run_passes_its_save_interval_to_training(tmp_path, capsys, tiny_preset, monkeypatch):
+    import bench.training as training_mod
+
+    seen = []
+    real = training_mod.ensure_trained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("save_every_s"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training_mod, "ensure_trained", spy)
+    args = ["run", "--preset", "smoke", "--store", str(tmp_path / "r.db"), "--models",
+            "resnet18", "--attacks", "fgsm", "--training", "natural", "--json", "--no-progress",
+            "--save-every-min", "0.5"]  # fmt: skip
+    assert main(args) == 0
+    assert seen == [30.0]

@@ -155,7 +155,9 @@ def test_a_state_from_another_number_of_processes_is_refused():
 def test_a_negative_save_interval_is_a_one_line_error(capsys):
     from bench.cli import main
 
-    assert main(["train", "resnet18", "--dataset", "mnist", "--save-every-min", "-1"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse's one-line error
+        main(["train", "resnet18", "--dataset", "mnist", "--save-every-min", "-1"])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--save-every-min" in err
 

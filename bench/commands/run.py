@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.inputs import seed_arg
+from bench.inputs import minutes_arg, seed_arg
 
 DEFAULT_STORE = "results/results.db"
 
@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="torch.compile the attack steps (auto: CUDA paper preset, or a CPU plan "
                    "whose estimate repays the compile; see docs/decisions/speed.md)")  # fmt: skip
+    p.add_argument("--save-every-min", type=minutes_arg, default=10.0, metavar="M",
+                   help="training of missing checkpoints also saves its state within an epoch "
+                   "every M minutes (default 10; 0: after every batch)")  # fmt: skip
     p.add_argument("--amp", choices=("off", "bf16"), default="off",
                    help="bf16 autocast for attack generation (verdicts stay float32)")  # fmt: skip
     p.add_argument(
@@ -373,7 +376,10 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
         checkpoint_dir=_ckpt_dir(args),
         data_dir=args.data_dir,
         run_meta=meta,
-        attack_options=run_options(args.compile, args.amp, result, args.device),
+        attack_options={
+            **run_options(args.compile, args.amp, result, args.device),
+            "save_every_s": 60.0 * args.save_every_min,
+        },
         log=log,
     )
     code = summary.strict_exit_code() if args.strict else summary.exit_code

@@ -15,7 +15,7 @@ import argparse
 import ast
 import sys
 
-from bench.inputs import seed_arg
+from bench.inputs import minutes_arg, seed_arg
 from core.enums import Dataset, Device, Training
 
 
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="model override, e.g. layers=8 (repeatable)")  # fmt: skip
     p.add_argument("--checkpoint-dir", default="checkpoints")
-    p.add_argument("--save-every-min", type=float, default=10.0, metavar="M",
+    p.add_argument("--save-every-min", type=minutes_arg, default=10.0, metavar="M",
                    help="also save the training state within an epoch every M minutes "
                    "(default 10; 0: after every batch)")  # fmt: skip
     p.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
@@ -127,7 +127,7 @@ def _run(args: argparse.Namespace) -> int:
     from bench.training import TrainConfig, config_hash, ensure_trained
     from core import distributed
 
-    every_s = _save_every_s(args.save_every_min)
+    every_s = 60.0 * args.save_every_min
     recipe = get_recipe(args.recipe) if args.recipe else None
     _resolve_defaults(args, recipe)
     overrides = parse_overrides(args.override, args.width)
@@ -222,12 +222,3 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
     if args.attack_step_size is not None:
         settings["attack_step_size"] = parse_eps(args.attack_step_size)
     return settings
-
-
-def _save_every_s(minutes: float) -> float:
-    """``--save-every-min`` in seconds (>= 0)."""
-    from core.errors import UserError
-
-    if not minutes >= 0:  # also refuses nan
-        raise UserError(f"--save-every-min must be >= 0, got {minutes}")
-    return 60.0 * minutes
