@@ -13,19 +13,24 @@ import hashlib
 import json
 
 
+def genotype_name(model_name: str) -> str | None:
+    """The genotype zoo model ``model_name`` is built from; None for a model without one (or
+    a name the zoo does not know)."""
+    from models import ModelError, get_model_info
+
+    try:
+        return get_model_info(model_name).genotype or None
+    except ModelError:
+        return None
+
+
 def genotype_digest(model_name: str) -> str | None:
     """sha256 (hex) of the canonical genotype of zoo model ``model_name``; None for a model
     without one (or a Table 5 genotype not searched yet). A malformed file is a GenotypeError."""
     import genotypes
-    from models import ModelError, get_model_info
 
-    try:
-        name = get_model_info(model_name).genotype
-    except ModelError:
-        return None
-    if not name:
-        return None
-    return canonical_digest(genotypes.load(name))
+    name = genotype_name(model_name)
+    return None if name is None else canonical_digest(genotypes.load(name))
 
 
 def canonical_digest(arch: object) -> str:

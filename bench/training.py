@@ -369,13 +369,10 @@ def rank_loader(dataset: str | Dataset, cfg: TrainConfig, data_dir: str | Path |
 
 def _genotype_of(model_name: str) -> dict | str | None:
     """The genotype's JSON dict when the model is a cell network, else None."""
-    from models import ModelError, get_model_info
+    from bench.identity import genotype_name
 
-    try:
-        name = get_model_info(model_name).genotype
-    except ModelError:
-        return None
-    if not name:
+    name = genotype_name(model_name)
+    if name is None:
         return None
     try:
         import genotypes
