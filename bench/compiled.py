@@ -1,150 +1,118 @@
-"""``torch.compile`` as an execution detail: one compiled module per model, static batch shapes,
-eager on failure, and the rule that decides when compiling repays its cost.
-
-Compiling changes no key and no stored number beyond float rounding (docs/decisions/speed.md).
-:func:`compiled` keeps one ``torch.compile`` result per model object (weakly, so a model freed
-frees it); dynamo compiles one graph per (input shape, mode) and reuses it across cells, and
-across checkpoints of one architecture (parameters are graph inputs: measured, a second
-ResNet-18 instance compiles in 0.2 s against 6-67 s for the first). :func:`static_forward` pads
-an eval-mode batch to the largest row count it has seen for the model, so the last, short batch
-of a slice and the shrinking batches of early stopping reuse the full batch's graph instead of
-compiling new ones (rows are independent in eval mode; the padding rows are sliced off before
-the loss). A compile that fails, at ``torch.compile`` or at
-the first call, prints one warning line and the model runs eager from then on.
+"""When ``bench run`` compiles (``--compile auto|on|off``): the rule per architecture and the
+attack options it sets; the compiling itself is :mod:`core.compiled` (docs/decisions/speed.md).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import sys
-import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 
-# Measured on the 2-core CPU, one thread, demo-size DARTS at batch 100, the attack step with
-# frozen weights (tests/benchmarks/test_roofline.py): compiled/eager 2.13-2.41x (issue 14: 4.0x
-# against an eager 37 img/s, here 151-257); first compile 160 s here, 255-268 s in issue 14.
-CPU_SPEEDUP = 2.0  # the low end, rounded down
-CPU_COMPILE_S = 270.0  # per model architecture compiled (instances share the graph)
-
-
-@dataclasses.dataclass
-class _Entry:
-    module: nn.Module | None  # None: compiling failed, run eager
-    rows: int = 0  # the largest eval batch seen: shorter ones are padded to it
-
-
-_CACHE: weakref.WeakKeyDictionary[nn.Module, _Entry] = weakref.WeakKeyDictionary()
+# Measured on the idle 2-core CPU, demo-size DARTS (8 channels x 5 cells, MNIST) at batch 100,
+# the attack step with frozen weights: compiled/eager 2.08x at two threads, 2.10-2.41x at one
+# (tests/benchmarks/test_roofline.py; issue 14: 4.0x against an eager 37 img/s, here 257-268 at
+# one thread); ResNet-18 w8 1.74x, VGG-19 w8 1.11x. First compile with an empty inductor cache,
+# two threads, idle: DARTS 44 s, PC-DARTS 68 s, ResNet-18 14 s (160 s and more beside other jobs).
+# docs/decisions/speed.md.
+CPU_SPEEDUP = 2.0  # cell networks: the low end, rounded down
+CPU_COMPILE_S = 70.0  # one architecture's first compile, idle (its checkpoints share the graph)
+# eager forward-equivalents per second of that attack step at two threads (450 image-steps/s x
+# 3): a floor under the planner's estimate, whose forward rate misses the input backward
+CPU_CELL_PASSES_PER_S = 1350.0
 
 
-def _warn(model: nn.Module, err: BaseException) -> None:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-    name = type(model).__name__
-    print(f"warning: torch.compile failed for {name} ({first}); running eager", file=sys.stderr)
-
-
-def _entry(model: nn.Module) -> _Entry:
-    entry = _CACHE.get(model)
-    if entry is None:
-        try:
-            entry = _Entry(torch.compile(model, dynamic=False))
-        except Exception as err:  # noqa: BLE001 - any compile failure: eager, said once
-            _warn(model, err)
-            entry = _Entry(None)
-        _CACHE[model] = entry
-    return entry
-
-
-def compiled(model: nn.Module) -> nn.Module:
-    """The model's compiled module (made once, shared by every caller), or the model itself
-    when compiling failed. It shares the model's parameters, buffers and mode."""
-    module = _entry(model).module
-    return model if module is None else module
-
-
-def call(model: nn.Module, x: Tensor) -> Tensor:
-    """``compiled(model)(x)``; a failure of the compiled call warns once and runs eager."""
-    entry = _entry(model)
-    if entry.module is None:
-        return model(x)
-    try:
-        return entry.module(x)
-    except Exception as err:  # noqa: BLE001 - a backend failure: eager from now on
-        _warn(model, err)
-        entry.module = None
-        return model(x)
-
-
-def static_forward(model: nn.Module, x: Tensor) -> Tensor:
-    """``model(x)`` compiled, an eval-mode batch padded to the largest batch seen (static shape).
-
-    In training mode the batch is passed as is (batch norm would see the padding rows).
-    """
-    entry = _entry(model)
-    n = len(x)
-    if model.training or n == 0:
-        return call(model, x)
-    entry.rows = max(entry.rows, n)
-    if n < entry.rows:
-        pad = x.new_zeros((entry.rows - n, *x.shape[1:]))
-        return call(model, torch.cat([x, pad]))[:n]
-    return call(model, x)
-
-
-def worth_compiling(device: str | torch.device, preset: str, eval_s: float, models: int) -> bool:
-    """The ``--compile auto`` rule: on CUDA for the paper preset; on a CPU only when the plan's
-    estimated attack time saved, ``eval_s * (1 - 1/CPU_SPEEDUP)``, exceeds the compile cost,
-    ``models * CPU_COMPILE_S`` (one compile per model architecture)."""
+def worth_compiling(
+    device: str | torch.device, preset: str, eval_s: float, cell: bool = True
+) -> bool:
+    """The ``--compile auto`` rule for one architecture: on CUDA for the paper preset; on a CPU
+    only for a cell network (DARTS-space: overhead-bound, 2x compiled) whose estimated attack
+    time saved, ``eval_s * (1 - 1/CPU_SPEEDUP)``, exceeds one compile, ``CPU_COMPILE_S``. Plain
+    CNNs stay eager on a CPU (1.1-1.7x measured: their compile does not repay at CPU sizes)."""
     if torch.device(device).type == "cuda":
         return preset == "paper"
-    return eval_s * (1.0 - 1.0 / CPU_SPEEDUP) > models * CPU_COMPILE_S
+    return cell and eval_s * (1.0 - 1.0 / CPU_SPEEDUP) > CPU_COMPILE_S
 
 
-def choose(flag: str, **estimate: Any) -> bool:
-    """``--compile on|off|auto`` -> whether to compile (auto: :func:`worth_compiling`)."""
-    if flag == "auto":
-        return worth_compiling(**estimate)
-    return flag == "on"
+def eval_seconds_by_architecture(plan: Any) -> dict[tuple, float]:
+    """The plan's estimated seconds of missing attack work per architecture ``(model,
+    overrides)``: each cell's cost at the rate of the checkpoint that runs its attack (the
+    target of a white-box cell, the source of a transfer generation), at most
+    :data:`CPU_CELL_PASSES_PER_S`. Clean cells, forwards only, are left out."""
+    from bench.cost import DEFAULT_RATE
+    from core.enums import EvalKind
+
+    out: dict[tuple, float] = {}
+    for cell in plan.missing:
+        ref = plan.refs.get(cell.group.checkpoint)
+        if ref is None or cell.kind is EvalKind.CLEAN:
+            continue
+        arch = (ref.model, ref.overrides)
+        rate = min(plan.rates.get(cell.group.checkpoint, DEFAULT_RATE), CPU_CELL_PASSES_PER_S)
+        out[arch] = out.get(arch, 0.0) + cell.cost / rate
+    return out
 
 
-def reset() -> None:
-    """Forget every compiled module (tests; a new process starts empty anyway)."""
-    _CACHE.clear()
+def is_cell_network(ref: Any) -> bool:
+    """Whether a plan's model is a DARTS-space cell network (a zoo model built from a
+    genotype with ``init_channels``); a user's own model is not."""
+    if getattr(ref, "factory", None) is not None:
+        return False
+    from models import get_model_info
+
+    try:
+        return "init_channels" in get_model_info(ref.model).defaults
+    except Exception:  # noqa: BLE001 - not a zoo name: treated as a plain network
+        return False
 
 
 def run_options(compile_flag: str, amp: str, plan: Any, device: str) -> dict[str, Any]:
     """The attack options of ``bench run --compile/--amp`` for ``plan`` (a :class:`Plan`).
 
-    ``--compile auto`` applies :func:`worth_compiling` to the plan's estimate (its evaluation
-    seconds, and one compile per architecture with missing cells: checkpoints of one
-    architecture share the graph); ``--amp bf16`` runs attack generation under bf16 autocast
+    ``--compile on`` compiles every model's attack steps and training steps, ``off`` none.
+    ``auto`` decides per architecture (:func:`worth_compiling` on its share of the plan's
+    estimate, :func:`eval_seconds_by_architecture`): ``compile_checkpoints`` names the
+    checkpoints whose attacks compile (:func:`options_for` reads it); training steps compile
+    under auto only on CUDA. ``--amp bf16`` runs attack generation under bf16 autocast
     (verdicts stay float32)."""
     from core import distributed
 
     dev = distributed.resolve_device(device)
-    hashes = {h for c in plan.missing for h in c.checkpoints()}
-    models = len({(plan.refs[h].model, plan.refs[h].overrides) for h in hashes if h in plan.refs})
-    eval_s = float(plan.estimate()["eval_s"])
-    on = choose(compile_flag, device=dev, preset=plan.preset.name, eval_s=eval_s, models=models)
-    options: dict[str, Any] = {"compile": on}
+    options: dict[str, Any] = {"compile": compile_flag == "on", "train_compile": False}
+    if compile_flag == "on":
+        options["train_compile"] = True
+    elif compile_flag == "auto":
+        by_arch = eval_seconds_by_architecture(plan)
+        cells = {(r.model, r.overrides) for r in plan.refs.values() if is_cell_network(r)}
+        chosen = {
+            a for a, s in by_arch.items() if worth_compiling(dev, plan.preset.name, s, a in cells)
+        }
+        options["compile_checkpoints"] = frozenset(
+            h for h, ref in plan.refs.items() if (ref.model, ref.overrides) in chosen
+        )
+        options["compile"] = bool(options["compile_checkpoints"])
+        # train-mode graphs with weight gradients are a second compile per architecture that
+        # the CPU presets' short training does not repay: auto compiles training on CUDA only
+        options["train_compile"] = options["compile"] and dev.type == "cuda"
     if amp == "bf16":
         options["amp_dtype"] = torch.bfloat16
     return options
 
 
-class Guarded(nn.Module):
-    """A model whose forward runs through :func:`call` (compiled, eager on failure); for the
-    training step. The DARTS auxiliary logits are read through from the network."""
+def options_for(options: Mapping[str, Any], checkpoint: str) -> Mapping[str, Any]:
+    """``options`` for the attacks run on ``checkpoint``: ``compile`` is its own where
+    ``compile_checkpoints`` (``--compile auto``) names the ones that compile."""
+    chosen = options.get("compile_checkpoints")
+    if chosen is None:
+        return options
+    return {**options, "compile": checkpoint in chosen}
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
 
-    def forward(self, x: Tensor) -> Tensor:
-        return call(self.net, x)
+def steps_compile(flag: str, device: str) -> bool:
+    """``bench train --compile``: on, off, or auto (on where the device is CUDA: a CPU's short
+    trainings do not repay a train-mode compile)."""
+    from core import distributed
 
-    @property
-    def aux_logits(self) -> Tensor | None:
-        return getattr(self.net, "aux_logits", None)
+    if flag == "auto":
+        return distributed.resolve_device(device).type == "cuda"
+    return flag == "on"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 from bench.attacks import build_attack, pgd_checkpoints
 from bench.attacks.base import Attack, model_device
 from bench.attacks.budgets import correct_over_budgets, correct_streamed
-from bench.attacks.pgd import best_iterate
+from bench.attacks.pgd import PGD, best_iterate
 from bench.batches import Batch, per_batch
 from core.errors import UserError
 
@@ -68,6 +69,11 @@ def as_attack(spec: Any, options: Mapping[str, Any] | None = None) -> AttackFn:
         if name in accepted:
             setattr(attack, name, value)
     return attack
+
+
+def _pgd_knobs(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run options :class:`PGD` declares, from ``options`` (others ignored)."""
+    return {k: v for k, v in (options or {}).items() if k in PGD.run_options}
 
 
 def _correct_on(model: nn.Module, x_adv: Tensor, y: Tensor, batch_size: int) -> Tensor:
@@ -237,12 +243,16 @@ def step_sweep_correct(
     clean: Tensor | None = None,
     seed: int = 0,
     checkpoint_fn: CheckpointFn | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[int, Tensor]:
-    """Correctness after each PGD iteration count in ``steps``, from ONE PGD run per batch."""
+    """Correctness after each PGD iteration count in ``steps``, from ONE PGD run per batch.
+
+    ``options``: the attack's run options (``compile``, ``channels_last``, ``amp_dtype``), for
+    the default PGD run (a given ``checkpoint_fn`` runs as it is)."""
     checkpoints = sorted({int(k) for k in steps})
     if not checkpoints or checkpoints[0] < 1:
         raise ValueError(f"iteration checkpoints must be >= 1, got {list(steps)}")
-    run = checkpoint_fn or pgd_checkpoints
+    run = checkpoint_fn or functools.partial(pgd_checkpoints, **_pgd_knobs(options))
     if dataclasses.is_dataclass(spec):
         spec = dataclasses.replace(spec, steps=checkpoints[-1])
     clean = clean_correct(model, x, y, batch_size) if clean is None else clean.cpu()

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.cells import Cell, CellGroup, ModelRef, result_identity
+from bench.compiled import options_for
 from bench.evaluate import (
     clean_correct,
     eps_sweep_correct,
@@ -107,7 +108,7 @@ class GroupHandlers:
                 batch_size=self.batch_size,
                 clean=self.clean(c.target, c) if c.after is None else self.survivors(c),
                 seed=c.seed,
-                options=self.options,
+                options=options_for(self.options, c.target.hash),
             )
             yield c, correct
 
@@ -126,7 +127,7 @@ class GroupHandlers:
             batch_size=self.batch_size,
             clean=clean,
             seed=first.seed,
-            options=self.options,
+            options=options_for(self.options, first.group.checkpoint),  # the source's attack
         )
         for c in todo:
             yield c, result[c.key]
@@ -138,7 +139,15 @@ class GroupHandlers:
         clean = self.clean(first.target, first)
         steps = [c.steps for c in todo]
         sweep = step_sweep_correct(
-            model, x, y, first.spec, steps, batch_size=self.batch_size, clean=clean, seed=first.seed
+            model,
+            x,
+            y,
+            first.spec,
+            steps,
+            batch_size=self.batch_size,
+            clean=clean,
+            seed=first.seed,
+            options=options_for(self.options, first.target.hash),
         )
         for c in todo:
             yield c, sweep[c.steps]
@@ -165,7 +174,7 @@ class GroupHandlers:
             clean=self.clean(first.target, first),
             seed=lambda eps: by_eps[eps].seed,
             attack_for_eps=lambda eps: by_eps[eps].spec,
-            options=self.options,
+            options=options_for(self.options, first.target.hash),
             known=known,
         )
         for eps, c in sorted(by_eps.items()):

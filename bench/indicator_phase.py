@@ -18,6 +18,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from bench.cells import Cell, ModelRef, Plan, derive_seed
+from bench.compiled import options_for
 from bench.evaluate import as_attack
 from bench.experiments import TRUST_ATTACK
 from bench.indicators import REVISION, cell_indicators
@@ -122,7 +123,7 @@ class IndicatorPhase:
         start = time.perf_counter()
         n = self.size(cell)
         x, y = self._xy(cell, n)
-        attack = as_attack(cell.spec, self.options)
+        attack = as_attack(cell.spec, options_for(self.options, cell.target.hash))
         seed = derive_seed(cell.seed, "indicators")
         model = self.models[cell.target.hash]
         counts = cell_indicators(model, x, y, attack, seed=seed, batch_size=self.batch_size)

@@ -245,7 +245,7 @@ class _Executor:
             device=self.device,
             data_dir=self.data_dir,
             progress=self.progress,
-            compile=bool(self.handlers.options.get("compile", False)),
+            compile=bool(self.handlers.options.get("train_compile", False)),
             save_every_s=self.handlers.options.get("save_every_s"),
         )
         return model, {**meta, "config": ref.cfg.to_dict()}

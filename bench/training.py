@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.compiled import Guarded
 from bench.train_loop import EpochLoop, budget_at  # noqa: F401 - budget_at: public here
 from core import distributed
+from core.compiled import Guarded
 from core.enums import Dataset, Training
 from core.errors import UserError
 

@@ -14,6 +14,7 @@ from bench import compiled
 from bench.attacks import parse_attack
 from bench.evaluate import clean_correct, whitebox_correct
 from bench.training import TrainConfig, train
+from core import compiled as machinery
 from core.data import eval_tensors, train_loader
 
 N_IMAGES = 90  # three batches of 32 and a short one of 26: padded to 32
@@ -21,9 +22,9 @@ N_IMAGES = 90  # three batches of 32 and a short one of 26: padded to 32
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    compiled.reset()
+    machinery.reset()
     yield
-    compiled.reset()
+    machinery.reset()
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +61,8 @@ def test_a_compile_that_raises_runs_eager_with_one_warning(monkeypatch, capsys):
 
     monkeypatch.setattr(torch, "compile", broken)
     model, x = small_cnn().eval(), torch.rand(4, 1, 28, 28)
-    assert compiled.compiled(model) is model
-    assert torch.equal(compiled.static_forward(model, x), model(x))
+    assert machinery.compiled(model) is model
+    assert torch.equal(machinery.static_forward(model, x), model(x))
     err = capsys.readouterr().err.splitlines()
     assert err == ["warning: torch.compile failed for Sequential (no backend here); running eager"]
 
@@ -73,7 +74,7 @@ def test_a_compiled_call_that_fails_runs_eager_from_then_on(monkeypatch, capsys)
 
     monkeypatch.setattr(torch, "compile", lambda model, **kw: Failing())
     model, x = small_cnn().eval(), torch.rand(3, 1, 28, 28)
-    first, again = compiled.static_forward(model, x), compiled.static_forward(model, x[:2])
+    first, again = machinery.static_forward(model, x), machinery.static_forward(model, x[:2])
     assert torch.equal(first, model(x)) and torch.equal(again, model(x[:2]))
     err = capsys.readouterr().err.splitlines()
     assert err == ["warning: torch.compile failed for Sequential (backend crashed); running eager"]
@@ -95,27 +96,69 @@ def test_compiled_training_steps_give_the_eager_losses():
 
 
 @pytest.mark.parametrize(
-    ("device", "preset", "eval_s", "models", "on"),
+    ("device", "preset", "eval_s", "on"),
     [
-        ("cuda", "paper", 10.0, 9, True),
-        ("cuda", "demo", 1e6, 9, False),
-        ("cpu", "paper", 10_000.0, 9, True),  # 5,000 s saved > 9 x 270 s
-        ("cpu", "demo", 500.0, 4, False),  # 250 s saved < 4 x 270 s
+        ("cuda", "paper", 10.0, True),
+        ("cuda", "demo", 1e6, False),
+        ("cpu", "paper", 141.0, True),  # 70.5 s saved > one 70 s compile
+        ("cpu", "demo", 139.0, False),  # 69.5 s saved < 70 s
     ],
 )
-def test_the_auto_rule_compiles_where_it_repays(device, preset, eval_s, models, on):
-    rule = compiled.worth_compiling
-    assert rule(device=device, preset=preset, eval_s=eval_s, models=models) is on
-    assert compiled.choose("on", device=device) and not compiled.choose("off", device=device)
+def test_the_auto_rule_compiles_an_architecture_where_it_repays(device, preset, eval_s, on):
+    assert compiled.worth_compiling(device=device, preset=preset, eval_s=eval_s) is on
 
 
-def test_run_options_of_a_plan():
+def test_plain_cnns_stay_eager_on_a_cpu_and_compile_on_cuda():
+    assert not compiled.worth_compiling("cpu", "paper", 1e6, cell=False)
+    assert compiled.worth_compiling("cuda", "paper", 1.0, cell=False)
+
+    class Ref:
+        factory = None
+
+        def __init__(self, model: str) -> None:
+            self.model = model
+
+    assert compiled.is_cell_network(Ref("darts")) and compiled.is_cell_network(Ref("racl"))
+    assert not compiled.is_cell_network(Ref("resnet18"))
+    assert not compiled.is_cell_network(Ref("no_such_model"))
+
+
+def _smoke_plan():
     from bench.experiments import get_experiments
     from bench.planner import plan
     from bench.presets import PRESETS
 
     smoke = PRESETS["smoke"]
-    p = plan(get_experiments(smoke.experiments), smoke, calibrate=False)
-    assert compiled.run_options("auto", "off", p, "cpu") == {"compile": False}  # too little work
+    return plan(get_experiments(smoke.experiments), smoke, calibrate=False)
+
+
+def test_run_options_of_a_plan():
+    p = _smoke_plan()
+    auto = compiled.run_options("auto", "off", p, "cpu")  # too little work for any architecture
+    assert auto == {"compile": False, "train_compile": False, "compile_checkpoints": frozenset()}
     options = compiled.run_options("on", "bf16", p, "cpu")
-    assert options == {"compile": True, "amp_dtype": torch.bfloat16}
+    assert options == {"compile": True, "train_compile": True, "amp_dtype": torch.bfloat16}
+    assert compiled.run_options("off", "off", p, "cpu") == {
+        "compile": False,
+        "train_compile": False,
+    }
+
+
+def test_auto_compiles_only_the_architectures_whose_work_repays_it():
+    p = _smoke_plan()
+    by_model = {}
+    for h, ref in p.refs.items():
+        by_model.setdefault(ref.model, set()).add(h)
+    for h in by_model["darts"]:
+        p.rates[h] = 1.0  # one image per second: darts's attacks now dominate the estimate
+    seconds = compiled.eval_seconds_by_architecture(p)
+    assert max(seconds, key=seconds.get)[0] == "darts"
+    options = compiled.run_options("auto", "off", p, "cpu")
+    assert options["compile_checkpoints"] == frozenset(by_model["darts"])
+    assert options["compile"] and not options["train_compile"]  # training stays eager on a CPU
+    for h in by_model["darts"]:
+        assert compiled.options_for(options, h)["compile"] is True
+    for h in by_model["pc_darts"]:
+        assert compiled.options_for(options, h)["compile"] is False
+    plain = {"compile": True}
+    assert compiled.options_for(plain, "any") is plain  # --compile on: every checkpoint

@@ -4,7 +4,7 @@ In the spirit of torchattacks' ``Attack.__call__`` (Kim 2020), the base does eve
 must get right so a subclass writes only its step: eval mode, frozen weights, the model's device,
 clamping to [0, 1] and projection onto the eps ball after every step (speed knobs:
 ``channels_last``, ``amp_dtype``, ``compile``: the gradient passes through
-:func:`bench.compiled.static_forward`). Each class also declares what it is (name, default steps,
+:func:`core.compiled.static_forward`). Each class also declares what it is (name, default steps,
 step rule, label, key fields), which :class:`bench.attacks.spec.AttackSpec` reads through the
 registry. Design notes: docs/decisions/attacks.md.
 """
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.compiled import static_forward
+from core.compiled import static_forward
 from core.enums import Dataset, Norm
 from core.errors import UserError
 

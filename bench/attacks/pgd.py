@@ -77,15 +77,17 @@ def pgd_checkpoints(
     """Adversarial images after ``k`` steps for every ``k`` in ``checkpoints``, from one run.
 
     Runs ``max(checkpoints)`` steps of the spec's PGD (its step size and random start; pass
-    ``init_delta`` or seed the RNG to fix the start). ``knobs`` go to :class:`PGD`
-    (``channels_last``, ``amp_dtype``).
+    ``init_delta`` or seed the RNG to fix the start). ``knobs`` are :class:`PGD`'s run options
+    (``channels_last``, ``amp_dtype``, ``compile``).
     """
     if spec.name != "pgd" or best_iterate(spec):
         raise UserError(f"iteration checkpoints need a plain pgd attack, got {spec.label()}")
     wanted = sorted({int(k) for k in checkpoints})
     if not wanted or wanted[0] < 1:
         raise UserError(f"iteration checkpoints must be integers >= 1, got {checkpoints}")
+    compile_steps = bool(knobs.pop("compile", False))
     attack = PGD(replace(spec, steps=wanted[-1], step_size=spec.alpha), **knobs)
+    attack.compile = compile_steps
     out: dict[int, Tensor] = {}
     for k, x_adv in enumerate(attack.run(model, x, y, init_delta=init_delta), start=1):
         if k in wanted:

@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from bench.compiled import steps_compile
     from bench.recipes import describe, get_recipe
     from bench.training import TrainConfig, config_hash, ensure_trained
     from core import distributed
@@ -153,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         progress=not args.no_progress,
         builder=builder,
-        compile=_compile(args),
+        compile=steps_compile(args.compile, args.device),
         inputs=inputs,
         save_every_s=every_s,
     )
@@ -168,15 +169,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"train loss {last['loss']:.4f}  train acc {last['acc']:.2f}%  "
               f"({metrics['wall_time_s']:.1f} s)")  # fmt: skip
     return 0
-
-
-def _compile(args: argparse.Namespace) -> bool:
-    """``--compile``: on, off, or auto (on where the device is CUDA)."""
-    from core import distributed
-
-    if args.compile == "auto":
-        return distributed.resolve_device(args.device).type == "cuda"
-    return args.compile == "on"
 
 
 def _resolve_defaults(args: argparse.Namespace, recipe) -> None:  # noqa: ANN001
