@@ -110,8 +110,8 @@ share of the batches) are gathered to rank 0, which writes the one state; each r
 own on resume, and a state saved by another number of processes is refused. Rank 0 decides when
 a within-epoch save is due (one broadcast per batch). Tested with a 2-process gloo torchrun on a
 CPU whose two workers are SIGKILLed within an epoch: the resumed run ends bit-identical to an
-uninterrupted 2-process one. The GradScaler of fp16 autocast (CUDA only) is not saved: a resumed
-fp16 run restarts its loss scale.
+uninterrupted 2-process one. The GradScaler of fp16 autocast (CUDA only) is saved with the state
+(its scale and growth tracker, as JSON) and restored on resume.
 
 ## Rehearsal
 

@@ -106,6 +106,7 @@ class Saver:
     scheduler: Any
     loader: Any
     extra: Any  # () -> dict of further state (the model selection's)
+    scaler: Any = None  # fp16's GradScaler (CUDA), saved with the state so a resume keeps its scale
     last: float = field(default_factory=time.monotonic)
 
     def due(self, batch: int, n_batches: int) -> bool:
@@ -124,6 +125,8 @@ class Saver:
         if distributed.context().is_main:
             state = train_state.capture(self.model, self.optimizer, self.scheduler, epochs, bundles)
             state["selection"] = self.extra()
+            if self.scaler is not None:
+                state["grad_scaler"] = self.scaler.state_dict()  # plain numbers: JSON
             batch = position.batch if position is not None else 0
             train_state.save(self.state_dir, len(epochs), state, batch)
         self.last = time.monotonic()

@@ -219,7 +219,10 @@ def train(
     scheduler = train_parts.build_scheduler(optimizer, cfg, steps)
     epochs: list[dict] = []
     keeper = selection.Keeper(cfg)
-    saver = Saver(state_dir, save_every_s, model, optimizer, scheduler, loader, keeper.state)
+    scaler = train_parts.grad_scaler(cfg, dev)
+    saver = Saver(
+        state_dir, save_every_s, model, optimizer, scheduler, loader, keeper.state, scaler
+    )
     saved = train_state.load(state_dir)
     position = None
     if saved is not None:
@@ -227,11 +230,13 @@ def train(
             saved[1], model, optimizer, scheduler, loader, ctx.rank, ctx.world_size
         )
         keeper.restore(saved[1].get("selection"))
+        if scaler is not None and saved[1].get("grad_scaler"):
+            scaler.load_state_dict(saved[1]["grad_scaler"])
         position = Position.from_state(train_state.rank_entry(saved[1], ctx.rank).get("position"))
         if ctx.is_main:
             where = f", batch {position.batch}" if position is not None else ""
             print(f"resumed from epoch {saved[0]}{where}", file=sys.stderr, flush=True)
-    loop = EpochLoop(cfg, dev, optimizer, scheduler, train_parts.grad_scaler(cfg, dev), progress)
+    loop = EpochLoop(cfg, dev, optimizer, scheduler, scaler, progress)
     step_net = Guarded(net) if compile and not ctx.enabled else net
     prior = sum(e["seconds"] for e in epochs)
     start = time.perf_counter()
