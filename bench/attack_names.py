@@ -11,6 +11,9 @@ from typing import Any
 def members_label(key: str) -> str:
     """The label of an autoattack key: ``AutoAttack``, ``AutoAttack(APGD-CE+APGD-T)``, or
     ``APGD-CE+APGD-T after PGD-20`` for the gap check's run on a PGD cell's survivors."""
+    capped = re.search(r"iters=(\d+)", key)
+    if capped is not None:  # the rehearsal's capped run: never to be read as AutoAttack
+        return f"AutoAttack(capped at {capped.group(1)} iterations)"
     members = re.search(r"attacks='([^']*)'", key)
     if members is None:
         return "AutoAttack"

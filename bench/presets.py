@@ -50,6 +50,9 @@ class PresetConfig:
     batch_size: int = 128
     search_preset: str = "demo"
     recipes: bool = False
+    # what `bench submit --run-autoattack` runs: the original standard AutoAttack, or for the
+    # rehearsal one capped at two iterations per member (its entry is marked as no result)
+    leaderboard_attack: str = "autoattack"
 
     def train_config(self, model: str, training: Training, dataset: Dataset):  # noqa: ANN201
         """``(TrainConfig, model overrides it needs, recipe name)`` of a checkpoint.
@@ -174,6 +177,7 @@ PRESETS: dict[str, PresetConfig] = {
         n_mono=8,
         n_gap=16,
         gap_targets=1,
+        leaderboard_attack="autoattack(iters=2)",
     ),
 }
 

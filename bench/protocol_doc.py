@@ -126,7 +126,10 @@ JSON (`memory`): on CUDA `torch.cuda.max_memory_allocated`, on a CPU the process
 resident set size over that checkpoint's search, training or loading (`VmHWM`, reset at its
 start through `/proc/self/clear_refs`; an upper bound, as memory freed before but kept by the
 allocator counts), or the process's lifetime peak, labelled `rss-lifetime`, where the reset is
-refused.
+refused. Its submission stage, `bench submit MODEL --run-autoattack --preset rehearsal`, runs
+the original AutoAttack's four members at full size capped at two iterations each
+(`autoattack(iters=2)`, Square two queries) and writes an entry whose name and footnote say
+"REHEARSAL, NOT A RESULT"; no other preset accepts a capped AutoAttack.
 """
 
 

@@ -66,3 +66,47 @@ def test_full_size_darts_trains_by_its_rehearsal_recipe(cifar_dir, tmp_path, tra
         and "holdout_pgd" in meta["metrics"]["epochs"][0]
     )
     assert cfg.cutout == (16 if training is Training.NATURAL else 0)
+
+
+@pytest.mark.slow  # about 55 s: a full-size ResNet-18 trains on two batches of 128 with PGD-7
+def test_the_report_and_submission_stages_run_at_full_size(cifar_dir, tmp_path, monkeypatch):
+    """The rehearsal's last two stages on a full-size ResNet-18 (CIFAR-10 through torchvision):
+    `bench submit --run-autoattack --preset rehearsal` trains it by its rehearsal recipe, runs
+    the original AutoAttack capped at two iterations per member and writes an entry marked as
+    no result; `bench report` reads that store."""
+    import json
+
+    from bench.cli import main
+
+    data = tmp_path / "data64"  # the rehearsal trains on 256 images and evaluates 32
+    write_cifar10(data, per_batch=64)
+    monkeypatch.setenv("RACL_BENCH_DATA", str(data))
+    store, out = tmp_path / "rehearsal.sqlite", tmp_path / "entry.json"
+    args = ["submit", "resnet18", "--store", str(store), "--out", str(out), "--dataset",
+            "cifar10", "--run-autoattack", "--preset", "rehearsal"]  # fmt: skip
+    assert main(args) == 0
+    entry = json.loads(out.read_text())
+    assert entry["name"].startswith("REHEARSAL") and "NOT A RESULT" in entry["footnote"]
+    assert entry["dataset"] == "cifar10" and entry["eps"] == "8/255"
+    sidecars = list((tmp_path / "checkpoints").glob("*.json"))
+    assert len(sidecars) == 1
+    config = json.loads(sidecars[0].read_text())["training"]
+    assert config["attack_steps"] == 7 and config["epochs"] == 1  # the recipe's PGD-7, one epoch
+    assert main(["report", "--store", str(store), "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "index.md").is_file()
+
+
+def test_a_failed_autoattack_run_says_why_and_writes_no_entry(cifar_dir, tmp_path, monkeypatch,
+                                                              capsys):  # fmt: skip
+    from bench.cli import main
+
+    data = tmp_path / "data40"  # 200 training images: too few for the rehearsal's 256
+    write_cifar10(data, per_batch=40)
+    monkeypatch.setenv("RACL_BENCH_DATA", str(data))
+    out = tmp_path / "entry.json"
+    args = ["submit", "resnet18", "--store", str(tmp_path / "s.sqlite"), "--out", str(out),
+            "--dataset", "cifar10", "--run-autoattack", "--preset", "rehearsal"]  # fmt: skip
+    assert main(args) == 1 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bench: error: the AutoAttack run failed: ")
+    assert "number of images must be in [1, 200], got 256" in err[0]

@@ -144,3 +144,72 @@ def test_run_autoattack_computes_the_missing_cell_into_the_store(
     assert len(rows) == 1 and rows[0][2] is None
     assert entry["autoattack_acc"] == f"{rows[0][0]:.2f}"
     assert float(entry["autoattack_acc"]) <= float(entry["clean_acc"])
+
+
+def _capped_copy(tmp_path: Path) -> Path:
+    """The fixture store with its AutoAttack rows turned into the rehearsal's capped run."""
+    path = tmp_path / "capped.sqlite"
+    shutil.copyfile(STORE, path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE results SET attack_key = replace(attack_key, 'version=', 'iters=2,version=') "
+            "WHERE attack = 'autoattack'"
+        )
+    return path
+
+
+def test_a_capped_autoattack_is_never_a_standard_one(tmp_path):
+    path = _capped_copy(tmp_path)
+    with pytest.raises(UserError, match="no standard AutoAttack"):
+        build_entry(path, "racl_published")  # the capped row is not AutoAttack
+    entry = build_entry(path, "racl_published", rehearsal=True)
+    assert entry["name"].startswith("REHEARSAL (not a result)")
+    assert entry["footnote"].startswith(
+        "REHEARSAL, NOT A RESULT: AutoAttack(capped at 2 iterations)"
+    )
+    with pytest.raises(UserError, match="no rehearsal"):  # and the rehearsal never takes a real one
+        build_entry(STORE, "racl_published", rehearsal=True)
+
+
+def test_capped_autoattack_parses_labels_and_refuses_bad_caps():
+    from bench.attacks import parse_attack
+
+    spec = parse_attack("autoattack(iters=2)", eps=0.3, dataset="mnist")
+    assert "iters=2" in spec.key() and spec.label() == "AutoAttack(capped at 2 iterations)"
+    assert parse_attack("autoattack", eps=0.3, dataset="mnist").label() == "AutoAttack"
+    for bad in ("autoattack(iters=0)", "autoattack(iters=1.5)", "autoattack(iters=True)"):
+        with pytest.raises(UserError, match="iters"):
+            parse_attack(bad, eps=0.3, dataset="mnist")
+
+
+def test_the_cap_reaches_every_member_of_the_original_code():
+    """On a model no member can fool (each runs to its end): the capped run calls it about a
+    hundred times, the standard one thousands (APGD-T 9 x 100, FAB-T, Square's 5,000 queries)."""
+    import torch
+    from torch import nn
+
+    from bench.attacks import build_attack, parse_attack
+
+    calls = {"n": 0}
+
+    class Robust(nn.Module):  # class 0 by a margin of 10 whatever the input
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(
+                1e-3 * torch.randn(10, 16, generator=torch.Generator().manual_seed(0))
+            )
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            calls["n"] += 1
+            margin = torch.zeros(len(x), 10)
+            margin[:, 0] = 10.0
+            return margin + x.flatten(1) @ self.w.T
+
+    x, y = torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)
+    counts = {}
+    for text in ("autoattack(iters=2)", "autoattack"):
+        calls["n"] = 0
+        x_adv = build_attack(parse_attack(text, eps=0.3, dataset="mnist"))(Robust().eval(), x, y)
+        assert (x_adv - x).abs().max() <= 0.3 + 1e-6
+        counts[text] = calls["n"]
+    assert 0 < counts["autoattack(iters=2)"] <= 300 < 3000 < counts["autoattack"], counts

@@ -8,6 +8,11 @@ The ORIGINAL standard version (APGD-CE, APGD-T, FAB-T, Square with 5000 queries)
 gap attack. Its
 progress messages go to the ``auto-attack`` logger (and any stray prints to this module's
 logger), never to stdout.
+
+``iters=N`` caps every member's iterations (APGD and FAB ``n_iter``, Square ``n_queries``) at N:
+the rehearsal's way to run the whole AutoAttack code path at full model size in seconds. A
+capped run is weaker than AutoAttack, carries ``iters`` in its key and label, and ``bench submit``
+accepts it only for the rehearsal preset, marked as no result (bench.report.submission).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ AUTOATTACK_TYPES = {
     "seed": ArgType("int"),
     "attacks": ArgType("str"),
     "targets": ArgType("int"),
+    "iters": ArgType("int"),
 }
 
 
@@ -57,12 +63,17 @@ class AutoAttack(Attack):
         """``autoattack(norm=..., version=..., seed=...)``; steps and step size do not apply."""
         params = text.params
         norm = Norm.parse(params.pop("norm", "Linf"))
-        allowed = {"version", "seed", "attacks", "targets"}
+        allowed = {"version", "seed", "attacks", "targets", "iters"}
         if set(params) - allowed:
             raise UserError(f"autoattack accepts only: norm, {', '.join(sorted(allowed))}")
         check_kwargs("autoattack", params, AUTOATTACK_TYPES)
         if "seed" in params:
             check_seed(params["seed"], "autoattack: seed")
+        iters = params.get("iters")
+        if iters is not None and (
+            isinstance(iters, bool) or not isinstance(iters, int) or iters < 1
+        ):
+            raise UserError(f"autoattack: iters must be a whole number >= 1, got {iters!r}")
         params.setdefault("version", "standard")
         params.setdefault("seed", 0)
         if ("attacks" in params) != (params["version"] == "custom"):
@@ -106,6 +117,8 @@ class AutoAttack(Attack):
         )
         if members is not None:
             _standard_settings(runner, int(params.get("targets", 9)))
+        if "iters" in params:
+            _cap(runner, int(params["iters"]))
         stray = io.StringIO()
         with contextlib.redirect_stdout(stray), self._autocast(x.device):
             result = runner.run_standard_evaluation(x, y, batch_size=max(int(x.shape[0]), 1))
@@ -113,6 +126,14 @@ class AutoAttack(Attack):
             log.debug("autoattack output:\n%s", stray.getvalue())
         x_adv = result[0] if isinstance(result, tuple) else result
         yield project(x_adv.float().to(x.device), x, self.spec.eps, self.spec.norm)
+
+
+def _cap(runner: Any, iters: int) -> None:
+    """Every member's iterations (APGD, APGD-T, FAB ``n_iter``; Square ``n_queries``) at most
+    ``iters`` (the rehearsal's capped AutoAttack)."""
+    for member in (runner.apgd, runner.apgd_targeted, runner.fab):
+        member.n_iter = min(int(member.n_iter), iters)
+    runner.square.n_queries = min(int(runner.square.n_queries), iters)
 
 
 MEMBERS = ("apgd-ce", "apgd-t", "fab-t", "square", "apgd-dlr", "fab")
@@ -127,8 +148,8 @@ def _members(text: object) -> str:
     return ",".join(names)
 
 
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 9
+def _whole(value: object, top: int = 9) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= top
 
 
 def _standard_settings(runner: Any, targets: int = 9) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run the missing AutoAttack cell with the harness first (bench.runner)",
     )
-    parser.add_argument("--preset", default="demo", help="preset for --run-autoattack (demo)")
+    parser.add_argument(
+        "--preset",
+        default="demo",
+        help="preset for --run-autoattack (demo); rehearsal: the full-size rehearsal's capped "
+        "AutoAttack, its entry marked as no result",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        help="for --run-autoattack: where the checkpoints are (default: <store "
+        "dir>/checkpoints; the --checkpoint-dir of the bench run that trained them)",
+    )
+    parser.add_argument("--data-dir", help="for --run-autoattack: dataset folder (default "
+                        "$RACL_BENCH_DATA or ./data)")  # fmt: skip
     parser.add_argument("--name", default="", help="paper title")
     parser.add_argument("--authors", default="", help="authors, comma-separated")
     parser.add_argument("--link", default="", help="link to the paper")
@@ -33,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.inputs import check_output_file
+    from bench.inputs import check_output_dir, check_output_file
+    from bench.presets import get_preset
     from bench.report.submission import (
         SubmissionMeta,
         build_entry,
@@ -44,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import UserError
 
     check_output_file(args.out)
+    if args.checkpoint_dir:
+        check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
     meta = SubmissionMeta(
         name=args.name,
         authors=args.authors,
@@ -52,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
         architecture=args.architecture,
         footnote=args.footnote,
     )
-    kwargs = {"dataset": args.dataset, "threat_model": args.threat_model, "meta": meta}
+    # a preset whose leaderboard attack is capped (the rehearsal): its entry is marked no result
+    rehearsal = "iters=" in get_preset(args.preset).leaderboard_attack
+    kwargs = {"dataset": args.dataset, "threat_model": args.threat_model, "meta": meta,
+              "rehearsal": rehearsal}  # fmt: skip
     try:
         entry = build_entry(args.store, args.model, **kwargs)
     except UserError:
@@ -60,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
             raise
         from bench.leaderboard_run import run_autoattack
 
-        run_autoattack(args.store, args.model, args.dataset, args.threat_model, args.preset)
+        failures = run_autoattack(args.store, args.model, args.dataset, args.threat_model,
+                                  args.preset, checkpoint_dir=args.checkpoint_dir,
+                                  data_dir=args.data_dir)  # fmt: skip
+        if failures:  # why there is no entry (the cell failed), not "no AutoAttack result"
+            print(f"bench: error: the AutoAttack run failed: {failures[0]}", file=sys.stderr)
+            return 1
         entry = build_entry(args.store, args.model, **kwargs)
     try:
         path = write_entry(entry, args.out)

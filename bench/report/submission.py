@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.attack_names import members_label
 from bench.report.loading import load_store
 from bench.report.scope import most_common, standard_eps
 from bench.report.selection import Measure, pool
@@ -52,13 +53,19 @@ def parse_threat_model(text: str) -> tuple[str, str]:
     return THREAT_MODELS[key]
 
 
-def autoattack_rows(results: pd.DataFrame, model: str, norm: str) -> pd.DataFrame:
-    """Standard AutoAttack rows of ``model`` under ``norm`` (a NULL norm counts as L-inf)."""
+def autoattack_rows(
+    results: pd.DataFrame, model: str, norm: str, *, rehearsal: bool = False
+) -> pd.DataFrame:
+    """Standard AutoAttack rows of ``model`` under ``norm`` (a NULL norm counts as L-inf).
+
+    A run capped with ``iters=N`` is never standard; with ``rehearsal`` only capped runs count
+    (the rehearsal preset's submission stage, whose entry says it is no result)."""
     rows = results[(results["model"] == model) & (results["attack"] == "autoattack")]
     norms = rows["norm"].fillna("linf").str.lower()
     keys = rows["attack_key"].fillna("").astype(str)
     standard = ~keys.str.contains("version") | keys.str.contains("standard")
-    return rows[(norms == norm) & standard]
+    capped = keys.str.contains(r"iters=\d", regex=True)
+    return rows[(norms == norm) & standard & (capped if rehearsal else ~capped)]
 
 
 def _pick_dataset(rows: pd.DataFrame, dataset: str | None, model: str) -> str:
@@ -82,13 +89,14 @@ def _pick_eps(rows: pd.DataFrame, dataset: str) -> float:
 
 
 def find_autoattack(
-    results: pd.DataFrame, model: str, dataset: str | None, norm: str
+    results: pd.DataFrame, model: str, dataset: str | None, norm: str, *, rehearsal: bool = False
 ) -> tuple[Measure, Measure, pd.Series]:
     """(AutoAttack measure, clean measure, one AutoAttack row) or a one-line UserError."""
-    rows = autoattack_rows(results, model, norm)
+    rows = autoattack_rows(results, model, norm, rehearsal=rehearsal)
     if rows.empty:
+        what = "rehearsal (capped) AutoAttack" if rehearsal else "standard AutoAttack"
         raise UserError(
-            f"no standard AutoAttack ({norm}) result for {model} in the store; run "
+            f"no {what} ({norm}) result for {model} in the store; run "
             f"'bench run --models {model} --attacks autoattack' or pass --run-autoattack"
         )
     dataset = _pick_dataset(rows, dataset, model)
@@ -118,20 +126,32 @@ def build_entry(
     dataset: str | None = None,
     threat_model: str = "Linf",
     meta: SubmissionMeta | None = None,
+    rehearsal: bool = False,
 ) -> dict:
-    """The ``model_info`` dict for ``model`` from the store (UserError without AutoAttack)."""
+    """The ``model_info`` dict for ``model`` from the store (UserError without AutoAttack).
+
+    ``rehearsal``: built from the rehearsal's capped AutoAttack, its name and footnote say it
+    is no leaderboard result (the stage's code path at full size, not a number to submit)."""
     meta = meta or SubmissionMeta()
     _, norm = parse_threat_model(threat_model)
     store = load_store(store_path)
-    aa, clean, row = find_autoattack(store.results, model, dataset, norm)
+    aa, clean, row = find_autoattack(store.results, model, dataset, norm, rehearsal=rehearsal)
     footnote = meta.footnote or (
         f"Evaluated with racl-bench: standard AutoAttack ({norm}) on {aa.n} {row['dataset']} "
         f"test images (preset {row['preset']}, training {row['training']}); 'reported' repeats "
         "this measurement."
     )
+    name = meta.name or f"{model} (racl-bench)"
+    if rehearsal:
+        label = members_label(str(aa.attack_key))
+        footnote = (
+            f"REHEARSAL, NOT A RESULT: {label} ({norm}) on {aa.n} {row['dataset']} "
+            f"test images of a model trained on two batches (preset {row['preset']})."
+        )
+        name = f"REHEARSAL (not a result): {name}"
     entry = {
         "link": meta.link,
-        "name": meta.name or f"{model} (racl-bench)",
+        "name": name,
         "authors": meta.authors,
         "additional_data": bool(meta.additional_data),
         "number_forward_passes": int(meta.number_forward_passes),
