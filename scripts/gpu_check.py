@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -68,15 +69,17 @@ def measure(dev, amp: str, compiled: bool, batch: int, reps: int, quick: bool) -
 
 
 def mnist_epoch(quick: bool, device: str) -> tuple[float, str]:
-    """Wall seconds of one epoch of MNIST PGD-AT by the cell recipe (full size), via the CLI."""
-    cmd = [sys.executable, "-m", "bench.cli", "train", "darts", "--recipe", "cell-pgd_at-mnist",
-           "--epochs", "1", "--device", device, "--no-progress",
-           "--checkpoint-dir", "checkpoints/gpu_check"]  # fmt: skip
-    if quick:
-        cmd += ["--n-train", "64", "--override", "init_channels=4", "--override", "layers=3"]
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return round(time.perf_counter() - start, 1), done.stdout.strip().splitlines()[-1]
+    """Wall seconds of one epoch of MNIST PGD-AT by the cell recipe (full size), via the CLI,
+    into a fresh temporary checkpoint folder (a cached checkpoint would time nothing)."""
+    with tempfile.TemporaryDirectory(prefix="gpu_check-") as folder:
+        cmd = [sys.executable, "-m", "bench.cli", "train", "darts", "--recipe",
+               "cell-pgd_at-mnist", "--epochs", "1", "--device", device, "--no-progress",
+               "--checkpoint-dir", folder]  # fmt: skip
+        if quick:
+            cmd += ["--n-train", "64", "--override", "init_channels=4", "--override", "layers=3"]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        return round(time.perf_counter() - start, 1), done.stdout.strip().splitlines()[-1]
 
 
 def main() -> int:

@@ -5,5 +5,9 @@
 # Usage: scripts/gpu_check.sh [--quick] [--out FILE]   (--quick: a CPU check of the script)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python}"
+# The README's set-up: the venv scripts/setup.sh makes (or reuses); $PYTHON overrides it.
+if [[ -z "${PYTHON:-}" ]]; then
+    bash scripts/setup.sh
+    PYTHON="${RACL_BENCH_VENV:-.venv}/bin/python"
+fi
 exec "$PYTHON" -m scripts.gpu_check "$@"
