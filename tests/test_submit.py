@@ -51,14 +51,20 @@ def test_refuses_without_autoattack(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("bench: error: no standard AutoAttack")
 
 
-def test_refuses_a_non_standard_autoattack_version(tmp_path):
-    path = tmp_path / "rand.sqlite"
+def _with_autoattack_key(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of the fixture store whose AutoAttack keys have ``old`` replaced by ``new``."""
+    path = tmp_path / "edited.sqlite"
     shutil.copyfile(STORE, path)
     with sqlite3.connect(path) as conn:
         conn.execute(
-            "UPDATE results SET attack_key = replace(attack_key, 'standard', 'rand') "
-            "WHERE attack = 'autoattack'"
+            "UPDATE results SET attack_key = replace(attack_key, ?, ?) WHERE attack = 'autoattack'",
+            (old, new),
         )
+    return path
+
+
+def test_refuses_a_non_standard_autoattack_version(tmp_path):
+    path = _with_autoattack_key(tmp_path, "standard", "rand")
     with pytest.raises(UserError, match="no standard AutoAttack"):
         build_entry(path, "racl_published")
 
@@ -146,20 +152,8 @@ def test_run_autoattack_computes_the_missing_cell_into_the_store(
     assert float(entry["autoattack_acc"]) <= float(entry["clean_acc"])
 
 
-def _capped_copy(tmp_path: Path) -> Path:
-    """The fixture store with its AutoAttack rows turned into the rehearsal's capped run."""
-    path = tmp_path / "capped.sqlite"
-    shutil.copyfile(STORE, path)
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "UPDATE results SET attack_key = replace(attack_key, 'version=', 'iters=2,version=') "
-            "WHERE attack = 'autoattack'"
-        )
-    return path
-
-
 def test_a_capped_autoattack_is_never_a_standard_one(tmp_path):
-    path = _capped_copy(tmp_path)
+    path = _with_autoattack_key(tmp_path, "version=", "iters=2,version=")  # the rehearsal's run
     with pytest.raises(UserError, match="no standard AutoAttack"):
         build_entry(path, "racl_published")  # the capped row is not AutoAttack
     entry = build_entry(path, "racl_published", rehearsal=True)
