@@ -116,3 +116,18 @@ def steps_compile(flag: str, device: str) -> bool:
     if flag == "auto":
         return distributed.resolve_device(device).type == "cuda"
     return flag == "on"
+
+
+def describe_compile(options: Mapping[str, Any], plan: Any) -> str | None:
+    """The log line saying what ``options`` compile in ``plan`` (None when nothing compiles)."""
+    if not options.get("compile") and not options.get("train_compile"):
+        return None
+    chosen = options.get("compile_checkpoints")
+    if not options.get("compile"):
+        attacks = "none"
+    elif chosen is None:
+        attacks = "every model"
+    else:
+        attacks = ", ".join(sorted({plan.refs[h].model for h in chosen if h in plan.refs}))
+    training = "compiled" if options.get("train_compile") else "eager"
+    return f"torch.compile: attack steps of {attacks}; training steps {training}"

@@ -162,3 +162,16 @@ def test_auto_compiles_only_the_architectures_whose_work_repays_it():
         assert compiled.options_for(options, h)["compile"] is False
     plain = {"compile": True}
     assert compiled.options_for(plain, "any") is plain  # --compile on: every checkpoint
+
+
+def test_the_run_says_what_it_compiles():
+    p = _smoke_plan()
+    assert compiled.describe_compile(compiled.run_options("off", "off", p, "cpu"), p) is None
+    assert compiled.describe_compile(compiled.run_options("auto", "off", p, "cpu"), p) is None
+    on = compiled.describe_compile(compiled.run_options("on", "off", p, "cpu"), p)
+    assert on == "torch.compile: attack steps of every model; training steps compiled"
+    darts = {h for h, ref in p.refs.items() if ref.model == "darts"}
+    for h in darts:
+        p.rates[h] = 1.0  # darts's attacks dominate: auto compiles them alone
+    auto = compiled.describe_compile(compiled.run_options("auto", "off", p, "cpu"), p)
+    assert auto == "torch.compile: attack steps of darts; training steps eager"

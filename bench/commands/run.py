@@ -354,7 +354,7 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
     """Plan and execute (or print, on a dry run) for ``args.seed``: (exit code, JSON doc)."""
     import torch
 
-    from bench.compiled import run_options
+    from bench.compiled import describe_compile, run_options
     from bench.runner import execute
     from bench.summary import summary_table
     from core import distributed
@@ -368,6 +368,9 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
     store = stores.writable() if main else None  # rank 0's store only (none on the others)
     meta = {"argv": sys.argv[1:], "torch_version": torch.__version__, "git_commit": _git_commit()}
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    options = run_options(args.compile, args.amp, result, args.device)
+    if main and describe_compile(options, result):
+        log(describe_compile(options, result))
     summary = execute(
         result,
         store,
@@ -376,10 +379,7 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
         checkpoint_dir=_ckpt_dir(args),
         data_dir=args.data_dir,
         run_meta=meta,
-        attack_options={
-            **run_options(args.compile, args.amp, result, args.device),
-            "save_every_s": 60.0 * args.save_every_min,
-        },
+        attack_options={**options, "save_every_s": 60.0 * args.save_every_min},
         log=log,
     )
     code = summary.strict_exit_code() if args.strict else summary.exit_code
