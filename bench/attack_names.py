@@ -8,12 +8,19 @@ from collections.abc import Mapping
 from typing import Any
 
 
+def capped_iterations(text: str) -> int | None:
+    """The iteration cap of an AutoAttack key or attack text (``iters=N``: the rehearsal's
+    capped run, never a standard AutoAttack), or None."""
+    capped = re.search(r"iters=(\d+)", text)
+    return None if capped is None else int(capped.group(1))
+
+
 def members_label(key: str) -> str:
     """The label of an autoattack key: ``AutoAttack``, ``AutoAttack(APGD-CE+APGD-T)``, or
     ``APGD-CE+APGD-T after PGD-20`` for the gap check's run on a PGD cell's survivors."""
-    capped = re.search(r"iters=(\d+)", key)
+    capped = capped_iterations(key)
     if capped is not None:  # the rehearsal's capped run: never to be read as AutoAttack
-        return f"AutoAttack(capped at {capped.group(1)} iterations)"
+        return f"AutoAttack(capped at {capped} iterations)"
     members = re.search(r"attacks='([^']*)'", key)
     if members is None:
         return "AutoAttack"

@@ -58,11 +58,12 @@ def is_cell_network(ref: Any) -> bool:
     genotype with ``init_channels``); a user's own model is not."""
     if getattr(ref, "factory", None) is not None:
         return False
+    from core.errors import UserError
     from models import get_model_info
 
     try:
         return "init_channels" in get_model_info(ref.model).defaults
-    except Exception:  # noqa: BLE001 - not a zoo name: treated as a plain network
+    except UserError:  # not a zoo name (a searched Table 5 variant): treated as a plain network
         return False
 
 
@@ -78,10 +79,9 @@ def run_options(compile_flag: str, amp: str, plan: Any, device: str) -> dict[str
     from core import distributed
 
     dev = distributed.resolve_device(device)
-    options: dict[str, Any] = {"compile": compile_flag == "on", "train_compile": False}
-    if compile_flag == "on":
-        options["train_compile"] = True
-    elif compile_flag == "auto":
+    on = compile_flag == "on"
+    options: dict[str, Any] = {"compile": on, "train_compile": on}
+    if compile_flag == "auto":
         by_arch = eval_seconds_by_architecture(plan)
         cells = {(r.model, r.overrides) for r in plan.refs.values() if is_cell_network(r)}
         chosen = {

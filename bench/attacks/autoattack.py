@@ -69,11 +69,8 @@ class AutoAttack(Attack):
         check_kwargs("autoattack", params, AUTOATTACK_TYPES)
         if "seed" in params:
             check_seed(params["seed"], "autoattack: seed")
-        iters = params.get("iters")
-        if iters is not None and (
-            isinstance(iters, bool) or not isinstance(iters, int) or iters < 1
-        ):
-            raise UserError(f"autoattack: iters must be a whole number >= 1, got {iters!r}")
+        if params.get("iters", 1) < 1:  # check_kwargs has made it an int
+            raise UserError(f"autoattack: iters must be a whole number >= 1, got {params['iters']}")
         params.setdefault("version", "standard")
         params.setdefault("seed", 0)
         if ("attacks" in params) != (params["version"] == "custom"):
@@ -148,8 +145,8 @@ def _members(text: object) -> str:
     return ",".join(names)
 
 
-def _whole(value: object, top: int = 9) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= top
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 9
 
 
 def _standard_settings(runner: Any, targets: int = 9) -> None:

@@ -118,8 +118,8 @@ class Attack:
     variants: ClassVar[bool] = False  # spec names are "<name>:<Variant>" (torchattacks:PGD)
     usage: ClassVar[str] = ""  # how to write it in error messages ("" = name, or name[N])
     examples: ClassVar[tuple[str, ...]] = ()  # spellings offered as close matches (() = name)
+    # execution details (see as_attack), each a keyword of __init__ and an attribute
     run_options: ClassVar[tuple[str, ...]] = ("channels_last", "amp_dtype", "compile")
-    compile = False  # a run option (see as_attack): gradient passes via bench.compiled
     # keyword options its text may carry (name -> one-line meaning); a true option joins the
     # spec's params, hence its key; a false one is dropped, so the plain key is unchanged
     options: ClassVar[dict[str, str]] = {}
@@ -187,10 +187,12 @@ class Attack:
         *,
         channels_last: bool = False,
         amp_dtype: torch.dtype | None = None,
+        compile: bool = False,
     ) -> None:
         self.spec = spec
         self.channels_last = channels_last
         self.amp_dtype = amp_dtype
+        self.compile = compile  # gradient passes through core.compiled.static_forward
 
     def __repr__(self) -> str:
         return self.spec.key()

@@ -85,9 +85,7 @@ def pgd_checkpoints(
     wanted = sorted({int(k) for k in checkpoints})
     if not wanted or wanted[0] < 1:
         raise UserError(f"iteration checkpoints must be integers >= 1, got {checkpoints}")
-    compile_steps = bool(knobs.pop("compile", False))
     attack = PGD(replace(spec, steps=wanted[-1], step_size=spec.alpha), **knobs)
-    attack.compile = compile_steps
     out: dict[int, Tensor] = {}
     for k, x_adv in enumerate(attack.run(model, x, y, init_delta=init_delta), start=1):
         if k in wanted:

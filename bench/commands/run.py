@@ -369,8 +369,9 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
     meta = {"argv": sys.argv[1:], "torch_version": torch.__version__, "git_commit": _git_commit()}
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     options = run_options(args.compile, args.amp, result, args.device)
-    if main and describe_compile(options, result):
-        log(describe_compile(options, result))
+    compiling = describe_compile(options, result) if main else None
+    if compiling:
+        log(compiling)
     summary = execute(
         result,
         store,

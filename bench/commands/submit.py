@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.attack_names import capped_iterations
     from bench.inputs import check_output_dir, check_output_file
     from bench.presets import get_preset
     from bench.report.submission import (
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         footnote=args.footnote,
     )
     # a preset whose leaderboard attack is capped (the rehearsal): its entry is marked no result
-    rehearsal = "iters=" in get_preset(args.preset).leaderboard_attack
+    rehearsal = capped_iterations(get_preset(args.preset).leaderboard_attack) is not None
     kwargs = {"dataset": args.dataset, "threat_model": args.threat_model, "meta": meta,
               "rehearsal": rehearsal}  # fmt: skip
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.attack_names import members_label
+from bench.attack_names import capped_iterations, members_label
 from bench.report.loading import load_store
 from bench.report.scope import most_common, standard_eps
 from bench.report.selection import Measure, pool
@@ -64,7 +64,7 @@ def autoattack_rows(
     norms = rows["norm"].fillna("linf").str.lower()
     keys = rows["attack_key"].fillna("").astype(str)
     standard = ~keys.str.contains("version") | keys.str.contains("standard")
-    capped = keys.str.contains(r"iters=\d", regex=True)
+    capped = keys.map(lambda key: capped_iterations(key) is not None).astype(bool)
     return rows[(norms == norm) & standard & (capped if rehearsal else ~capped)]
 
 
