@@ -9,8 +9,10 @@ ResNet-18 instance compiles in 0.2 s against 6-67 s for the first). :func:`stati
 an eval-mode batch to the largest row count it has seen for the model, so the last, short batch
 of a slice and the shrinking batches of early stopping reuse the full batch's graph instead of
 compiling new ones (rows are independent in eval mode; the padding rows are sliced off before
-the loss). A compile that fails, at ``torch.compile`` or at the first call, prints one warning
-line and the model runs eager from then on. When to compile is the caller's rule
+the loss); in eval mode it compiles the model with its batch norms folded into their
+convolutions (:mod:`core.fold`, the same function up to float rounding). A compile that
+fails, at ``torch.compile`` or at the first call, prints one warning line and the model runs
+eager from then on. When to compile is the caller's rule
 (``bench.compiled`` for bench run).
 """
 
@@ -22,6 +24,9 @@ import weakref
 
 import torch
 from torch import Tensor, nn
+
+from core import fold
+from core.fold import folded
 
 
 @dataclasses.dataclass
@@ -74,12 +79,15 @@ def call(model: nn.Module, *inputs: Tensor) -> Tensor:
 def static_forward(model: nn.Module, x: Tensor) -> Tensor:
     """``model(x)`` compiled, an eval-mode batch padded to the largest batch seen (static shape).
 
-    In training mode the batch is passed as is (batch norm would see the padding rows).
+    In eval mode the compiled module is that of :func:`core.fold.folded` (batch norms folded
+    into their convolutions, a copy made once per weights). In training mode the batch is passed
+    as is (batch norm would see the padding rows).
     """
-    entry = _entry(model)
     n = len(x)
     if model.training or n == 0:
         return call(model, x)
+    model = folded(model)
+    entry = _entry(model)
     entry.rows = max(entry.rows, n)
     if n < entry.rows:
         pad = x.new_zeros((entry.rows - n, *x.shape[1:]))
@@ -88,8 +96,9 @@ def static_forward(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def reset() -> None:
-    """Forget every compiled module (tests; a new process starts empty anyway)."""
+    """Forget every compiled module and folded copy (tests; a new process starts empty)."""
     _CACHE.clear()
+    fold.reset()
 
 
 class Guarded(nn.Module):

@@ -7,8 +7,10 @@ backward (``bench.cost.count_flops`` counts the forward; the input backward of a
 linear layer costs the same multiply-adds again, and no weight gradient is taken, so 2x), the
 measured img/s eager and compiled (``bench.compiled``), the FLOP/s that makes, the attack
 step's cost relative to one forward + input backward (goal <= 1.05: the attack adds nothing),
-and the attack step as ``bench run --compile on`` runs it against eager, with compiled +
-channels_last and channels_last alone beside it.
+and the attack step as ``bench run --compile on`` runs it (batch norms folded into their
+convolutions, then inductor: ``core.fold``, ``core.compiled``) against eager, with compiled +
+channels_last and channels_last alone beside it, and the two parts of the compiled gain
+measured apart: folding alone (eager) and inductor alone (unfolded).
 At demo size it also times PGD-20, ours against torchattacks', interleaved in one run.
 
 Verdicts (with ``--benchmark-enable``): compiled/eager >= 2.5x for demo-size DARTS on a CPU
@@ -33,7 +35,7 @@ from torch import nn
 from bench.attacks import AttackSpec, build_attack
 from bench.cost import count_flops
 from bench.presets import PRESETS
-from core import compiled
+from core import compiled, fold
 from models import create_model
 
 STEPS = 3  # attack steps per timed call
@@ -99,7 +101,8 @@ def test_roofline(benchmark, name):
         both.compile = True
         both(model, x, y)  # compiled channels_last: a second graph
         layout = build_attack(spec, channels_last=True)
-        fns["fwd_bwd_compiled"] = lambda: _fwd_bwd(compiled.compiled(model), x, y)
+        fns["fwd_bwd_compiled"] = lambda: _fwd_bwd(compiled.compiled(model), x, y)  # unfolded
+        fns["fwd_bwd_folded"] = lambda: _fwd_bwd(fold.folded(model), x, y)  # eager, folded
         fns["attack_compiled"] = lambda: fast(model, x, y)
         fns["attack_compiled_channels_last"] = lambda: both(model, x, y)
         fns["attack_channels_last"] = lambda: layout(model, x, y)
@@ -117,9 +120,13 @@ def test_roofline(benchmark, name):
                  f"({flops * rate['fwd_bwd_compiled'] / 1e9:.2f} GFLOP/s); attack step vs "
                  f"eager: compiled {speedup:.2f}x, compiled + channels_last "
                  f"{t['attack'] / t['attack_compiled_channels_last']:.2f}x, channels_last alone "
-                 f"{t['attack'] / t['attack_channels_last']:.2f}x; first compile "
-                 f"{compile_s:.0f} s")  # fmt: skip
-        info.update(compiled_speedup=round(speedup, 3), compile_s=round(compile_s, 1))
+                 f"{t['attack'] / t['attack_channels_last']:.2f}x; of the compiled gain, "
+                 f"batch-norm folding alone (eager) {t['fwd_bwd'] / t['fwd_bwd_folded']:.2f}x, "
+                 f"inductor alone (unfolded) {t['fwd_bwd'] / t['fwd_bwd_compiled']:.2f}x; "
+                 f"first compile {compile_s:.0f} s")  # fmt: skip
+        info.update(compiled_speedup=round(speedup, 3), compile_s=round(compile_s, 1),
+                    fold_alone=round(t["fwd_bwd"] / t["fwd_bwd_folded"], 3),
+                    inductor_alone=round(t["fwd_bwd"] / t["fwd_bwd_compiled"], 3))  # fmt: skip
     else:
         line += "; compiled: not measured on a CPU at paper size"
     print(line)
