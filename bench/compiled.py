@@ -118,6 +118,17 @@ def steps_compile(flag: str, device: str) -> bool:
     return flag == "on"
 
 
+def search_compile(flag: str, device: str, preset: str) -> bool:
+    """``bench search --compile``: on, off, or auto (on for the paper preset on CUDA, whose
+    hours of training steps repay the mixed ops' compiles; off on a CPU, where they do not:
+    docs/decisions/speed.md, "bench search")."""
+    from core import distributed
+
+    if flag == "auto":
+        return preset == "paper" and distributed.resolve_device(device).type == "cuda"
+    return flag == "on"
+
+
 def describe_compile(options: Mapping[str, Any], plan: Any) -> str | None:
     """The log line saying what ``options`` compile in ``plan`` (None when nothing compiles)."""
     if not options.get("compile") and not options.get("train_compile"):

@@ -115,3 +115,49 @@ class Guarded(nn.Module):
     @property
     def aux_logits(self) -> Tensor | None:
         return getattr(self.net, "aux_logits", None)
+
+
+class Regions:
+    """Regional compilation: ``torch.compile`` per module instance of a repeated block (the
+    search supernet's mixed ops), for a network too large to compile as one graph.
+
+    Instances of one class share dynamo's graphs when their shapes and constants agree
+    (parameters are graph inputs), so a supernet compiles once per (channels, stride, input
+    shape, grad mode) instead of once per edge; ``limit`` raises dynamo's recompile limit (8 per
+    code object) for these calls, so every such variant compiles instead of the ninth running
+    eager unannounced. A failure, at ``torch.compile`` or at a compiled call, prints one warning
+    line for all the regions, which run eager from then on.
+    """
+
+    def __init__(self, label: str, limit: int = 64) -> None:
+        self.label = label
+        self.limit = limit
+        self.failed = False
+        self._compiled: weakref.WeakKeyDictionary[nn.Module, nn.Module] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _fail(self, err: BaseException) -> None:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        print(f"warning: torch.compile failed for {self.label} ({first}); running eager",
+              file=sys.stderr)  # fmt: skip
+        self.failed = True
+        self._compiled.clear()
+
+    def __call__(self, module: nn.Module, *inputs: Tensor) -> Tensor:
+        if self.failed:
+            return module(*inputs)
+        fast = self._compiled.get(module)
+        if fast is None:
+            try:
+                fast = torch.compile(module, dynamic=False)
+            except Exception as err:  # noqa: BLE001 - any compile failure: eager, said once
+                self._fail(err)
+                return module(*inputs)
+            self._compiled[module] = fast
+        try:
+            with torch._dynamo.config.patch(recompile_limit=self.limit):
+                return fast(*inputs)
+        except Exception as err:  # noqa: BLE001 - a backend failure: eager from now on
+            self._fail(err)
+            return module(*inputs)

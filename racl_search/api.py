@@ -91,6 +91,7 @@ def search(
     resume: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    compile: bool = False,
 ):
     """Load the train split and run :func:`racl_search.search.run_search`."""
     from racl_search.search import run_search
@@ -99,5 +100,5 @@ def search(
     return run_search(
         config, x, y, name=name, out_dir=out_dir or default_out_dir(),
         run_dir=run_dir or default_run_dir(name), device=resolve_device(device),
-        resume=resume, progress=progress, log=log,
+        resume=resume, progress=progress, log=log, compile=compile,
     )  # fmt: skip

@@ -261,17 +261,23 @@ def run_search(
     progress: bool = True,
     log: Callable[[str], None] = print,
     stop_after_epoch: int | None = None,
+    compile: bool = False,
 ) -> SearchResult | None:
     """Search on ``(x, y)`` (the dataset's train split) and write ``out_dir/<name>.json``.
 
     ``resume`` continues from ``run_dir``'s last finished epoch when its config hash matches;
     ``stop_after_epoch`` ends early after that many epochs (returns None; for tests of resume).
+    ``compile``: the mixed ops of the training steps through ``torch.compile``
+    (:meth:`Supernet.compile_regions`; one process only, eager under torchrun); an execution
+    detail, not in the config hash.
     """
     device = distributed.resolve_device(device)
     main = distributed.context().is_main
     log = log if main else _silent
     progress = progress and main
     mods = build(config, device)
+    if compile and not distributed.context().enabled:
+        mods.net.compile_regions()
     data = split_halves(x, y, config)
     history: list[dict[str, Any]] = []
     start, elapsed = 0, 0.0

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.compiled import Regions
 from genotypes import PRIMITIVES
 from models.cells import CellSpec, cell_plan, preprocess, stem
 from models.datasets import Normalize, model_dataset
@@ -82,6 +83,10 @@ class PartialMixedOp(nn.Module):
         return channel_shuffle(torch.cat([mixed, tail], dim=1), self.k)
 
 
+def _eager(module: nn.Module, *inputs: Tensor) -> Tensor:
+    return module(*inputs)
+
+
 class SearchCell(nn.Module):
     """A cell of mixed ops on every edge of the DAG; output = concat of the last nodes."""
 
@@ -93,13 +98,17 @@ class SearchCell(nn.Module):
             PartialMixedOp(spec.C_curr, 2 if spec.reduction and i < 2 else 1, k, primitives)
             for _, i in topology.edges
         )
+        self.regions: Regions | None = None  # set by Supernet.compile_regions
 
     def forward(self, s0: Tensor, s1: Tensor, alpha: Tensor, beta: Tensor) -> Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
+        run = _eager
+        if self.regions is not None and self.training and torch.is_grad_enabled():
+            run = self.regions  # the training steps; evaluation under no_grad stays eager
         offset = 0
         for _ in range(self.topology.steps):
             node = sum(
-                beta[offset + i] * self.edges[offset + i](h, alpha[offset + i])
+                beta[offset + i] * run(self.edges[offset + i], h, alpha[offset + i])
                 for i, h in enumerate(states)
             )
             offset += len(states)
@@ -196,6 +205,16 @@ class Supernet(nn.Module):
         for cell, t in zip(self.cells, self.cell_types, strict=True):
             s0, s1 = s1, cell(s0, s1, alpha[t], beta[t])
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+
+    def compile_regions(self) -> Regions:
+        """Compile every mixed op of the training steps (weight and architecture steps; the
+        no-grad evaluation stays eager), one graph per distinct op shape and grad mode
+        (:class:`core.compiled.Regions`: the whole supernet is one graph of thousands of
+        operators, too large to compile on a CPU; docs/decisions/speed.md)."""
+        regions = Regions("the supernet's mixed ops")
+        for cell in self.cells:
+            cell.regions = regions
+        return regions
 
     def log_lipschitz(self, iters: int = 1) -> Tensor:
         """Per-cell, per-edge, per-op log Lipschitz constants (one power-iteration step)."""

@@ -78,6 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     resume.add_argument("--fresh", dest="resume", action="store_false",
                         help="start over, discarding the run folder's state")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                        help="torch.compile the supernet's mixed ops in the training steps "
+                        "(auto: paper preset on CUDA; an execution detail, not in the config "
+                        "hash; see docs/decisions/speed.md)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -122,6 +126,7 @@ def set_threads(threads: int | None) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from bench.compiled import search_compile
     from core import distributed
     from racl_search.api import search
     from racl_search.config import make_config
@@ -143,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
         run_dir=Path(args.run_dir) if args.run_dir else None,
         resume=args.resume,
         progress=not args.no_progress,
+        compile=search_compile(args.compile, args.device, args.preset),
     )
     if not distributed.context().is_main:
         return 0
