@@ -9,11 +9,13 @@ from typing import Any
 
 import torch
 
-# Measured on the idle 2-core CPU, demo-size DARTS (8 channels x 5 cells, MNIST) at batch 100,
-# the attack step with frozen weights: compiled/eager 2.08x at two threads, 2.10-2.41x at one
-# (tests/benchmarks/test_roofline.py; issue 14: 4.0x against an eager 37 img/s, here 257-268 at
-# one thread); ResNet-18 w8 1.74x, VGG-19 w8 1.11x. First compile with an empty inductor cache,
-# two threads, idle: DARTS 44 s, PC-DARTS 68 s, ResNet-18 14 s (160 s and more beside other jobs).
+# Measured on the idle 2-core CPU, demo-size DARTS (MNIST) at batch 100, the attack step with
+# frozen weights: compiled/eager 2.08x at two threads, 2.10-2.41x at one (8 x 5 cells); with the
+# compiled step's batch norms folded (core.fold), 8 x 4 cells, 2.32x at two threads and 2.60x at
+# one (tests/benchmarks/test_roofline.py; issue 14: 4.0x against an eager 37 img/s, here
+# 257-305 at one thread); ResNet-18 w8 1.74x, VGG-19 w8 1.11x. First compile with an empty
+# inductor cache, two threads, idle: DARTS 44 s (33 s folded), PC-DARTS 68 s, ResNet-18 14 s
+# (160 s and more beside other jobs).
 # docs/decisions/speed.md.
 CPU_SPEEDUP = 2.0  # cell networks: the low end, rounded down
 CPU_COMPILE_S = 70.0  # one architecture's first compile, idle (its checkpoints share the graph)

@@ -89,10 +89,11 @@ def test_only_the_same_function_is_folded():
     hooked = _random_statistics(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)))
     hooked[1].register_forward_hook(lambda m, i, o: o + 1.0)
     training = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).train()
+    batch_stats = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False))
     for model in (
         _random_statistics(Reordered(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))),
         _random_statistics(nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 4, 3))),  # BN first
-        _random_statistics(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False))),  # fmt: skip
+        _random_statistics(batch_stats),
         hooked,
         training,
     ):
