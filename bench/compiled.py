@@ -123,7 +123,7 @@ def steps_compile(flag: str, device: str) -> bool:
 def search_compile(flag: str, device: str, preset: str) -> bool:
     """``bench search --compile``: on, off, or auto (on for the paper preset on CUDA, whose
     hours of training steps repay the mixed ops' compiles; off on a CPU, where they do not:
-    docs/decisions/speed.md, "bench search")."""
+    docs/decisions/speed.md, the ``bench search --compile`` item)."""
     from core import distributed
 
     if flag == "auto":

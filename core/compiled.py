@@ -2,18 +2,20 @@
 eager on failure (bench's attack and training steps; in core so that any layer can use it).
 
 Compiling changes no key and no stored number beyond float rounding (docs/decisions/speed.md).
-:func:`compiled` keeps one ``torch.compile`` result per model object (weakly, so a model freed
-frees it); dynamo compiles one graph per (input shape, mode) and reuses it across cells, and
-across checkpoints of one architecture (parameters are graph inputs: measured, a second
-ResNet-18 instance compiles in 0.2 s against 6-67 s for the first). :func:`static_forward` pads
-an eval-mode batch to the largest row count it has seen for the model, so the last, short batch
-of a slice and the shrinking batches of early stopping reuse the full batch's graph instead of
-compiling new ones (rows are independent in eval mode; the padding rows are sliced off before
-the loss); in eval mode it compiles the model with its batch norms folded into their
-convolutions (:mod:`core.fold`, the same function up to float rounding). A compile that
-fails, at ``torch.compile`` or at the first call, prints one warning line and the model runs
-eager from then on. When to compile is the caller's rule
-(``bench.compiled`` for bench run).
+:func:`compiled` keeps one ``torch.compile`` result per model object, for the life of the
+process (the compiled module holds its model, so its weak key never dies; ``bench run`` loads
+each checkpoint once; :func:`reset` frees them). Dynamo compiles one graph per (input shape,
+mode) and reuses it across cells, and across checkpoints of one architecture (parameters are
+graph inputs: measured, a second ResNet-18 instance compiles in 0.2 s against 6-67 s for the
+first). :func:`static_forward` pads an eval-mode batch to the largest row count it has seen for
+the model, so the last, short batch of a slice and the shrinking batches of early stopping
+reuse the full batch's graph instead of compiling new ones (rows are independent in eval mode;
+the padding rows are sliced off before the loss); in eval mode it compiles the model with its
+batch norms folded into their convolutions (:mod:`core.fold`, the same function up to float
+rounding), whose compiled module lives with the folded copy in that module's cache. A compile
+that fails, at ``torch.compile`` or at the first call, prints one warning line and the model
+runs eager from then on. When to compile is the caller's rule (``bench.compiled`` for bench
+run); :class:`Regions` compiles a repeated block one instance at a time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import torch
 from torch import Tensor, nn
 
 from core import fold
-from core.fold import folded
 
 
 @dataclasses.dataclass
@@ -38,21 +39,23 @@ class _Entry:
 _CACHE: weakref.WeakKeyDictionary[nn.Module, _Entry] = weakref.WeakKeyDictionary()
 
 
-def _warn(model: nn.Module, err: BaseException) -> None:
+def _warn(name: str, err: BaseException) -> None:
     first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-    name = type(model).__name__
     print(f"warning: torch.compile failed for {name} ({first}); running eager", file=sys.stderr)
+
+
+def _compile(model: nn.Module) -> _Entry:
+    try:
+        return _Entry(torch.compile(model, dynamic=False))
+    except Exception as err:  # noqa: BLE001 - any compile failure: eager, said once
+        _warn(type(model).__name__, err)
+        return _Entry(None)
 
 
 def _entry(model: nn.Module) -> _Entry:
     entry = _CACHE.get(model)
     if entry is None:
-        try:
-            entry = _Entry(torch.compile(model, dynamic=False))
-        except Exception as err:  # noqa: BLE001 - any compile failure: eager, said once
-            _warn(model, err)
-            entry = _Entry(None)
-        _CACHE[model] = entry
+        entry = _CACHE[model] = _compile(model)
     return entry
 
 
@@ -65,34 +68,46 @@ def compiled(model: nn.Module) -> nn.Module:
 
 def call(model: nn.Module, *inputs: Tensor) -> Tensor:
     """``compiled(model)(*inputs)``; a failure of the compiled call warns once and runs eager."""
-    entry = _entry(model)
+    return _run(_entry(model), model, *inputs)
+
+
+def _run(entry: _Entry, model: nn.Module, *inputs: Tensor) -> Tensor:
     if entry.module is None:
         return model(*inputs)
     try:
         return entry.module(*inputs)
     except Exception as err:  # noqa: BLE001 - a backend failure: eager from now on
-        _warn(model, err)
+        _warn(type(model).__name__, err)
         entry.module = None
         return model(*inputs)
 
 
-def static_forward(model: nn.Module, x: Tensor) -> Tensor:
+def static_forward(model: nn.Module, x: Tensor, channels_last: bool = False) -> Tensor:
     """``model(x)`` compiled, an eval-mode batch padded to the largest batch seen (static shape).
 
-    In eval mode the compiled module is that of :func:`core.fold.folded` (batch norms folded
-    into their convolutions, a copy made once per weights). In training mode the batch is passed
-    as is (batch norm would see the padding rows).
+    In eval mode the compiled module is that of the batch-norm-folded copy of
+    :func:`core.fold.folded_entry` in the given memory format (made once per weights, the
+    compiled module kept with it, so a copy made stale by new weights goes with its compiled
+    module). In training mode the batch is passed as is (batch norm would see the padding rows).
     """
     n = len(x)
-    if model.training or n == 0:
+    if model.training:
         return call(model, x)
-    model = folded(model)
-    entry = _entry(model)
+    if n == 0:
+        return model(x)
+    holder = fold.folded_entry(model, channels_last)
+    if holder is None or holder.module is None:
+        net, entry = model, _entry(model)
+    else:
+        net = holder.module
+        entry = holder.extra.get("compiled")
+        if entry is None:
+            entry = holder.extra["compiled"] = _compile(net)
     entry.rows = max(entry.rows, n)
     if n < entry.rows:
         pad = x.new_zeros((entry.rows - n, *x.shape[1:]))
-        return call(model, torch.cat([x, pad]))[:n]
-    return call(model, x)
+        return _run(entry, net, torch.cat([x, pad]))[:n]
+    return _run(entry, net, x)
 
 
 def reset() -> None:
@@ -138,9 +153,7 @@ class Regions:
         )
 
     def _fail(self, err: BaseException) -> None:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        print(f"warning: torch.compile failed for {self.label} ({first}); running eager",
-              file=sys.stderr)  # fmt: skip
+        _warn(self.label, err)
         self.failed = True
         self._compiled.clear()
 

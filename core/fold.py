@@ -11,12 +11,19 @@ torchattacks, and the verdicts of both paths are forwards of the original model.
 
 Only what is the same function is folded: a ``Conv2d`` directly followed by a ``BatchNorm2d``
 inside a container that runs ``nn.Sequential.forward`` unchanged, the batch norm in eval mode
-with running statistics, neither module carrying hooks. Anything else is left as it is, so a
-model with nothing to fold is attacked unchanged.
+with running statistics, neither module carrying hooks (nor any hook registered for all
+modules). Anything else is left as it is, so a model with nothing to fold is attacked unchanged.
+It assumes the block is called as a whole: a model whose forward calls a sequential block's
+children one by one, skipping the block's own forward, would not run the same function.
 
-:func:`folded` keeps one folded copy per model (weakly) and makes a new one when any parameter
-or buffer of the model has changed since (its tensor, storage or in-place version counter), so
-a model trained or reloaded between attacks is never attacked through stale weights.
+:func:`folded` keeps one folded copy per model and memory format and makes a new one when any
+parameter or buffer of the model has changed since: another tensor, storage or in-place version
+counter (an optimizer step, ``load_state_dict``, ``.data = ...``; the entry holds the storages
+it was made from, so a freed address cannot come back with other values and the same
+signature). Not seen: a write that bypasses the version counter, such as an in-place operation
+on ``p.data`` or through a NumPy view; after one, :func:`reset` (or a new model object) is needed.
+The copy's parameters never require gradients: an eval-mode compiled pass gives input gradients
+only, and the model's own parameters receive none from it.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import dataclasses
 import itertools
 import weakref
 
+import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -35,7 +43,27 @@ def _plain_sequential(module: nn.Module) -> bool:
 
 
 def _hooked(module: nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks)
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+    )
+
+
+def _global_hooks() -> bool:
+    """Hooks registered for every module (``nn.modules.module.register_module_*``)."""
+    from torch.nn.modules import module as m
+
+    return any(
+        getattr(m, name, None)
+        for name in (
+            "_global_forward_hooks",
+            "_global_forward_pre_hooks",
+            "_global_backward_hooks",
+            "_global_backward_pre_hooks",
+        )
+    )
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
@@ -53,56 +81,78 @@ def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
 
 def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
     """A copy of an eval-mode ``model`` with every foldable conv + batch norm pair folded, and
-    how many pairs were folded (0: the copy is the model's function unchanged)."""
-    model = copy.deepcopy(model)
-    count = 0
-    for module in list(model.modules()):
-        if not _plain_sequential(module) or _hooked(module):
-            continue
-        names = list(module._modules)
-        for first, second in itertools.pairwise(names):
-            conv, bn = module._modules[first], module._modules[second]
-            if conv is None or bn is None or not _foldable(conv, bn):
+    how many pairs were folded (0: the copy is the model's function unchanged). The copy's
+    parameters do not require gradients."""
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):
+        model = copy.deepcopy(model)
+        count = 0
+        for module in list(model.modules()):
+            if not _plain_sequential(module) or _hooked(module):
                 continue
-            fused = fuse_conv_bn_eval(conv, bn)
-            fused.weight.requires_grad_(conv.weight.requires_grad)
-            if fused.bias is not None:
-                fused.bias.requires_grad_(conv.weight.requires_grad)
-            module._modules[first] = fused
-            module._modules[second] = nn.Identity()
-            count += 1
+            for first, second in itertools.pairwise(list(module._modules)):
+                conv, bn = module._modules[first], module._modules[second]
+                if conv is None or bn is None or not _foldable(conv, bn):
+                    continue
+                module._modules[first] = fuse_conv_bn_eval(conv, bn)
+                module._modules[second] = nn.Identity()
+                count += 1
+    for p in model.parameters():
+        p.requires_grad_(False)
     return model, count
 
 
-def _signature(model: nn.Module) -> tuple:
-    tensors = itertools.chain(model.parameters(), model.buffers())
+def _tensors(model: nn.Module) -> list[torch.Tensor]:
+    return [*model.parameters(), *model.buffers()]
+
+
+def _signature(tensors: list[torch.Tensor]) -> tuple:
     return tuple((id(t), t.data_ptr(), t._version) for t in tensors)
 
 
 @dataclasses.dataclass
 class _Folded:
     signature: tuple
-    module: nn.Module
+    module: nn.Module | None  # None: nothing to fold, use the model itself
+    storages: list  # the storages the copy was made from (their addresses stay taken)
+    extra: dict = dataclasses.field(default_factory=dict)  # a caller's state for this copy
 
 
-_CACHE: weakref.WeakKeyDictionary[nn.Module, _Folded] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[bool, _Folded]] = weakref.WeakKeyDictionary()
 
 
-def folded(model: nn.Module) -> nn.Module:
-    """The eval-mode ``model`` with its batch norms folded (one copy per model and weights), or
-    ``model`` itself when it is in training mode, has nothing to fold or cannot be copied."""
-    if model.training:
-        return model
-    signature = _signature(model)
-    entry = _CACHE.get(model)
+def folded_entry(model: nn.Module, channels_last: bool = False) -> _Folded | None:
+    """The fold cache's entry for an eval-mode ``model`` in this memory format (made or made
+    again here), or None when the model cannot be folded (training mode, an unreadable tensor,
+    a model deepcopy cannot copy). ``entry.module`` is None when there was nothing to fold."""
+    if model.training or _global_hooks():
+        return None
+    try:
+        tensors = _tensors(model)
+        signature = _signature(tensors)
+    except Exception:  # noqa: BLE001 - sparse, lazy or unusual tensors: attacked as it is
+        return None
+    entries = _CACHE.get(model)
+    if entries is None:
+        entries = _CACHE[model] = {}
+    entry = entries.get(channels_last)
     if entry is None or entry.signature != signature:
         try:
             copy_, count = fold_batchnorm(model)
         except Exception:  # noqa: BLE001 - a model deepcopy cannot copy is attacked as it is
-            copy_, count = model, 0
-        entry = _Folded(signature, copy_ if count else model)
-        _CACHE[model] = entry
-    return entry.module
+            return None
+        if count and channels_last:
+            copy_ = copy_.to(memory_format=torch.channels_last)
+        storages = [t.untyped_storage() for t in tensors]
+        entry = entries[channels_last] = _Folded(signature, copy_ if count else None, storages)
+    return entry
+
+
+def folded(model: nn.Module, channels_last: bool = False) -> nn.Module:
+    """The eval-mode ``model`` with its batch norms folded (one copy per model, memory format
+    and weights), or ``model`` itself when it is in training mode, has nothing to fold or
+    cannot be copied."""
+    entry = folded_entry(model, channels_last)
+    return model if entry is None or entry.module is None else entry.module
 
 
 def reset() -> None:

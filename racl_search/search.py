@@ -276,7 +276,9 @@ def run_search(
     log = log if main else _silent
     progress = progress and main
     mods = build(config, device)
-    if compile and not distributed.context().enabled:
+    if compile and distributed.context().enabled:
+        log("compile: the search runs eager under torchrun (not compiled)")
+    elif compile:
         mods.net.compile_regions()
     data = split_halves(x, y, config)
     history: list[dict[str, Any]] = []

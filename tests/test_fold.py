@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.attacks import parse_attack
+from bench.attacks import AttackSpec, build_attack, parse_attack
 from bench.evaluate import clean_correct, whitebox_correct
 from bench.presets import PRESETS
 from bench.training import TrainConfig, train
@@ -64,11 +65,13 @@ def _count_bn(model: nn.Module) -> int:
 
 
 def test_demo_darts_folds_to_the_same_function():
+    torch.manual_seed(3)  # the init where a kink tips (see below)
     model = _random_statistics(
         create_model("darts", dataset="mnist", **dict(PRESETS["demo"].cell_overrides))
     )
     x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     y = torch.arange(16) % 10
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     copy_, count = fold.fold_batchnorm(model)
     # every batch norm that follows a convolution in a sequential block: the stem, the
     # ReLU-conv-BN preprocessing and every separable or dilated conv; the factorized
@@ -77,8 +80,14 @@ def test_demo_darts_folds_to_the_same_function():
     g0, l0 = _grad_and_logits(model, x, y)
     g1, l1 = _grad_and_logits(copy_, x, y)
     assert torch.allclose(l1, l0, rtol=1e-4, atol=1e-5)
-    assert torch.allclose(g1, g0, rtol=1e-3, atol=1e-3 * g0.abs().max().item())
-    assert _count_bn(model) == _count_bn(copy_) + count  # the model itself is untouched
+    # the same gradient but where rounding tips a ReLU or max-pool kink the other way (seen on
+    # about 1 init in 12: a 1 % change of one entry), so compared as a whole
+    assert (g1 - g0).norm() <= 1e-3 * g0.norm()
+    after = model.state_dict()  # the model itself is untouched
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(not p.requires_grad for p in copy_.parameters())  # input gradients only
+    assert any(p.requires_grad for p in model.parameters())
 
 
 def test_only_the_same_function_is_folded():
@@ -137,13 +146,48 @@ def test_a_changed_model_is_folded_again(change):
     assert not torch.allclose(first(x), model(x), rtol=1e-4, atol=1e-5)  # the stale copy
 
 
-def test_the_compiled_attack_step_uses_the_folded_model():
+def test_the_compiled_attack_step_uses_the_folded_model(monkeypatch):
+    seen = []
+    real = torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda m, **kw: seen.append(m) or real(m, backend="eager")
+    )
     model = _random_statistics(bn_cnn())
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(2))
-    compiled.static_forward(model, x)
-    inner = fold.folded(model)
-    assert inner is not model and _count_bn(inner) == 0
-    assert compiled.compiled(inner) is not inner  # the folded copy is what was compiled
+    out = compiled.static_forward(model, x)
+    assert len(seen) == 1 and seen[0] is not model and _count_bn(seen[0]) == 0
+    assert torch.allclose(out, model(x), rtol=1e-4, atol=1e-5)
+    assert model not in compiled._CACHE  # the original was not compiled besides
+
+
+def test_channels_last_compiled_attacks_fold_once_and_leave_the_model_alone(monkeypatch):
+    """channels_last + compile: the folded copy carries the layout; the model is not converted
+    back and forth per batch (which would give it new storages, a new signature and a new fold
+    and compile every batch). Three input channels: with one, both layouts are the same."""
+    real, calls = torch.compile, []
+    monkeypatch.setattr(torch, "compile", functools.partial(real, backend="eager"))
+    real_fold = fold.fold_batchnorm
+    monkeypatch.setattr(fold, "fold_batchnorm", lambda m: calls.append(1) or real_fold(m))
+    torch.manual_seed(0)
+    model = _random_statistics(
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Flatten(), nn.Linear(8 * 8 * 8, 10),
+        )
+    )  # fmt: skip
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.rand(8, 3, 16, 16, generator=gen), torch.randint(0, 10, (8,), generator=gen)
+    spec = AttackSpec("pgd", 0.05, steps=2, step_size=0.02, random_start=False)
+    fast = build_attack(spec, channels_last=True)
+    fast.compile = True
+    outs = [fast(model, x[i : i + 4], y[i : i + 4]) for i in (0, 4, 0)]  # three batches
+    assert len(calls) == 1  # one fold for all of them
+    assert model[0].weight.is_contiguous()  # the model's own layout is as it was
+    assert fold.folded(model, channels_last=True)[0].weight.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    eager = build_attack(spec)(model, x[:4], y[:4])
+    assert torch.allclose(outs[0], eager, atol=1e-6)
 
 
 def test_compiled_folded_pgd_gives_the_eager_verdicts():
@@ -159,6 +203,6 @@ def test_compiled_folded_pgd_gives_the_eager_verdicts():
     eager = whitebox_correct(model, x, y, spec, batch_size=32, clean=clean, seed=5)
     fast = whitebox_correct(model, x, y, spec, batch_size=32, clean=clean, seed=5,
                             options={"compile": True})  # fmt: skip
-    assert _count_bn(fold.folded(model)) == 0  # the compiled attack ran through the fold
+    assert fold._CACHE.get(model)  # the compiled attack made the folded copy
     assert torch.equal(eager, fast)
     assert 0 < int(fast.sum()) < int(clean.sum())

@@ -197,6 +197,13 @@ class Attack:
     def __repr__(self) -> str:
         return self.spec.key()
 
+    @property
+    def converts_model(self) -> bool:
+        """Whether the attack turns the model itself to channels_last for its run: not when it
+        compiles, where the batch-norm-folded copy carries the layout (``core.fold``), so the
+        model's weights, and with them the fold's signature, stay as they are."""
+        return self.channels_last and not self.compile
+
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, *, init_delta: Tensor | None = None
     ) -> Tensor:
@@ -215,7 +222,7 @@ class Attack:
         y = y.detach().to(device=device)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with frozen_eval(model, self.channels_last):
+        with frozen_eval(model, self.converts_model):
             for x_adv in self.iterate(model, x, y, init_delta):
                 yield x_adv.detach()
 
@@ -241,7 +248,7 @@ class Attack:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         correct = torch.ones(len(y), dtype=torch.bool, device=device)
-        with frozen_eval(model, self.channels_last):
+        with frozen_eval(model, self.converts_model):
             if not self.stepwise:
                 x_adv = x
                 for x_adv in self.iterate(model, x, y, init_delta):  # noqa: B007 - the last
@@ -303,7 +310,9 @@ class Attack:
         """:meth:`input_gradient` and the (detached) logits of the same forward pass."""
         x_adv = x_adv.detach().requires_grad_(True)
         with self._autocast(x_adv.device):
-            logits = static_forward(model, x_adv) if self.compile else model(x_adv)
+            logits = (
+                static_forward(model, x_adv, self.channels_last) if self.compile else model(x_adv)
+            )
         loss = F.cross_entropy(logits.float(), y)
         return torch.autograd.grad(loss, x_adv)[0], logits.detach()
 

@@ -68,7 +68,7 @@ def correct_over_budgets(
     waiting = correct.clone()
     cohorts: list[_Cohort] = []
     t = 0
-    with frozen_eval(model, first.channels_last):
+    with frozen_eval(model, first.converts_model):
         while True:
             waiting &= correct
             active = sum(len(c.rows) for c in cohorts)
