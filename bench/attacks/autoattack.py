@@ -7,8 +7,7 @@ The ORIGINAL standard version (APGD-CE, APGD-T, FAB-T, Square with 5000 queries)
 (one APGD restart, 9 target classes or ``targets=N``, 5000 Square queries): the trust checks'
 gap attack. Its
 progress messages go to the ``auto-attack`` logger (and any stray prints to this module's
-logger), never to stdout. Under ``compile`` its gradient passes run compiled
-(:class:`_CompiledGradients`); its other model calls stay eager.
+logger), never to stdout.
 
 ``iters=N`` caps every member's iterations (APGD and FAB ``n_iter``, Square ``n_queries``) at N:
 the rehearsal's way to run the whole AutoAttack code path at full model size in seconds. A
@@ -24,14 +23,12 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor, nn
 
 from bench.attack_names import members_label
 from bench.attacks.base import Attack, AttackText, project
 from bench.attacks.kwarg_types import ArgType, check_kwargs
 from bench.inputs import check_seed
-from core.compiled import static_forward
 from core.enums import Norm
 from core.errors import UserError
 
@@ -107,7 +104,7 @@ class AutoAttack(Attack):
         version = str(params.get("version", "standard"))
         members = str(params["attacks"]).split(",") if "attacks" in params else None
         runner = Original(
-            _CompiledGradients(model, self.channels_last) if self.compile else model,
+            model,
             norm="Linf" if self.spec.norm is Norm.LINF else "L2",
             eps=self.spec.eps,
             version=version,
@@ -126,23 +123,6 @@ class AutoAttack(Attack):
             log.debug("autoattack output:\n%s", stray.getvalue())
         x_adv = result[0] if isinstance(result, tuple) else result
         yield project(x_adv.float().to(x.device), x, self.spec.eps, self.spec.norm)
-
-
-class _CompiledGradients(nn.Module):
-    """The model as AutoAttack sees it under ``compile``: a call whose input requires a gradient
-    (APGD's and FAB's gradient passes) goes through the compiled, batch-norm-folded path
-    (:func:`core.compiled.static_forward`), every other call (its no-grad checks, Square's
-    queries, the robust-accuracy verdicts) to the model itself."""
-
-    def __init__(self, model: nn.Module, channels_last: bool) -> None:
-        super().__init__()
-        self.model = model
-        self.channels_last = channels_last
-
-    def forward(self, x: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
-            return static_forward(self.model, x, self.channels_last)
-        return self.model(x)
 
 
 def _cap(runner: Any, iters: int) -> None:
