@@ -44,11 +44,13 @@ def _warn(name: str, err: BaseException) -> None:
     print(f"warning: torch.compile failed for {name} ({first}); running eager", file=sys.stderr)
 
 
-def _compile(model: nn.Module) -> _Entry:
+def _compile(model: nn.Module, name: str | None = None) -> _Entry:
+    """``torch.compile(model)``, or an eager entry and one warning (naming ``name``, default
+    the model's class) when it raises."""
     try:
         return _Entry(torch.compile(model, dynamic=False))
     except Exception as err:  # noqa: BLE001 - any compile failure: eager, said once
-        _warn(type(model).__name__, err)
+        _warn(name or type(model).__name__, err)
         return _Entry(None)
 
 
@@ -162,10 +164,9 @@ class Regions:
             return module(*inputs)
         fast = self._compiled.get(module)
         if fast is None:
-            try:
-                fast = torch.compile(module, dynamic=False)
-            except Exception as err:  # noqa: BLE001 - any compile failure: eager, said once
-                self._fail(err)
+            fast = _compile(module, self.label).module
+            if fast is None:  # warned by _compile
+                self.failed = True
                 return module(*inputs)
             self._compiled[module] = fast
         try:

@@ -206,3 +206,35 @@ def test_compiled_folded_pgd_gives_the_eager_verdicts():
     assert fold._CACHE.get(model)  # the compiled attack made the folded copy
     assert torch.equal(eager, fast)
     assert 0 < int(fast.sum()) < int(clean.sum())
+
+
+def test_weights_fixed_checks_the_signature_once_per_scope(monkeypatch):
+    calls = []
+    real = fold._signature
+    monkeypatch.setattr(fold, "_signature", lambda tensors: calls.append(1) or real(tensors))
+    model = _random_statistics(bn_cnn())
+    first = fold.folded(model)
+    assert len(calls) == 1
+    with fold.weights_fixed(model), fold.weights_fixed(model):  # nested: one check
+        assert all(fold.folded(model) is first for _ in range(3))
+    assert len(calls) == 2  # the first call in the scope checked, the other two did not
+    for _ in range(3):  # outside a scope, every call checks
+        fold.folded(model)
+    assert len(calls) == 5
+    with torch.no_grad():
+        model[0].weight.add_(0.5)
+    with fold.weights_fixed(model):  # a new scope sees the change
+        assert fold.folded(model) is not first
+
+
+def test_a_model_that_cannot_be_copied_is_not_copied_again_on_every_call(monkeypatch):
+    class Uncopyable(nn.Sequential):
+        def __deepcopy__(self, memo):
+            raise TypeError("no copies")
+
+    calls = []
+    real = fold.fold_batchnorm
+    monkeypatch.setattr(fold, "fold_batchnorm", lambda m: calls.append(1) or real(m))
+    odd = _random_statistics(Uncopyable(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)))
+    assert all(fold.folded(odd) is odd for _ in range(3))
+    assert len(calls) == 1

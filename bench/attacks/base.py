@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core import fold
 from core.compiled import static_forward
 from core.enums import Dataset, Norm
 from core.errors import UserError
@@ -39,7 +40,9 @@ def model_device(model: nn.Module) -> torch.device:
 
 @contextlib.contextmanager
 def frozen_eval(model: nn.Module, channels_last: bool = False) -> Iterator[None]:
-    """Eval mode and ``requires_grad=False`` on every parameter; both restored on exit."""
+    """Eval mode and ``requires_grad=False`` on every parameter; both restored on exit. The
+    weights are held fixed inside (``core.fold.weights_fixed``: the compiled step's fold checks
+    them once per scope)."""
     was_training = model.training
     flags = [(p, p.requires_grad) for p in model.parameters()]
     restore_format = channels_last and not _is_channels_last(model)
@@ -49,7 +52,8 @@ def frozen_eval(model: nn.Module, channels_last: bool = False) -> Iterator[None]
     if restore_format:
         model.to(memory_format=torch.channels_last)
     try:
-        yield
+        with fold.weights_fixed(model):  # the compiled step checks the weights once
+            yield
     finally:
         if restore_format:
             model.to(memory_format=torch.contiguous_format)
