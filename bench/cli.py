@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; any failure is one line on stderr and an exit code, never a traceback."""
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # `bench run --workers` reuses it
     debug = cli_errors.debug_wanted(bool(getattr(args, "debug", False)))
     try:
         code = int(args.func(args) or 0)

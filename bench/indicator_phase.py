@@ -76,7 +76,17 @@ class IndicatorPhase:
             if ref.hash not in self.models:
                 self.ensure(ref)
         todo = [c for c in todo if c.target.hash in self.models]
-        return distributed.on_main(lambda: sum(self._guarded(c) for c in todo))
+        return distributed.on_main(lambda: self._compute_all(todo))
+
+    def _compute_all(self, todo: list[Cell]) -> int:
+        """Each row in turn, taking next the first one no other process is computing (its
+        lease taken here); when every one left is held, the first (waiting for it)."""
+        left, computed = list(todo), 0
+        while left:
+            cell = next((c for c in left if self.claims.take(f"indicators:{c.key}")), left[0])
+            left.remove(cell)
+            computed += self._guarded(cell)
+        return computed
 
     def _guarded(self, cell: Cell) -> int:
         """:meth:`_compute`, an exception recorded in ``errors`` instead of ending the run."""

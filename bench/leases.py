@@ -146,6 +146,12 @@ class Claims:
         finally:
             self.leases.release([key])
 
+    def take(self, key: str) -> bool:
+        """Take the lease ``key`` without waiting: False while a live other process holds it
+        (always True without leases). Held until released (:meth:`exclusive` on the same key
+        takes it again at once and releases it at its end)."""
+        return self.leases is None or self.leases.take(key, key.split(":", 1)[0])
+
     def group(self, todo: list[Cell]) -> tuple[list[Cell] | None, list[Cell]]:
         """(cells of ``todo`` to compute now, cells another process has stored since).
 

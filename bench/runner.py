@@ -150,7 +150,9 @@ class _Executor:
         )
         ready: set[str] = set()
         last = {g: cs for g, cs in pending.items() if any(c.after for c in cs)}  # gap cells
-        for h in order:
+        while order:
+            h = self._next_checkpoint(order)
+            order.remove(h)
             self._ensure(self.plan.refs[h])
             ready.add(h)
             for group in [g for g, cs in pending.items() if _needs(cs) <= ready and g not in last]:
@@ -159,6 +161,13 @@ class _Executor:
         for group in last:  # after the cells they follow, whatever group those are in
             self._run_group(group, pending.pop(group))
         self._run_deferred()
+
+    def _next_checkpoint(self, order: list[str]) -> str:
+        """The first checkpoint of ``order`` that no other live process is training or loading
+        (a worker of ``bench run --workers`` trains the next one meanwhile instead of waiting),
+        its lease taken here; the first of all when every one is held (:meth:`_ensure` then
+        waits for it)."""
+        return next((h for h in order if self.claims.take(f"checkpoint:{h}")), order[0])
 
     def _run_deferred(self) -> None:
         """Groups another process had: wait for it, then compute what it left undone."""

@@ -175,3 +175,22 @@ def test_the_run_says_what_it_compiles():
         p.rates[h] = 1.0  # darts's attacks dominate: auto compiles them alone
     auto = compiled.describe_compile(compiled.run_options("auto", "off", p, "cpu"), p)
     assert auto == "torch.compile: attack steps of darts; training steps eager"
+
+
+def test_autoattack_gradient_passes_run_compiled_and_give_the_eager_verdicts(trained, monkeypatch):
+    """APGD-CE under compile: its gradient passes go through the compiled path (one real
+    compile of the tiniest CNN), its verdicts are the eager run's."""
+    compiles = []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiles.append(m) or real(m, **kw))
+    x, y = eval_tensors("mnist", 64)
+    clean = clean_correct(trained, x, y)
+    spec = parse_attack("autoattack(version='custom', attacks='apgd-ce', iters=5)", eps=0.1,
+                        dataset="mnist")  # fmt: skip
+    eager = whitebox_correct(trained, x, y, spec, batch_size=32, clean=clean, seed=5)
+    assert not compiles
+    fast = whitebox_correct(trained, x, y, spec, batch_size=32, clean=clean, seed=5,
+                            options={"compile": True})  # fmt: skip
+    assert compiles  # AutoAttack's gradient passes compiled
+    assert torch.equal(eager, fast)
+    assert int(fast.sum()) < int(clean.sum())

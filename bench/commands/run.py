@@ -63,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="N processes share the run through the store's leases, the threads "
+                   "split between them (default 1; docs/decisions/speed.md, Workers)")  # fmt: skip
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="torch.compile the attack steps (auto: CUDA paper preset, or a CPU plan "
                    "whose estimate repays the compile; see docs/decisions/speed.md)")  # fmt: skip
@@ -294,14 +297,23 @@ def _run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from bench import workers
     from bench.presets import get_preset
     from core import distributed
 
-    if args.threads is not None:
-        if args.threads < 1:
-            from core.errors import UserError
+    me = workers.role()
+    if me.helper:  # a helper of `--workers`: the first process's seed, threads and store
+        overrides = {"fresh": False, "json": False, "no_progress": True, "dry_run": False}
+        overrides.update(threads=me.threads, seed=me.seed, seeds=None, workers=1)
+        args = argparse.Namespace(**{**vars(args), **overrides})
+    if args.threads is not None and args.threads < 1:
+        from core.errors import UserError
 
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    workers.check_workers(args.workers, distributed.context().enabled)
+    if args.workers > 1 and not args.dry_run:
+        args.threads = workers.threads_each(args.workers, args.threads)
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     seeds = parse_seeds(args.seed, args.seeds)
     check_run_args(args, get_preset(args.preset))  # before the store is opened
@@ -357,6 +369,7 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
     from bench.compiled import describe_compile, run_options
     from bench.runner import execute
     from bench.summary import summary_table
+    from bench.workers import role
     from core import distributed
 
     main = distributed.context().is_main
@@ -372,19 +385,33 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
     compiling = describe_compile(options, result) if main else None
     if compiling:
         log(compiling)
-    summary = execute(
-        result,
-        store,
-        args.device,
-        progress=not args.no_progress,
-        checkpoint_dir=_ckpt_dir(args),
-        data_dir=args.data_dir,
-        run_meta=meta,
-        attack_options={**options, "save_every_s": 60.0 * args.save_every_min},
-        log=log,
-    )
+    helpers = _start_helpers(args, log)
+    try:
+        summary = execute(
+            result,
+            store,
+            args.device,
+            progress=not args.no_progress,
+            checkpoint_dir=_ckpt_dir(args),
+            data_dir=args.data_dir,
+            run_meta=meta,
+            attack_options={**options, "save_every_s": 60.0 * args.save_every_min},
+            log=log,
+        )
+    except BaseException:
+        if helpers is not None:
+            helpers.stop()
+        raise
+    if helpers is not None:
+        helpers.finish(lambda m: print(m, file=sys.stderr))
     code = summary.strict_exit_code() if args.strict else summary.exit_code
     if not main:
+        return code, {}
+    if role().helper:  # its summary line only: the first process prints the table
+        t = summary.timings
+        print(f"{summary.computed} computed, {summary.cached} cached, {summary.failed} failed; "
+              f"train {t.get('train_s', 0):.1f} s, total {t.get('total_s', 0):.1f} s",
+              file=sys.stderr)  # fmt: skip
         return code, {}
     if not args.json:
         shown = [c.key for c in result.cells if c.experiments != ["trust:eps"]]
@@ -398,3 +425,13 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
         for label, peak in summary.memory.items():
             print(f"peak memory {label}: {peak['peak_mib']:.0f} MiB ({peak['kind']})")
     return code, summary.to_json()
+
+
+def _start_helpers(args: argparse.Namespace, log):  # noqa: ANN001, ANN202 - lazy types
+    """The helpers of ``--workers N`` for this seed (None for one worker or in a helper)."""
+    from bench.workers import Helpers, role
+
+    if args.workers <= 1 or role().helper:
+        return None
+    log(f"workers: {args.workers} processes, {args.threads} thread(s) each, sharing the store")
+    return Helpers.start(args.workers - 1, args.threads, args.seed, args.argv)
