@@ -74,23 +74,29 @@ def other():
     leave()
 
 
-def test_a_held_checkpoint_is_passed_over_for_the_next(tmp_path, capsys, other):
-    """Another process trains the first checkpoint: this run trains the second meanwhile and
-    comes back to the first when the other is gone (before: it waited on the first)."""
+def _run_while_held(tmp_path: Path, key: str, other: subprocess.Popen) -> Path:
+    """The run on a new store whose lease ``key`` ``other`` holds for its first 3 s."""
     from bench.cli import main
 
-    with _first_run(tmp_path, capsys) as first:
-        rows = first.rows()
-    by_created = sorted(rows, key=lambda r: r["created_at"])
-    first_ckpt = by_created[0]["checkpoint"]  # the plan's first checkpoint
     store = tmp_path / "second" / "r.db"
-    _hold(store, f"checkpoint:{first_ckpt}", other.pid)
-    timer = threading.Timer(3.0, other.leave)
+    _hold(store, key, other.pid)
+    timer = threading.Timer(3.0, other.leave)  # type: ignore[attr-defined]
     timer.start()
     try:
         assert main([*RUN, "--threads", "1", "--store", str(store)]) == 0
     finally:
         timer.cancel()
+    return store
+
+
+def test_a_held_checkpoint_is_passed_over_for_the_next(tmp_path, capsys, other):
+    """Another process trains the first checkpoint: this run trains the second meanwhile and
+    comes back to the first when the other is gone (before: it waited on the first)."""
+    with _first_run(tmp_path, capsys) as first:
+        rows = first.rows()
+    by_created = sorted(rows, key=lambda r: r["created_at"])
+    first_ckpt = by_created[0]["checkpoint"]  # the plan's first checkpoint
+    store = _run_while_held(tmp_path, f"checkpoint:{first_ckpt}", other)
     err = capsys.readouterr().err
     order = [m.group(2) for m in TRAINED.finditer(err)]
     assert len(order) == 2 and order[-1] == first_ckpt  # the other one was trained first
@@ -99,20 +105,11 @@ def test_a_held_checkpoint_is_passed_over_for_the_next(tmp_path, capsys, other):
 
 
 def test_a_held_indicator_row_is_passed_over_for_the_next(tmp_path, capsys, other):
-    from bench.cli import main
-
     with _first_run(tmp_path, capsys) as first:
         indicators = sorted(first.indicator_rows(), key=lambda r: r["created_at"])
     assert len(indicators) == 4
     held = indicators[0]["key"]  # computed first when nothing is held
-    store = tmp_path / "second" / "r.db"
-    _hold(store, f"indicators:{held}", other.pid)
-    timer = threading.Timer(3.0, other.leave)
-    timer.start()
-    try:
-        assert main([*RUN, "--threads", "1", "--store", str(store)]) == 0
-    finally:
-        timer.cancel()
+    store = _run_while_held(tmp_path, f"indicators:{held}", other)
     with ResultStore(store) as s:
         again = sorted(s.indicator_rows(), key=lambda r: r["created_at"])
     assert len(again) == 4 and again[-1]["key"] == held
