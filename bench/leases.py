@@ -139,7 +139,7 @@ class Claims:
         if self.leases is None:
             yield
             return
-        while not self.leases.take(key, key.split(":", 1)[0]):
+        while not self.take(key):
             self.leases.wait_free(key)
         try:
             yield

@@ -12,8 +12,9 @@ process (docs/decisions/speed.md, "Workers").
 A helper is the same ``bench run`` with ``RACL_BENCH_WORKER`` set in its environment: it never
 deletes cells (``--fresh`` is the first process's), prints no progress bars, no JSON and no
 summary table, runs only the first process's current seed, and its log lines reach the first
-process's standard error prefixed ``[worker K]``. It ends with the first process (Linux: the
-parent-death signal; otherwise when the first process's run ends).
+process's standard error prefixed ``[worker K]``. The first process waits for its helpers
+when its run ends and terminates them when its run raises; killed outright, it takes them
+with it on Linux (the parent-death signal), while elsewhere they finish the run on their own.
 """
 
 from __future__ import annotations

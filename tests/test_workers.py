@@ -11,10 +11,10 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from test_leases import _foreign
 
 from bench import workers
 from bench.store import ResultStore
@@ -41,14 +41,6 @@ def test_workers_are_checked_and_the_threads_split():
         workers.check_workers(2, distributed_run=True)
     workers.check_workers(1, distributed_run=True)
     assert [workers.threads_each(n, 4) for n in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
-
-
-def _hold(store_path: Path, key: str, pid: int) -> None:
-    with ResultStore(store_path) as s:
-        s._conn.execute(
-            "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, NULL, ?, ?)",
-            (key, key.split(":")[0], pid, socket.gethostname(), time.time(), time.time()),
-        )
 
 
 def _first_run(tmp_path: Path, capsys) -> ResultStore:  # noqa: ANN001
@@ -79,7 +71,8 @@ def _run_while_held(tmp_path: Path, key: str, other: subprocess.Popen) -> Path:
     from bench.cli import main
 
     store = tmp_path / "second" / "r.db"
-    _hold(store, key, other.pid)
+    with ResultStore(store) as s:
+        _foreign(s, key, other.pid, socket.gethostname())
     timer = threading.Timer(3.0, other.leave)  # type: ignore[attr-defined]
     timer.start()
     try:

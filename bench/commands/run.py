@@ -408,20 +408,12 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
     if not main:
         return code, {}
     if role().helper:  # its summary line only: the first process prints the table
-        t = summary.timings
-        print(f"{summary.computed} computed, {summary.cached} cached, {summary.failed} failed; "
-              f"train {t.get('train_s', 0):.1f} s, total {t.get('total_s', 0):.1f} s",
-              file=sys.stderr)  # fmt: skip
+        print(_counts(summary), file=sys.stderr)
         return code, {}
     if not args.json:
         shown = [c.key for c in result.cells if c.experiments != ["trust:eps"]]
         print(summary_table(store.rows(key=shown), summary.trust, summary.indicators))
-        t = summary.timings
-        print(
-            f"\nseed {args.seed}: {summary.computed} computed, {summary.cached} cached, "
-            f"{summary.failed} failed; train {t.get('train_s', 0):.1f} s, "
-            f"total {t.get('total_s', 0):.1f} s; store {args.store}"
-        )
+        print(f"\nseed {args.seed}: {_counts(summary)}; store {args.store}")
         for label, peak in summary.memory.items():
             print(f"peak memory {label}: {peak['peak_mib']:.0f} MiB ({peak['kind']})")
     return code, summary.to_json()
@@ -435,3 +427,12 @@ def _start_helpers(args: argparse.Namespace, log):  # noqa: ANN001, ANN202 - laz
         return None
     log(f"workers: {args.workers} processes, {args.threads} thread(s) each, sharing the store")
     return Helpers.start(args.workers - 1, args.threads, args.seed, args.argv)
+
+
+def _counts(summary) -> str:  # noqa: ANN001 - a RunSummary (lazy import)
+    """``K computed, C cached, F failed; train T s, total S s`` of a run's summary."""
+    t = summary.timings
+    return (
+        f"{summary.computed} computed, {summary.cached} cached, {summary.failed} failed; "
+        f"train {t.get('train_s', 0):.1f} s, total {t.get('total_s', 0):.1f} s"
+    )
