@@ -43,6 +43,20 @@ def test_workers_are_checked_and_the_threads_split():
     assert [workers.threads_each(n, 4) for n in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
 
 
+def test_a_helper_that_ends_abnormally_is_named_and_the_others_are_not():
+    """``Helpers.finish``: statuses 0, 1 (failed cells) and 3 (--strict) are normal; any other
+    is one warning line naming the worker."""
+    procs = [subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+             for code in (0, 1, 3, 5)]  # fmt: skip
+    relays = [threading.Thread(target=workers._relay, args=(p, k)) for k, p in enumerate(procs)]
+    for relay in relays:
+        relay.start()
+    said: list[str] = []
+    workers.Helpers(procs, relays).finish(said.append)
+    assert said == ["warning: worker 4 exited with status 5"]
+
+
 def _first_run(tmp_path: Path, capsys) -> ResultStore:  # noqa: ANN001
     from bench.cli import main
 
