@@ -8,10 +8,12 @@ estimates the work. Grouping and seeding rules: ``docs/decisions/planner.md``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.attacks.pgd import best_iterate
 from bench.cells import Cell, CellGroup, ModelRef, Plan, Skipped, derive_seed
 from bench.cost import estimate_costs
 from bench.experiments import AttackPlan, Experiment, sweep_budgets
@@ -312,6 +314,7 @@ def plan(
     for exp in experiments:
         planner.experiment(exp)
     add_trust_cells(planner)
+    share_step_runs(planner.cells.values())
     cells = list(planner.cells.values())
     if store is not None:
         cached = store.cached_keys(c.key for c in cells)
@@ -320,6 +323,40 @@ def plan(
     result = Plan(preset, seed, cells, planner.refs, planner.skipped, planner.slices)
     estimate_costs(result, calibrate, checkpoint_dir)
     return result
+
+
+def _prefix_signature(cell: Cell) -> tuple:
+    """What a PGD-k cell shares with every PGD-K run it is the first k steps of: the attacked
+    checkpoint, slice, attack seed and the spec but for its step count (step size resolved)."""
+    spec = dataclasses.replace(cell.spec, step_size=cell.spec.alpha, steps=1)
+    return (cell.target.hash, cell.data_slice, cell.seed, spec.key())
+
+
+def share_step_runs(cells: Iterable[Cell]) -> None:
+    """Move each white-box PGD-k cell that a step sweep's run already computes into that sweep.
+
+    With a fixed step and the same start PGD-k is the prefix of PGD-K (``bench.attacks.pgd``),
+    and the planner gives a white-box PGD-k and a step sweep on the same checkpoint and slice
+    the same attack seed. So when a step sweep runs PGD-K (K >= k) there, the white-box row is
+    that run's k-th iterate: the same per-sample verdicts, without a second run. The cell keeps
+    its kind and key (only the group that computes it changes), as the matrix diagonal does
+    in the transfer group. Plain PGD only (``best_iterate`` rows stop early; a gap cell attacks
+    survivors), and only cells in a white-box group of their own.
+    """
+    cells = list(cells)
+    sweeps: dict[tuple, tuple[CellGroup, int]] = {}
+    for c in cells:
+        if c.group.kind is EvalKind.STEP_SWEEP and c.kind is EvalKind.STEP_SWEEP:
+            sig = _prefix_signature(c)
+            group, top = sweeps.get(sig, (c.group, 0))
+            sweeps[sig] = (group, max(top, c.steps))
+    for c in cells:
+        own = c.kind is EvalKind.WHITEBOX and c.group.kind is EvalKind.WHITEBOX
+        if not own or c.after is not None or c.spec.name != "pgd" or best_iterate(c.spec):
+            continue
+        group, top = sweeps.get(_prefix_signature(c), (None, 0))
+        if group is not None and c.steps <= top:
+            c.group = group
 
 
 def custom_experiment(

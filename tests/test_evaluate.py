@@ -140,6 +140,25 @@ def test_step_sweep_is_one_run_and_matches_separate_runs():
     assert sweep[8].sum() <= sweep[1].sum()
 
 
+def test_real_pgd_k_is_the_step_sweeps_kth_iterate_per_sample():
+    """What the planner's sharing rests on (``bench.planner.share_step_runs``): the registered
+    PGD-k white-box cell and the k-th checkpoint of one PGD-K run, with the same seed, batch
+    size and clean mask, agree on every sample, a short last batch included."""
+    from bench.attacks import parse_attack
+
+    model, (x, y) = _model(0), _data(45)
+    spec = parse_attack("pgd20", eps=0.1, step_size=0.01)
+    sweep = step_sweep_correct(model, x, y, spec, [1, 3, 7, 20], batch_size=16, seed=11)
+    counts = set()
+    for k, ok in sweep.items():
+        alone = whitebox_correct(
+            model, x, y, dataclasses.replace(spec, steps=k), batch_size=16, seed=11
+        )
+        assert torch.equal(ok, alone), k
+        counts.add(int(ok.sum()))
+    assert len(counts) == 4  # every checkpoint a different count: the check tells k apart
+
+
 def test_eps_sweep_attacks_only_survivors_and_is_worst_case():
     model, (x, y) = _model(0), _data()
     eps_list = [0.2, 0.05, 0.1, 0.4]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import pytest
 
 import bench.group_handlers as handlers_mod
 import bench.runner as runner_mod
+from bench.cells import CellGroup
 from bench.cli import main
 from bench.experiments import get_experiments
-from bench.planner import plan
+from bench.planner import plan, share_step_runs
 from bench.presets import PRESETS, PresetConfig
 from bench.store import ResultStore
 from bench.summary import summary_table
@@ -51,7 +53,10 @@ def test_plan_groups_follow_the_cost_rules():
     groups = p.groups()
     # table3 among the allowed NAS models is darts alone: its diagonal is white-box
     step = [g for g in groups if g[0] == "step_sweep"]
-    assert len(step) == 2 and all(len(groups[g]) == 3 for g in step)  # one run, 3 checkpoints
+    assert len(step) == 2  # one run per checkpoint for its 3 checkpoints and the white-box PGD-20
+    for g in step:
+        kinds = sorted((c.kind.value, c.steps) for c in groups[g])
+        assert kinds == [("step_sweep", 1), ("step_sweep", 5), ("step_sweep", 20), ("whitebox", 20)]
     eps = [g for g in groups if g[0] == "eps_sweep"]
     assert len(eps) == 4  # (PGD, FGSM) x 2 models, each with 2 budgets
     assert all(sorted(c.eps for c in groups[g]) == [c.eps for c in groups[g]] for g in eps)
@@ -63,6 +68,42 @@ def test_plan_groups_follow_the_cost_rules():
         assert white and white[0].seed == k20.seed
     trust = [c for c in p.cells if c.experiments == ["trust"]]
     assert len(trust) == len(p.refs) and all(c.eps == 0.5 for c in trust)
+
+
+def _shared(p):
+    """(model, attack label) of the white-box cells a step sweep's run computes."""
+    return sorted((c.target.model, c.spec.label()) for c in p.cells if _in_sweep(c))
+
+
+def _in_sweep(cell) -> bool:
+    return cell.kind is EvalKind.WHITEBOX and cell.group.kind is EvalKind.STEP_SWEEP
+
+
+def test_whitebox_pgd_joins_only_a_step_sweep_that_runs_its_prefix():
+    both = [("darts", "PGD-20"), ("resnet18", "PGD-20")]
+    assert _shared(_plan(["table1", "fig3"])) == both
+    # ad-hoc PGD-5 is the 5-step prefix too; PGD-30 is longer than the sweep's 20 steps, and
+    # the early-stopping option is another attack
+    attacks = ["pgd5", "pgd30", "pgd20(best_iterate=True)"]
+    p = plan(get_experiments(["fig3"]), TINY, models=["darts"], attacks=attacks, calibrate=False)
+    assert _shared(p) == [("darts", "PGD-5")]
+    # the sweep reads other images than the white-box cells: nothing shared
+    other = PresetConfig(**{**TINY.__dict__, "n_sweep": 8})
+    assert _shared(plan(get_experiments(["table1", "fig3"]), other, calibrate=False)) == []
+    # another step size, budget or attack seed is another run
+    p = _plan(["table1", "fig3"])
+    white = next(c for c in p.cells if _in_sweep(c))
+    own = CellGroup(EvalKind.WHITEBOX, white.target.hash, white.data_slice, white.spec.key())
+    variants = [
+        dataclasses.replace(white, spec=dataclasses.replace(white.spec, step_size=0.05)),
+        dataclasses.replace(white, spec=dataclasses.replace(white.spec, eps=0.2)),
+        dataclasses.replace(white, seed=white.seed + 1),
+        dataclasses.replace(white),  # the control: the same cell joins again
+    ]
+    variants = [dataclasses.replace(v, group=own) for v in variants]
+    share_step_runs([*p.cells, *variants])
+    assert [v.group.kind for v in variants] == [EvalKind.WHITEBOX] * 3 + [EvalKind.STEP_SWEEP]
+    assert variants[-1].group == white.group
 
 
 def test_plan_matrix_and_transfer_share_one_generation_per_source():
@@ -126,6 +167,41 @@ def test_execute_caches_and_reproduces(tmp_path):
     assert again.missing == []
     assert runner_mod.execute(again, store, "cpu", progress=False).computed == 0
     store.close()
+
+
+def test_shared_whitebox_rows_equal_their_own_runs(tmp_path, monkeypatch):
+    """A white-box PGD-20 computed by the step sweep's run is the row its own run writes."""
+    ckpt = tmp_path / "checkpoints"
+    pgd_at = {"epochs": 1, "n_train": 512, "batch_size": 32, "attack_steps": 1, "lr": 0.1}
+    wide = dataclasses.replace(
+        TINY, n_eval=64, n_sweep=64, models=("resnet18",), width_overrides={"width": 4},
+        train={"pgd_at": pgd_at}, n_indicator=8, n_mono=8, n_gap=16, gap_targets=1,
+    )  # fmt: skip
+
+    def rows(name):
+        store = ResultStore(tmp_path / f"{name}.db")
+        # a small budget, so that PGD-1 and PGD-20 leave different images correct
+        exps = get_experiments(["fig3"])
+        p = plan(exps, wide, store=store, calibrate=False, eps=0.05, attacks=["pgd5", "pgd20"])
+        runner_mod.execute(p, store, "cpu", progress=False, checkpoint_dir=ckpt)
+        out = {r["key"]: r["per_sample"] for r in store.rows(decode_per_sample=True)}
+        store.close()
+        return p, out
+
+    shared_plan, shared = rows("shared")
+    assert _shared(shared_plan) == [("resnet18", "PGD-20"), ("resnet18", "PGD-5")]
+    monkeypatch.setattr("bench.planner.share_step_runs", lambda cells: None)
+    alone_plan, alone = rows("alone")
+    assert _shared(alone_plan) == []
+    assert shared.keys() == alone.keys()
+    sweeps = {}
+    for c in shared_plan.cells:
+        if c.kind is EvalKind.STEP_SWEEP:
+            sweeps.setdefault(c.target.model, {})[c.steps] = shared[c.key]
+    for by_steps in sweeps.values():  # the iterates differ: a wrong one would be caught
+        assert (by_steps[1] != by_steps[20]).any()
+    for key, bits in shared.items():
+        np.testing.assert_array_equal(bits, alone[key], err_msg=key)
 
 
 def test_failures_are_rows_and_are_retried(tmp_path, monkeypatch):
