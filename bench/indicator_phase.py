@@ -83,7 +83,7 @@ class IndicatorPhase:
         lease taken here); when every one left is held, the first (waiting for it)."""
         left, computed = list(todo), 0
         while left:
-            cell = next((c for c in left if self.claims.take(f"indicators:{c.key}")), left[0])
+            cell = self.claims.first_free(left, lambda c: f"indicators:{c.key}")
             left.remove(cell)
             computed += self._guarded(cell)
         return computed

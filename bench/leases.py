@@ -15,8 +15,8 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from bench.store import ResultStore
 from bench.store_open import pid_alive
@@ -24,6 +24,8 @@ from core import distributed
 
 if TYPE_CHECKING:
     from bench.cells import Cell
+
+T = TypeVar("T")
 
 LEASE_TIMEOUT_S = 120.0  # a heartbeat older than this: the owner is taken for dead
 HEARTBEAT_S = 10.0
@@ -151,6 +153,12 @@ class Claims:
         (always True without leases). Held until released (:meth:`exclusive` on the same key
         takes it again at once and releases it at its end)."""
         return self.leases is None or self.leases.take(key, key.split(":", 1)[0])
+
+    def first_free(self, items: list[T], key: Callable[[T], str]) -> T:
+        """The first of ``items`` whose lease ``key(item)`` this process takes without waiting
+        (:meth:`take`); the first of all when every one is held (its :meth:`exclusive` then
+        waits). How a checkpoint and an indicator row are picked next."""
+        return next((item for item in items if self.take(key(item))), items[0])
 
     def group(self, todo: list[Cell]) -> tuple[list[Cell] | None, list[Cell]]:
         """(cells of ``todo`` to compute now, cells another process has stored since).

@@ -167,7 +167,7 @@ class _Executor:
         (a worker of ``bench run --workers`` trains the next one meanwhile instead of waiting),
         its lease taken here; the first of all when every one is held (:meth:`_ensure` then
         waits for it)."""
-        return next((h for h in order if self.claims.take(f"checkpoint:{h}")), order[0])
+        return self.claims.first_free(order, lambda h: f"checkpoint:{h}")
 
     def _run_deferred(self) -> None:
         """Groups another process had: wait for it, then compute what it left undone."""
