@@ -346,7 +346,7 @@ def share_step_runs(cells: Iterable[Cell]) -> None:
     cells = list(cells)
     sweeps: dict[tuple, tuple[CellGroup, int]] = {}
     for c in cells:
-        if c.group.kind is EvalKind.STEP_SWEEP and c.kind is EvalKind.STEP_SWEEP:
+        if c.kind is EvalKind.STEP_SWEEP:  # (not the white-box cells a sweep already took)
             sig = _prefix_signature(c)
             group, top = sweeps.get(sig, (c.group, 0))
             sweeps[sig] = (group, max(top, c.steps))
