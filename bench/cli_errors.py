@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import traceback
 
-from core.errors import UserError
+from core.errors import UserError, first_line
 
 DEBUG_ENV = "RACL_BENCH_DEBUG"
 EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 130, 141
@@ -46,14 +46,6 @@ BAD_DATABASE = ("file is not a database", "database disk image is malformed")
 def debug_wanted(flag: bool) -> bool:
     """Whether tracebacks are shown: ``--debug`` or ``RACL_BENCH_DEBUG`` set to a true value."""
     return flag or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def first_line(err: BaseException) -> str:
-    """The first non-empty line of ``err``'s text (its type name when it has none)."""
-    text = str(err).strip()
-    if isinstance(err, KeyError) and text[:1] in ("'", '"') and text[-1:] == text[:1]:
-        text = text[1:-1]
-    return text.splitlines()[0].strip() if text else type(err).__name__
 
 
 def describe(err: BaseException, store: str | None = None) -> tuple[str, int]:

@@ -2,7 +2,7 @@
 
 Kinds (stored as ``results.kind``): ``clean``, ``whitebox``, ``transfer``, ``step_sweep`` and
 ``eps_sweep``. Every function runs its rows through the one seeded batched loop
-(:func:`bench.batches.per_batch`; sharded under ``torchrun``, bit for bit what one process
+(:func:`bench.attacks.batches.per_batch`; sharded under ``torchrun``, bit for bit what one process
 computes). The conventions (clean mistakes are not attacked, verdicts in float32, transfer
 generated once per source, the sweeps' cost rules) are explained in docs/decisions/attacks.md.
 """
@@ -20,9 +20,9 @@ from torch import Tensor, nn
 
 from bench.attacks import build_attack, pgd_checkpoints
 from bench.attacks.base import Attack, model_device
+from bench.attacks.batches import Batch, per_batch
 from bench.attacks.budgets import correct_over_budgets, correct_streamed
 from bench.attacks.pgd import PGD, best_iterate
-from bench.batches import Batch, per_batch
 from core.errors import UserError
 
 AttackFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
@@ -192,44 +192,6 @@ def transfer_correct(
         len(x), batch_size, verdicts, seed=seed, device=model_device(source), width=(len(ok),)
     )
     return {name: ok[name] & survived[:, i] for i, name in enumerate(targets)}
-
-
-def transfer_matrix(
-    models: Mapping[str, nn.Module],
-    x: Tensor,
-    y: Tensor,
-    spec: Any,
-    *,
-    batch_size: int = 128,
-    clean: Mapping[str, Tensor] | None = None,
-    seed: int | Mapping[str, int] = 0,
-    options: Mapping[str, Any] | None = None,
-) -> dict[tuple[str, str], Tensor]:
-    """Transfer matrix keyed ``(source, target)``: N generations, N^2 cheap verdicts.
-
-    Rows are sources; the diagonal (source == target) is the white-box result of the same
-    generation. ``seed`` may map each source name to its own seed.
-    """
-    clean = dict(clean or {})
-    for name, model in models.items():
-        if name not in clean:
-            clean[name] = clean_correct(model, x, y, batch_size)
-    out: dict[tuple[str, str], Tensor] = {}
-    for src, source in models.items():
-        src_seed = seed[src] if isinstance(seed, Mapping) else seed
-        row = transfer_correct(
-            source,
-            models,
-            x,
-            y,
-            spec,
-            batch_size=batch_size,
-            clean=clean,
-            seed=src_seed,
-            options=options,
-        )
-        out.update({(src, tgt): ok for tgt, ok in row.items()})
-    return out
 
 
 def step_sweep_correct(

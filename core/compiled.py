@@ -2,21 +2,21 @@
 eager on failure (bench's attack and training steps; in core so that any layer can use it).
 
 Compiling changes no key and no stored number beyond float rounding (docs/decisions/speed.md).
-:func:`compiled` keeps one ``torch.compile`` result per model object, for the life of the
-process (the compiled module holds its model, so its weak key never dies; ``bench run`` loads
-each checkpoint once; :func:`reset` frees them). Dynamo compiles one graph per (input shape,
-mode) and reuses it across cells, and across checkpoints of one architecture (parameters are
-graph inputs: measured, a second ResNet-18 instance compiles in 0.2 s against 6-67 s for the
-first). :func:`static_forward` pads an eval-mode batch to the largest row count it has seen for
-the model, so the last, short batch of a slice and the shrinking batches of early stopping
-reuse the full batch's graph instead of compiling new ones (rows are independent in eval mode;
-the padding rows are sliced off before the loss), and a larger batch runs in chunks of it
-(:data:`CHUNK_ROWS`); in eval mode it compiles the model with its
-batch norms folded into their convolutions (:mod:`core.fold`, the same function up to float
-rounding), whose compiled module lives with the folded copy in that module's cache. A compile
-that fails, at ``torch.compile`` or at the first call, prints one warning line and the model
-runs eager from then on. When to compile is the caller's rule (``bench.compiled`` for bench
-run); :class:`Regions` compiles a repeated block one instance at a time.
+:func:`compiled` keeps one ``torch.compile`` result per model object, for the life of the process
+(the compiled module holds its model, so its weak key never dies; ``bench run`` loads each
+checkpoint once; :func:`reset` frees them). Dynamo compiles one graph per (input shape, mode) and
+reuses it across cells, and across checkpoints of one architecture (parameters are graph inputs, so
+a second instance costs no full compile: docs/decisions/speed.md, "What compiling costs here").
+:func:`static_forward` pads an eval-mode batch to the largest row count it has seen for the model,
+so the last, short batch of a slice and the shrinking batches of early stopping reuse the full
+batch's graph instead of compiling new ones (rows are independent in eval mode; the padding rows
+are sliced off before the loss), and a larger batch runs in chunks of it (:data:`CHUNK_ROWS`); in
+eval mode it compiles the model with its batch norms folded into their convolutions
+(:mod:`core.fold`, the same function up to float rounding), whose compiled module lives with the
+folded copy in that module's cache. A compile that fails, at ``torch.compile`` or at the first
+call, prints one warning line and the model runs eager from then on. When to compile is the
+caller's rule (``bench.run.compile_policy`` for bench run); :class:`Regions` compiles a repeated
+block one instance at a time.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from core import fold
 
 # A batch larger than the static graph's is run in chunks of the graph's batch once that batch
 # has at least this many rows (below it, a larger batch compiles a larger graph instead): an
-# eval batch of 128 after batches of 100 costs 200 rows' work instead of a second compile
-# (about 25 s here) and 28 % padding on every later batch of 100.
+# eval batch of 128 after batches of 100 costs 200 rows' work instead of a second compile and
+# padding every later batch of 100 to 128 (docs/decisions/speed.md, "`--compile`").
 CHUNK_ROWS = 64
 
 
@@ -51,11 +51,13 @@ def _warn(name: str, err: BaseException) -> None:
     print(f"warning: torch.compile failed for {name} ({first}); running eager", file=sys.stderr)
 
 
-def _compile(model: nn.Module, name: str | None = None) -> _Entry:
-    """``torch.compile(model)``, or an eager entry and one warning (naming ``name``, default
-    the model's class) when it raises."""
+def _compile(
+    model: nn.Module, name: str | None = None, options: dict[str, object] | None = None
+) -> _Entry:
+    """``torch.compile(model)`` (with inductor ``options``), or an eager entry and one warning
+    (naming ``name``, default the model's class) when it raises."""
     try:
-        return _Entry(torch.compile(model, dynamic=False))
+        return _Entry(torch.compile(model, dynamic=False, options=options))
     except Exception as err:  # noqa: BLE001 - any compile failure: eager, said once
         _warn(name or type(model).__name__, err)
         return _Entry(None)
@@ -150,6 +152,15 @@ class Guarded(nn.Module):
         return getattr(self.net, "aux_logits", None)
 
 
+def _region_options(inputs: tuple[Tensor, ...]) -> dict[str, object] | None:
+    """Inductor options of a region: on a CPU without inductor's channels-last layout
+    optimisation. With it, the compiled backward of the supernet's mixed ops hands oneDNN's
+    convolution backward channels-last gradients of a few channels, which corrupts the heap on
+    an AVX2-only AMD EPYC with torch 2.13 (docs/decisions/speed.md, "Search compile on a CPU")."""
+    on_cpu = bool(inputs) and inputs[0].device.type == "cpu"
+    return {"layout_optimization": False} if on_cpu else None
+
+
 class Regions:
     """Regional compilation: ``torch.compile`` per module instance of a repeated block (the
     search supernet's mixed ops), for a network too large to compile as one graph.
@@ -180,7 +191,7 @@ class Regions:
             return module(*inputs)
         fast = self._compiled.get(module)
         if fast is None:
-            fast = _compile(module, self.label).module
+            fast = _compile(module, self.label, _region_options(inputs)).module
             if fast is None:  # warned by _compile
                 self.failed = True
                 return module(*inputs)

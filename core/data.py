@@ -96,7 +96,8 @@ def train_loader(
     Augmentation runs on whole batches of tensors: CIFAR random crop 32 with 4-pixel zero padding
     and horizontal flip (the standard CIFAR recipe of He et al. 2016); MNIST-like sets none.
     ``sampler`` (e.g. ``DistributedSampler(range(n))``) yields indices in ``[0, n)`` and replaces
-    the seeded shuffling; call its ``set_epoch`` per epoch (:func:`bench.training.train` does).
+    the seeded shuffling; call its ``set_epoch`` per epoch (:func:`bench.training.trainer.train`
+    does).
     """
     ds = Dataset.parse(dataset)
     if batch_size < 1:

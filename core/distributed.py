@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from core.enums import Device
-from core.errors import UserError
+from core.errors import UserError, with_type
 
 T = TypeVar("T")
 
@@ -249,7 +249,7 @@ def agree_on_failure(error: BaseException | None) -> BaseException | None:
     """
     if not _context.enabled:
         return error
-    mine = None if error is None else f"{type(error).__name__}: {_first_line(error)}"
+    mine = None if error is None else with_type(error)
     texts: list[str | None] = [None] * _context.world_size
     dist.all_gather_object(texts, mine)
     if error is not None:
@@ -337,9 +337,4 @@ def _portable(error: BaseException | None) -> BaseException | None:
         pickle.loads(pickle.dumps(error))
         return error
     except Exception:  # noqa: BLE001 - any unpicklable exception
-        return RuntimeError(f"{type(error).__name__}: {_first_line(error)}")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        return RuntimeError(with_type(error))

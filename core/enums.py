@@ -54,13 +54,6 @@ class Training(StrEnum):
     TRADES = "trades"
 
 
-class Preset(StrEnum):
-    SMOKE = "smoke"
-    DEMO = "demo"
-    PAPER = "paper"
-    REHEARSAL = "rehearsal"
-
-
 class Device(StrEnum):
     AUTO = "auto"
     CPU = "cpu"

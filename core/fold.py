@@ -128,8 +128,8 @@ _FIXED: weakref.WeakKeyDictionary[nn.Module, dict[bool, _Folded]] = weakref.Weak
 def weights_fixed(model: nn.Module) -> Iterator[None]:
     """While open, the caller holds ``model``'s parameters and buffers fixed (an attack's
     ``frozen_eval``): :func:`folded_entry` checks the weights' signature on its first call in
-    the scope only, not on every attack step (1,638 tensors in paper-size DARTS: about 3 ms a
-    call on this CPU). Nested scopes share the outermost one's check."""
+    the scope only, not on every attack step (a check reads every tensor of the model:
+    docs/decisions/speed.md, "`--compile`"). Nested scopes share the outermost one's check."""
     if model in _FIXED:
         yield
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from core.enums import SearchMethod, Strength
@@ -18,6 +18,8 @@ from racl_search.errors import SearchError
 from racl_search.options import BoundMode, Penalty, Target
 
 PRESETS = ("smoke", "demo", "paper")
+# `bench search --compile auto` compiles on CUDA for these presets only (docs/decisions/speed.md)
+COMPILE_ON_CUDA = {"smoke": False, "demo": False, "paper": True}
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,3 @@ def make_config(preset: str = "demo", **overrides: Any) -> SearchConfig:
         return SearchConfig(**values)
     except ValueError as err:
         raise SearchError(str(err)) from None
-
-
-def with_overrides(config: SearchConfig, **overrides: Any) -> SearchConfig:
-    """A copy of ``config`` with the non-None ``overrides``."""
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})

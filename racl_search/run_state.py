@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from core.atomic import atomic_write, atomic_write_text
+from core.errors import first_line
 from racl_search.errors import SearchError
 
 STATE_JSON = "state.json"
@@ -96,11 +97,6 @@ def read_json_state(path: Path) -> dict[str, Any]:
 
 def _corrupt(path: Path, fault: str) -> SearchError:
     return SearchError(f"corrupt search state {path}: {fault}; rerun with --fresh to start over")
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def saved_state(run_dir: Path, config_hash: str) -> tuple[int, dict[str, Any]] | None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from bench.objectives import pgd_at_objective, pgd_train_examples
-from bench.recipes import get_recipe
+from bench.training.objectives import pgd_at_objective, pgd_train_examples
+from bench.training.recipes import get_recipe
 from models import create_model
 
 

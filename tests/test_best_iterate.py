@@ -8,7 +8,8 @@ from torch import nn
 
 from bench.attacks import AttackSpec, parse_attack
 from bench.evaluate import clean_correct, step_sweep_correct, transfer_correct, whitebox_correct
-from bench.training import TrainConfig, train
+from bench.training.config import TrainConfig
+from bench.training.trainer import train
 from core.data import eval_tensors, train_loader
 from core.errors import UserError
 
@@ -118,7 +119,7 @@ def test_best_iterate_has_no_meaning_for_transfer_or_step_sweeps(models, data):
 
 
 def test_stored_rows_name_the_option():
-    from bench.attack_names import attack_name
+    from bench.results.names import attack_name
 
     plain = parse_attack("pgd20", eps=0.3, dataset="mnist")
     best = parse_attack("pgd20(best_iterate=True)", eps=0.3, dataset="mnist")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench import checkpoint as ckpt
+from bench.training import checkpoint as ckpt
 from core.errors import UserError
 from models import create_model
 

@@ -10,10 +10,11 @@ import torch._dynamo
 from test_best_iterate import small_cnn
 from torch import nn
 
-from bench import compiled
 from bench.attacks import parse_attack
 from bench.evaluate import clean_correct, whitebox_correct
-from bench.training import TrainConfig, train
+from bench.run import compile_policy
+from bench.training.config import TrainConfig
+from bench.training.trainer import train
 from core import compiled as machinery
 from core.data import eval_tensors, train_loader
 
@@ -130,17 +131,21 @@ def test_compiled_training_steps_give_the_eager_losses():
     [
         ("cuda", "paper", 10.0, True),
         ("cuda", "demo", 1e6, False),
+        ("cuda", "rehearsal", 1e6, False),
         ("cpu", "paper", 141.0, True),  # 70.5 s saved > one 70 s compile
         ("cpu", "demo", 139.0, False),  # 69.5 s saved < 70 s
     ],
 )
 def test_the_auto_rule_compiles_an_architecture_where_it_repays(device, preset, eval_s, on):
-    assert compiled.worth_compiling(device=device, preset=preset, eval_s=eval_s) is on
+    from bench.plan.presets import PRESETS
+
+    on_cuda = PRESETS[preset].compile_on_cuda
+    assert compile_policy.worth_compiling(device, on_cuda, eval_s=eval_s) is on
 
 
 def test_plain_cnns_stay_eager_on_a_cpu_and_compile_on_cuda():
-    assert not compiled.worth_compiling("cpu", "paper", 1e6, cell=False)
-    assert compiled.worth_compiling("cuda", "paper", 1.0, cell=False)
+    assert not compile_policy.worth_compiling("cpu", True, 1e6, cell=False)
+    assert compile_policy.worth_compiling("cuda", True, 1.0, cell=False)
 
     class Ref:
         factory = None
@@ -148,15 +153,17 @@ def test_plain_cnns_stay_eager_on_a_cpu_and_compile_on_cuda():
         def __init__(self, model: str) -> None:
             self.model = model
 
-    assert compiled.is_cell_network(Ref("darts")) and compiled.is_cell_network(Ref("racl"))
-    assert not compiled.is_cell_network(Ref("resnet18"))
-    assert not compiled.is_cell_network(Ref("no_such_model"))
+    assert compile_policy.is_cell_network(Ref("darts")) and compile_policy.is_cell_network(
+        Ref("racl")
+    )
+    assert not compile_policy.is_cell_network(Ref("resnet18"))
+    assert not compile_policy.is_cell_network(Ref("no_such_model"))
 
 
 def _smoke_plan():
-    from bench.experiments import get_experiments
-    from bench.planner import plan
-    from bench.presets import PRESETS
+    from bench.plan.experiments import get_experiments
+    from bench.plan.planner import plan
+    from bench.plan.presets import PRESETS
 
     smoke = PRESETS["smoke"]
     return plan(get_experiments(smoke.experiments), smoke, calibrate=False)
@@ -164,11 +171,13 @@ def _smoke_plan():
 
 def test_run_options_of_a_plan():
     p = _smoke_plan()
-    auto = compiled.run_options("auto", "off", p, "cpu")  # too little work for any architecture
+    auto = compile_policy.run_options(
+        "auto", "off", p, "cpu"
+    )  # too little work for any architecture
     assert auto == {"compile": False, "train_compile": False, "compile_checkpoints": frozenset()}
-    options = compiled.run_options("on", "bf16", p, "cpu")
+    options = compile_policy.run_options("on", "bf16", p, "cpu")
     assert options == {"compile": True, "train_compile": True, "amp_dtype": torch.bfloat16}
-    assert compiled.run_options("off", "off", p, "cpu") == {
+    assert compile_policy.run_options("off", "off", p, "cpu") == {
         "compile": False,
         "train_compile": False,
     }
@@ -181,27 +190,33 @@ def test_auto_compiles_only_the_architectures_whose_work_repays_it():
         by_model.setdefault(ref.model, set()).add(h)
     for h in by_model["darts"]:
         p.rates[h] = 1.0  # one image per second: darts's attacks now dominate the estimate
-    seconds = compiled.eval_seconds_by_architecture(p)
+    seconds = compile_policy.eval_seconds_by_architecture(p)
     assert max(seconds, key=seconds.get)[0] == "darts"
-    options = compiled.run_options("auto", "off", p, "cpu")
+    options = compile_policy.run_options("auto", "off", p, "cpu")
     assert options["compile_checkpoints"] == frozenset(by_model["darts"])
     assert options["compile"] and not options["train_compile"]  # training stays eager on a CPU
     for h in by_model["darts"]:
-        assert compiled.options_for(options, h)["compile"] is True
+        assert compile_policy.options_for(options, h)["compile"] is True
     for h in by_model["pc_darts"]:
-        assert compiled.options_for(options, h)["compile"] is False
+        assert compile_policy.options_for(options, h)["compile"] is False
     plain = {"compile": True}
-    assert compiled.options_for(plain, "any") is plain  # --compile on: every checkpoint
+    assert compile_policy.options_for(plain, "any") is plain  # --compile on: every checkpoint
 
 
 def test_the_run_says_what_it_compiles():
     p = _smoke_plan()
-    assert compiled.describe_compile(compiled.run_options("off", "off", p, "cpu"), p) is None
-    assert compiled.describe_compile(compiled.run_options("auto", "off", p, "cpu"), p) is None
-    on = compiled.describe_compile(compiled.run_options("on", "off", p, "cpu"), p)
+    assert (
+        compile_policy.describe_compile(compile_policy.run_options("off", "off", p, "cpu"), p)
+        is None
+    )
+    assert (
+        compile_policy.describe_compile(compile_policy.run_options("auto", "off", p, "cpu"), p)
+        is None
+    )
+    on = compile_policy.describe_compile(compile_policy.run_options("on", "off", p, "cpu"), p)
     assert on == "torch.compile: attack steps of every model; training steps compiled"
     darts = {h for h, ref in p.refs.items() if ref.model == "darts"}
     for h in darts:
         p.rates[h] = 1.0  # darts's attacks dominate: auto compiles them alone
-    auto = compiled.describe_compile(compiled.run_options("auto", "off", p, "cpu"), p)
+    auto = compile_policy.describe_compile(compile_policy.run_options("auto", "off", p, "cpu"), p)
     assert auto == "torch.compile: attack steps of darts; training steps eager"

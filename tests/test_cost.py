@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from bench import cost
-from bench.cells import ModelRef
-from bench.experiments import get_experiments
-from bench.planner import plan
-from bench.presets import PRESETS
+from bench.plan import cost
+from bench.plan.experiments import get_experiments
+from bench.plan.planner import plan
+from bench.plan.presets import PRESETS
+from bench.plan.units import ModelRef
 from core.enums import Dataset, Training
 
 
@@ -53,7 +53,7 @@ def test_calibrated_plan_builds_models_on_the_meta_device_only(monkeypatch):
         cost._profile.cache_clear()
     assert devices and set(devices) == {"meta"}
     assert len(p.rates) > 5 and all(r != cost.DEFAULT_RATE for r in p.rates.values())
-    assert p.estimate()["total_s"] > 0
+    assert cost.plan_estimate(p)["total_s"] > 0
 
 
 def test_hook_count_equals_flop_counter_mode():
@@ -100,7 +100,7 @@ def test_cpu_rate_is_bounded_by_operator_overhead():
 
 def test_paper_dry_run_lists_recipe_epochs_and_gpu_hours():
     p = plan(get_experiments(["table1"]), PRESETS["paper"], dataset=Dataset.CIFAR10)
-    info = p.to_json()["training_plan"]
+    info = cost.plan_json(p)["training_plan"]
     rows = {(r["model"], r["training"]): r for r in info["checkpoints"]}
     assert rows[("darts", "natural")]["epochs"] == 600
     assert rows[("darts", "natural")]["recipe"] == "cell-natural-cifar10"

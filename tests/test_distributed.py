@@ -34,7 +34,7 @@ DIST_PRESET = "dist_tiny"
 
 
 def _tiny_preset():
-    from bench.presets import PresetConfig
+    from bench.plan.presets import PresetConfig
     from core.enums import Dataset
 
     # A near-natural PGD-AT (eps 0.02) so that the models beat chance and the verdicts of
@@ -61,19 +61,19 @@ def _tiny_preset():
 
 def _cli(marker_dir: str, argv: list[str]) -> int:
     """``bench`` with the tiny preset; records which ranks open the results store."""
-    import bench.store
+    import bench.results.store
     from bench.cli import main
-    from bench.presets import PRESETS
+    from bench.plan.presets import PRESETS
 
     PRESETS[DIST_PRESET] = _tiny_preset()
-    opened = bench.store.ResultStore.__init__
+    opened = bench.results.store.ResultStore.__init__
 
     def recording_init(self, *args, **kwargs):
         rank = os.environ.get("RANK", "single")
         (Path(marker_dir) / f"store-opened-by-{rank}").touch()
         opened(self, *args, **kwargs)
 
-    bench.store.ResultStore.__init__ = recording_init
+    bench.results.store.ResultStore.__init__ = recording_init
     return main(argv)
 
 
@@ -197,7 +197,7 @@ def _bench_run(tmp: Path, store: str, markers: Path, *, torchrun: bool) -> dict:
 
 @pytest.mark.slow
 def test_sharded_evaluation_equals_one_process_bit_for_bit(tmp_path):
-    from bench.store import ResultStore
+    from bench.results.store import ResultStore
 
     # torchrun: trains both checkpoints with DDP, then evaluates every cell sharded
     dist_summary = _bench_run(tmp_path, "dist/results.db", tmp_path / "m2", torchrun=True)
@@ -232,8 +232,9 @@ def test_sharded_evaluation_equals_one_process_bit_for_bit(tmp_path):
 def test_distributed_training_checkpoint_loads_in_one_process(tmp_path):
     from safetensors import safe_open
 
-    from bench.checkpoint import load_checkpoint, read_meta
-    from bench.training import TrainConfig, config_hash, ensure_trained
+    from bench.training.checkpoint import load_checkpoint, read_meta
+    from bench.training.config import TrainConfig, config_hash
+    from bench.training.trainer import ensure_trained
 
     args = [
         "darts", "--dataset", "mnist", "--training", "pgd_at", "--epochs", "1",

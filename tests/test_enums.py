@@ -22,7 +22,7 @@ def test_unknown_choice_is_a_one_line_user_error_for_every_enum():
     kinds = [e for e in members if isinstance(e, type) and issubclass(e, enums.StrEnum)]
     kinds = [e for e in kinds if e is not enums.StrEnum]
     assert {e.__name__ for e in kinds} >= {
-        "Dataset", "Norm", "Training", "Preset", "Device", "EvalKind", "SearchMethod", "Strength"
+        "Dataset", "Norm", "Training", "Device", "EvalKind", "SearchMethod", "Strength"
     }  # fmt: skip
     for kind in kinds:
         assert kind.parse(kind.values()[0]).value == kind.values()[0]
@@ -37,3 +37,12 @@ def test_the_cli_reports_an_unknown_choice_in_one_line(capsys):
     assert main(["run", "--dataset", "imagenet", "--dry-run", "--store", "/nonexistent/x.db"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("bench: error: unknown dataset 'imagenet'") and "\n" not in err
+
+
+def test_an_unknown_preset_is_a_one_line_error_naming_the_presets():
+    from bench.plan.presets import get_preset
+    from core.errors import UserError
+
+    assert get_preset("demo").name == "demo"
+    with pytest.raises(UserError, match=r"^unknown preset 'huge'; choose one of: smoke, demo"):
+        get_preset("huge")

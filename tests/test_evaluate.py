@@ -8,14 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench.batches import Batch, batch_seed, per_batch, seeded
+from bench.attacks.batches import Batch, batch_seed, per_batch, seeded
 from bench.evaluate import (
     clean_correct,
     eps_sweep_correct,
     predict,
     step_sweep_correct,
     transfer_correct,
-    transfer_matrix,
     whitebox_correct,
 )
 
@@ -106,15 +105,18 @@ def test_transfer_generates_once_per_source_and_diagonal_is_whitebox():
         calls.append(model)
         return CountingPGD(spec)(model, xb, yb)
 
-    matrix = transfer_matrix(
-        models, x, y, attack, batch_size=40, seed={"m0": 5, "m1": 6, "m2": 7, "m3": 8}
-    )
+    matrix = {}  # the matrix handler's way: one transfer run per source over every target
+    for src, seed in zip(models, (5, 6, 7, 8), strict=True):
+        row = transfer_correct(models[src], models, x, y, attack, batch_size=40, seed=seed)
+        matrix.update({(src, tgt): ok for tgt, ok in row.items()})
     assert len(matrix) == 16
     assert len(calls) == 4  # N generations (one batch each), not N^2
     assert [m for m in calls] == list(models.values())
-    row = transfer_correct(models["m1"], models, x, y, attack, batch_size=40, seed=6)
+    alone = transfer_correct(
+        models["m1"], {"m2": models["m2"]}, x, y, attack, batch_size=40, seed=6
+    )
+    assert torch.equal(alone["m2"], matrix[("m1", "m2")])  # the other targets change nothing
     for tgt in models:
-        assert torch.equal(row[tgt], matrix[("m1", tgt)])
         assert not (matrix[("m1", tgt)] & ~clean_correct(models[tgt], x, y)).any()
 
 
@@ -141,7 +143,7 @@ def test_step_sweep_is_one_run_and_matches_separate_runs():
 
 
 def test_real_pgd_k_is_the_step_sweeps_kth_iterate_per_sample():
-    """What the planner's sharing rests on (``bench.planner.share_step_runs``): the registered
+    """What the planner's sharing rests on (``bench.plan.planner.share_step_runs``): the registered
     PGD-k white-box cell and the k-th checkpoint of one PGD-K run, with the same seed, batch
     size and clean mask, agree on every sample, a short last batch included."""
     from bench.attacks import parse_attack

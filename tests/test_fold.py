@@ -12,8 +12,9 @@ from torch import nn
 
 from bench.attacks import AttackSpec, build_attack, parse_attack
 from bench.evaluate import clean_correct, whitebox_correct
-from bench.presets import PRESETS
-from bench.training import TrainConfig, train
+from bench.plan.presets import PRESETS
+from bench.training.config import TrainConfig
+from bench.training.trainer import train
 from core import compiled, fold
 from core.data import eval_tensors, train_loader
 from models import create_model

@@ -10,9 +10,9 @@ import pytest
 
 import genotypes
 from bench.cli import main
-from bench.identity import canonical_digest, genotype_digest
-from bench.training import TrainConfig, config_hash
-from bench.user_model import prepare_user_model
+from bench.training.config import TrainConfig, config_hash
+from bench.training.identity import canonical_digest, genotype_digest
+from bench.training.user_model import prepare_user_model
 
 PACKAGE = Path(genotypes.__file__).resolve().parent
 USER_MODELS = Path(__file__).parent / "fixtures" / "user_models.py"

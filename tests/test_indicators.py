@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from bench.attacks import build_attack, parse_attack
 from bench.attacks.pgd import PGD
-from bench.indicators import cell_indicators, still_rising
+from bench.trust.indicators import cell_indicators, still_rising
 from core.data import eval_tensors
 
 FIXTURES = Path(__file__).parent / "fixtures"

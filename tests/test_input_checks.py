@@ -165,9 +165,9 @@ def test_corrupt_search_state_names_the_file(tmp_path: Path) -> None:
 
 
 def test_planner_refuses_n_above_the_test_set() -> None:
-    from bench.experiments import get_experiments
-    from bench.planner import plan
-    from bench.presets import get_preset
+    from bench.plan.experiments import get_experiments
+    from bench.plan.planner import plan
+    from bench.plan.presets import get_preset
 
     preset = get_preset("smoke")
     assert plan(get_experiments([]), preset, ["resnet18"], ["fgsm"], n=10000, calibrate=False)

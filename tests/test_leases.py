@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.leases import Leases
-from bench.store import ResultStore
+from bench.results.store import ResultStore
+from bench.run.leases import Leases
 
 ROOT = Path(__file__).resolve().parents[1]
 

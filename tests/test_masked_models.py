@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.presets import PRESETS, PresetConfig
+from bench.plan.presets import PRESETS, PresetConfig
 from core.enums import Dataset
 
 USER_MODELS = Path(__file__).parent / "fixtures" / "user_models.py"
@@ -112,7 +112,7 @@ def test_the_gap_check_fires_on_saturated_logits_and_not_on_the_normal_model(
 def test_indicators_that_cannot_be_computed_are_a_failed_check_not_a_crash(
     tmp_path, capsys, small_weights, checks_preset, monkeypatch
 ):
-    import bench.indicator_phase as phase
+    import bench.run.indicator_phase as phase
 
     def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("out of memory\nsecond line")

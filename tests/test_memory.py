@@ -1,11 +1,11 @@
-"""Per-phase peak memory (bench.memory): the peak follows what the phase allocated."""
+"""Per-phase peak memory (bench.run.memory): the peak follows what the phase allocated."""
 
 from __future__ import annotations
 
 import torch
 
-from bench import memory
-from bench.run_summary import RunSummary
+from bench.run import memory
+from bench.run.summary import RunSummary
 
 
 def test_cpu_phase_peak_grows_with_an_allocation_and_resets_after():

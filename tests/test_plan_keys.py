@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 
-import bench.runner as runner_mod
-from bench.experiments import EXPERIMENT_NAMES, get_experiments
-from bench.planner import plan
-from bench.presets import PRESETS
+import bench.run.runner as runner_mod
+from bench.plan.cost import plan_estimate
+from bench.plan.experiments import EXPERIMENT_NAMES, get_experiments
+from bench.plan.planner import plan
+from bench.plan.presets import PRESETS
 from core.enums import Dataset, Training
 
 NEW_TRUST = {"trust:eps", "trust:gap"}
@@ -47,9 +48,10 @@ def _layout(cells) -> str:  # noqa: ANN001
 
 
 # Re-pinned by issue 16: the checkpoint hash of a model built from a genotype includes the
-# genotype's content hash (bench.identity), so every key of a cell on (or transferred from) a
-# genotype model moved on purpose (smoke: all 52, its models are darts and pc_darts; paper: 255 of
-# 328 cells, those of resnet18, densenet121 and vgg19 alone kept theirs); attack keys did not move.
+# genotype's content hash (bench.training.identity), so every key of a cell on (or transferred
+# from) a genotype model moved on purpose (smoke: all 52, its models are darts and pc_darts; paper:
+# 255 of 328 cells, those of resnet18, densenet121 and vgg19 alone kept theirs); attack keys did
+# not move.
 
 
 def test_smoke_preset_keys_are_pinned():
@@ -61,7 +63,7 @@ def test_smoke_preset_keys_are_pinned():
         "8531dc8ad25c07f0b30f3d4d2278b92970c0ae97d58bd35db8ac780f60e96d3c"
     )
     assert _layout(cells) == "1b01b8ad0eb829d55cf724eb73a4ecb13e9e99f01b8f768c20c69057e6cd567a"
-    assert p.estimate() == {  # 46208 eval passes before the eps-check and gap cells
+    assert plan_estimate(p) == {  # 46208 eval passes before the eps-check and gap cells
         "eval_passes": 71360,
         "eval_s": 142.7,
         "train_passes": 5120,
@@ -83,13 +85,13 @@ def test_adhoc_keys_are_pinned():
 
 
 def test_paper_preset_keys_are_pinned():
-    # Re-pinned by issue 11: the paper preset trains by the published recipes (bench.recipes),
-    # so its checkpoint hashes, and with them the keys, changed on purpose; the cells did not.
-    # Re-pinned again by issue 11 item 4 (recipes checked against the public files): the cell
-    # PGD-AT recipe took AdvRush's batch 64, step schedule and weight decay 1e-4, and TRADES's
-    # first milestone moved from 75 to 74 (its 1-based epoch 75); see docs/PROTOCOL.md.
-    # Re-pinned at the merge with issue 16's content-keyed identity (genotype models' checkpoint
-    # hashes include their genotype's digest): both changes together.
+    # Re-pinned by issue 11: the paper preset trains by the published recipes
+    # (bench.training.recipes), so its checkpoint hashes, and with them the keys, changed on
+    # purpose; the cells did not. Re-pinned again by issue 11 item 4 (recipes checked against the
+    # public files): the cell PGD-AT recipe took AdvRush's batch 64, step schedule and weight decay
+    # 1e-4, and TRADES's first milestone moved from 75 to 74 (its 1-based epoch 75); see
+    # docs/PROTOCOL.md. Re-pinned at the merge with issue 16's content-keyed identity (genotype
+    # models' checkpoint hashes include their genotype's digest): both changes together.
     names = [n for n in EXPERIMENT_NAMES if n != "table5"]  # table5 depends on searched files
     p = plan(get_experiments(names), PRESETS["paper"], dataset=Dataset.CIFAR10, calibrate=False)
     cells = _old(p.cells)
@@ -97,12 +99,12 @@ def test_paper_preset_keys_are_pinned():
     assert _digest([c.key for c in cells]) == (
         "78f9f7793d8a6057773b6beb1001369189784972db45092b9d02c041e0ca00ff"
     )
-    # Re-pinned by issue 14 (bench.planner.share_step_runs): the white-box PGD-20 of each PGD-AT
-    # checkpoint moved into its step sweep's group (group and cost; keys and seeds unchanged).
-    # Without that pass the layout is the one pinned before: a49e2818ba14fad8...
+    # Re-pinned by issue 14 (bench.plan.planner.share_step_runs): the white-box PGD-20 of each
+    # PGD-AT checkpoint moved into its step sweep's group (group and cost; keys and seeds
+    # unchanged). Without that pass the layout is the one pinned before: a49e2818ba14fad8...
     assert _layout(cells) == "c1406b0ffce797231a7a59136c9baeec200e11f7b7f93b0fd23e70433321eab6"
-    assert p.estimate()["eval_passes"] == PAPER_PASSES
-    assert p.estimate()["train_passes"] == 2635000000
+    assert plan_estimate(p)["eval_passes"] == PAPER_PASSES
+    assert plan_estimate(p)["train_passes"] == 2635000000
 
 
 def test_result_rows_are_pinned():

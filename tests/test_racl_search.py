@@ -296,7 +296,7 @@ def test_config_validation_and_presets():
     assert {v.row for v in TABLE5_VARIANTS.values()} == {
         "without_cl", "eta0.9_rho0.01", "eta0.9_rho0.0001", "eta0.9_rho0.001", "eta0.7_rho0.001"
     }  # fmt: skip
-    from bench.experiments import get_experiments
+    from bench.plan.experiments import get_experiments
 
     (table5,) = get_experiments(["table5"])  # the harness asks for exactly these genotypes
     assert set(table5.models) == set(TABLE5_VARIANTS)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.experiments import get_experiments
-from bench.planner import plan
-from bench.presets import PRESETS
+from bench.plan.experiments import get_experiments
+from bench.plan.planner import plan
+from bench.plan.presets import PRESETS
 from core.errors import UserError
 
 # The checkpoint config hashes of the smoke and demo plans before the recipes (issue 11): their
@@ -58,14 +58,14 @@ def test_paper_dry_run_is_instant_and_shows_the_recipes(tmp_path):
 def test_committed_protocol_doc_is_the_generated_one():
     from pathlib import Path
 
-    from bench.protocol_doc import render
+    from bench.plan.protocol_doc import render
 
     committed = Path(__file__).resolve().parents[1] / "docs" / "PROTOCOL.md"
     assert committed.read_text() == render(), "run: python -m bench.cli recipes --markdown"
 
 
 def test_every_recipe_builds_and_every_setting_is_sourced():
-    from bench.recipes import CHOSEN, PUBLISHED, RACL, RECIPES
+    from bench.training.recipes import CHOSEN, PUBLISHED, RACL, RECIPES
 
     assert len(RECIPES) == 24
     for recipe in RECIPES.values():
@@ -78,7 +78,7 @@ def test_every_recipe_builds_and_every_setting_is_sourced():
 
 
 def test_paper_preset_trains_darts_by_the_darts_protocol():
-    from bench.recipes import get_recipe, recipe_for
+    from bench.training.recipes import get_recipe, recipe_for
     from core.enums import Dataset, Training
 
     cfg, extra, name = PRESETS["paper"].train_config("darts", Training.NATURAL, Dataset.CIFAR10)

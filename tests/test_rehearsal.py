@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.presets import PRESETS
-from bench.training import ensure_trained
+from bench.plan.presets import PRESETS
+from bench.training.trainer import ensure_trained
 from core.data import load_split
 from core.enums import Dataset, Training
 

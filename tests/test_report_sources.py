@@ -13,12 +13,12 @@ import zlib
 import numpy as np
 import pytest
 
-import bench.runner as runner_mod
-from bench.experiments import get_experiments
-from bench.planner import plan
-from bench.presets import PRESETS
+import bench.run.runner as runner_mod
+from bench.plan.experiments import get_experiments
+from bench.plan.planner import plan
+from bench.plan.presets import PRESETS
 from bench.report.build import ReportOptions, build_report
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 from core.enums import EvalKind, Training
 
 

@@ -15,7 +15,7 @@ from bench.report.stats import (
     percentile_interval,
     wilson,
 )
-from bench.store_format import pack_per_sample
+from bench.results.format import pack_per_sample
 
 
 def test_wilson_matches_hand_computed_values():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bench.report import ReportOptions, build_report
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 
 N = 200
 BEATS = "With AT, RACL beats its baseline PC-DARTS under FGSM and PGD"

@@ -9,16 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import bench.group_handlers as handlers_mod
-import bench.runner as runner_mod
-from bench.cells import CellGroup
+import bench.run.handlers as handlers_mod
+import bench.run.runner as runner_mod
 from bench.cli import main
-from bench.experiments import get_experiments
-from bench.planner import plan, share_step_runs
-from bench.presets import PRESETS, PresetConfig
-from bench.store import ResultStore
-from bench.summary import summary_table
-from bench.trust import TrustResult
+from bench.plan.cost import plan_json
+from bench.plan.experiments import get_experiments
+from bench.plan.planner import plan, share_step_runs
+from bench.plan.presets import PRESETS, PresetConfig
+from bench.plan.units import CellGroup
+from bench.results.store import ResultStore
+from bench.results.summary_table import summary_table
+from bench.trust.row_checks import TrustResult
 from core.enums import Dataset, EvalKind
 
 TINY = PresetConfig(
@@ -119,19 +120,13 @@ def test_plan_matrix_and_transfer_share_one_generation_per_source():
         assert len({c.seed for c in groups[g]}) == 1
 
 
-def test_plan_skips_unavailable_and_unsearched(monkeypatch):
+def test_plan_skips_unavailable_models_and_plans_searches():
     free = PresetConfig(**{**TINY.__dict__, "models": None})
     p = plan(get_experiments(["table1"]), free, models=["robnet_medium", "darts"],
              calibrate=False)  # fmt: skip
     assert [(s.model, s.experiment) for s in p.skipped] == [("robnet_medium", "table1")]
-    monkeypatch.setattr("bench.planner._search_api_available", lambda: False)
-    monkeypatch.setattr("bench.planner._genotype_exists", lambda name: False)
     p = plan(get_experiments(["table5"]), free, calibrate=False)
-    assert p.cells == [] and len(p.skipped) == 5
-    assert all("needs search" in s.reason for s in p.skipped)
-    monkeypatch.setattr("bench.planner._search_api_available", lambda: True)
-    p = plan(get_experiments(["table5"]), free, calibrate=False)
-    assert len(p.to_json()["needs_search"]) == 5 and p.missing
+    assert len(plan_json(p)["needs_search"]) == 5 and p.missing
 
 
 def test_execute_caches_and_reproduces(tmp_path):
@@ -190,7 +185,7 @@ def test_shared_whitebox_rows_equal_their_own_runs(tmp_path, monkeypatch):
 
     shared_plan, shared = rows("shared")
     assert _shared(shared_plan) == [("resnet18", "PGD-20"), ("resnet18", "PGD-5")]
-    monkeypatch.setattr("bench.planner.share_step_runs", lambda cells: None)
+    monkeypatch.setattr("bench.plan.planner.share_step_runs", lambda cells: None)
     alone_plan, alone = rows("alone")
     assert _shared(alone_plan) == []
     assert shared.keys() == alone.keys()
@@ -296,7 +291,7 @@ def test_adhoc_models_outside_the_presets_allowlist_are_planned(tiny_preset):
 
 
 def test_strict_exit_codes_and_the_json_carry_the_failures():
-    from bench.run_summary import RunSummary
+    from bench.run.summary import RunSummary
 
     bad = TrustResult("autoattack_gap", "darts", False, "gap +9 points", "mnist", "pgd_at")
     good = TrustResult("eps_monotone", "darts", True, "1 comparison ok", "mnist", "pgd_at")
@@ -326,7 +321,7 @@ def test_summary_table_shows_indicator_counts():
 
 
 def test_run_passes_its_save_interval_to_training(tmp_path, capsys, tiny_preset, monkeypatch):
-    import bench.training as training_mod
+    import bench.training.trainer as training_mod
 
     seen = []
     real = training_mod.ensure_trained

@@ -10,7 +10,7 @@ import torch._dynamo
 import torch.nn.functional as F
 from torch import nn
 
-from bench.compiled import search_compile
+from bench.run.compile_policy import search_compile
 from core.compiled import Regions
 from racl_search.config import make_config
 from racl_search.search import run_search
@@ -164,4 +164,6 @@ def test_the_search_compile_rule(monkeypatch, flag, device, preset, on):
     from core import distributed
 
     monkeypatch.setattr(distributed, "resolve_device", lambda d: torch.device(d))
-    assert search_compile(flag, device, preset) is on
+    from racl_search.config import COMPILE_ON_CUDA
+
+    assert search_compile(flag, device, COMPILE_ON_CUDA[preset]) is on

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bench.search_seeds import StudyConfig, edit_distance, parameter_free_fraction
-from bench.search_seeds_table import distance_table, study_markdown, summary_table, wilson
+from bench.studies.seed_study import StudyConfig, edit_distance, parameter_free_fraction
+from bench.studies.seed_tables import distance_table, study_markdown, summary_table, wilson
 from core.errors import UserError
 from genotypes import load_genotype
 

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from bench.cli import main
-from bench.commands.run import parse_seeds
-from bench.experiments import get_experiments
-from bench.planner import plan
-from bench.presets import PRESETS, PresetConfig
-from bench.store import ResultStore
+from bench.plan.experiments import get_experiments
+from bench.plan.planner import plan
+from bench.plan.presets import PRESETS, PresetConfig
+from bench.plan.run_request import parse_seeds
+from bench.results.store import ResultStore
 from core.enums import Dataset
 from core.errors import UserError
 

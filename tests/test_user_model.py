@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from bench.cli import main
-from bench.user_model import prepare_user_model
+from bench.training.user_model import prepare_user_model
 
 USER_MODELS = Path(__file__).parent / "fixtures" / "user_models.py"
 SMALL = f"{USER_MODELS}:small"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from test_leases import _foreign
 
-from bench import workers
-from bench.store import ResultStore
+from bench.results.store import ResultStore
+from bench.run import workers
 from core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]

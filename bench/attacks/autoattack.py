@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
-from bench.attack_names import members_label
 from bench.attacks.base import Attack, AttackText, project
 from bench.attacks.kwarg_types import ArgType, check_kwargs
 from bench.inputs import check_seed
+from bench.results.names import members_label
 from core.enums import Norm
 from core.errors import UserError
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.attacks.base import Attack, float32_verdict, frozen_eval, model_device, project
-from bench.batches import Batch, sharded_rows
+from bench.attacks.batches import Batch, sharded_rows
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""``bench recipes``: the training recipes (``bench.recipes``) and docs/PROTOCOL.md."""
+"""``bench recipes``: the training recipes (``bench.training.recipes``) and docs/PROTOCOL.md."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.recipes import RECIPES, describe, get_recipe
+    from bench.training.recipes import RECIPES, describe, get_recipe
 
     if args.markdown:
-        from bench.protocol_doc import render
+        from bench.plan.protocol_doc import render
 
         print(render(), end="")
     elif args.name:

@@ -43,8 +43,8 @@ def row_object(row: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.store import ResultStore
-    from bench.summary import column_label
+    from bench.results.store import ResultStore
+    from bench.results.summary_table import column_label
     from core.errors import UserError
 
     if not Path(args.store).is_file():

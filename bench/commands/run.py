@@ -82,23 +82,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def split_list(text: str | None) -> list[str] | None:
-    """Split ``a,b,torchattacks:X(k=1,j=2)`` on top-level commas (not inside brackets)."""
-    if text is None:
-        return None
-    items, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if ch == "," and depth == 0:
-            items.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    items.append(cur.strip())
-    return [i for i in items if i]
-
-
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(
@@ -113,153 +96,10 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def build_plan(args: argparse.Namespace, store, user=None):  # noqa: ANN001, ANN201 - lazy types
-    from bench.attacks import parse_eps
-    from bench.experiments import get_experiments
-    from bench.planner import plan
-    from bench.presets import get_preset
-    from bench.runner import check_plan_models
-    from core.enums import Dataset, Training
-    from core.errors import UserError
-
-    preset = get_preset(args.preset)
-    models, attacks = split_list(args.models), split_list(args.attacks)
-    check_plan_models(models)
-    user = user or _user_model(args, preset)
-    if user is not None:
-        models = [user.name]
-    names = split_list(args.experiment)
-    if names and attacks:
-        raise UserError("--attacks makes an ad-hoc experiment; drop --experiment or --attacks")
-    if not names and not attacks and not models:
-        names = list(preset.experiments)
-    if not names and not attacks:
-        attacks = ["fgsm", "mim", "pgd20"]
-    experiments = get_experiments(names or [])
-    dataset = Dataset.parse(args.dataset) if args.dataset else None
-    training = Training.parse(args.training)
-    if attacks and dataset is None and preset.dataset is None:
-        dataset = Dataset.CIFAR10
-    if args.n is not None and args.n < 1:
-        raise UserError(f"--n must be >= 1, got {args.n}")
-    eps = parse_eps(args.eps) if args.eps is not None else None
-    if eps is not None and eps <= 0:
-        raise UserError("--eps must be > 0")
-    result = plan(
-        experiments,
-        preset,
-        models,
-        attacks,
-        dataset,
-        store,
-        eps=eps,
-        n=args.n,
-        seed=0 if args.seed is None else args.seed,
-        training=training,
-        checkpoint_dir=_ckpt_dir(args),
-        user_model=user,
-    )
-    if not result.cells:
-        raise UserError("nothing to run: no experiment model matches --models")
-    if models:
-        planned = {c.target.model for c in result.cells}
-        unused = [m for m in models if m not in planned and _zoo(m) not in planned]
-        if unused:
-            raise UserError(f"model {unused[0]} is not in the chosen experiments")
-    return result
-
-
-def _user_model(args: argparse.Namespace, preset):  # noqa: ANN001, ANN202 - lazy types
-    """The ``--model-file`` / ``--model`` factory with its weights, checked (None without)."""
-    from core.errors import UserError
-
-    text = args.model_file or args.model
-    if text is None:
-        if args.weights:
-            raise UserError("--weights goes with --model-file or --model")
-        return None
-    if args.models or args.experiment:
-        raise UserError("--model-file/--model runs ad-hoc attacks: drop --models/--experiment")
-    from bench.user_model import prepare_user_model
-    from core.enums import Dataset
-
-    dataset = args.dataset or (preset.dataset.value if preset.dataset else Dataset.CIFAR10.value)
-    dataset = Dataset.parse(dataset).value
-    user, notes = prepare_user_model(
-        text, is_file=args.model_file is not None, weights=args.weights, dataset=dataset
-    )
-    for note in notes:
-        print(f"bench: note: {note}", file=sys.stderr)
-    return user
-
-
-def _zoo(name: str) -> str:
-    from bench.experiments import zoo_name
-
-    return zoo_name(name)
-
-
-def _ckpt_dir(args: argparse.Namespace) -> Path:
-    if args.checkpoint_dir:
-        return Path(args.checkpoint_dir)
-    return Path(args.store).parent / "checkpoints"
-
-
-def _plan_for_run(args: argparse.Namespace, store, user=None):  # noqa: ANN001, ANN202
-    """The plan, with the cells of ``--fresh`` deleted from the store (not on a dry run)."""
-    result = build_plan(args, store, user)
-    if args.fresh and not args.dry_run:
-        store.delete(c.key for c in result.cells)
-        for c in result.cells:
-            c.cached = False
-    return result
-
-
-def parse_seeds(seed: int | None, seeds: str | None) -> list[int]:
-    """The run's global seeds: ``--seeds a,b,c`` (distinct, >= 0) or ``[--seed]`` (default 0)."""
-    from bench.inputs import check_seed
-    from core.errors import UserError
-
-    if seeds is None:
-        return [0 if seed is None else seed]
-    if seed is not None:
-        raise UserError("--seed and --seeds exclude each other: give the seeds in --seeds")
-    try:
-        values = [int(x) for x in seeds.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"--seeds wants comma-separated integers, got {seeds!r}") from None
-    if not values or len(set(values)) != len(values):
-        raise UserError(f"--seeds wants distinct integers >= 0, got {seeds!r}")
-    for value in values:
-        check_seed(value, "--seeds")
-    return values
-
-
-def check_run_args(args: argparse.Namespace, preset) -> None:  # noqa: ANN001
-    """``--attacks`` and ``--n`` checked before the store is opened or a cell runs.
-
-    Each attack is parsed once here; the planner parses it again at each experiment's budget,
-    and the checks (names, keyword arguments and their types) do not depend on the budget. The
-    planner checks ``--n`` again against each experiment's dataset.
-    """
-    from bench.attacks import parse_attack
-    from bench.inputs import check_output_dir
-    from core.datasets import dataset_info
-    from core.enums import Dataset
-    from core.errors import UserError
-
-    chosen = args.dataset or (preset.dataset.value if preset.dataset else Dataset.CIFAR10.value)
-    info = dataset_info(Dataset.parse(chosen))
-    if args.n is not None and args.n > info.test_size:
-        raise UserError(f"--n {args.n} is above the {info.name} test set size ({info.test_size})")
-    for text in split_list(args.attacks) or []:
-        parse_attack(text, eps=info.budget, dataset=info.dataset)
-    if args.checkpoint_dir:
-        check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
-
-
 def _print_plan(result) -> None:  # noqa: ANN001
-    info = result.to_json()
+    from bench.plan.cost import plan_json
+
+    info = plan_json(result)
     est = info["estimate"]
     print(
         f"plan ({info['preset']}, seed {info['seed']}): {info['cells']} cells, "
@@ -297,8 +137,9 @@ def _run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from bench import workers
-    from bench.presets import get_preset
+    from bench.plan.presets import get_preset
+    from bench.plan.run_request import check_run_args, parse_seeds, user_model
+    from bench.run import workers
     from core import distributed
 
     me = workers.role()
@@ -316,14 +157,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     seeds = parse_seeds(args.seed, args.seeds)
-    check_run_args(args, get_preset(args.preset))  # before the store is opened
+    preset = get_preset(args.preset)
+    check_run_args(args, preset)  # before the store is opened
     main = distributed.context().is_main
     # a user's model is checked before the store is touched (a misfit creates no store)
-    user = distributed.on_main(lambda: _user_model(args, get_preset(args.preset)))
+    user = distributed.on_main(lambda: user_model(args, preset))
     opened = _Stores(args.store, args.dry_run) if main else None
     with opened if opened is not None else contextlib.nullcontext() as stores:
         done = [
-            _run_seed(argparse.Namespace(**{**vars(args), "seed": s}), stores, user) for s in seeds
+            _run_seed(argparse.Namespace(**{**vars(args), "seed": s}), stores, preset, user)
+            for s in seeds
         ]
     if main and args.json:
         docs = [doc for _, doc in done]
@@ -338,7 +181,7 @@ class _Stores:
     creates it only when there is work to run, so a run that fails first creates no file."""
 
     def __init__(self, path: str, dry_run: bool) -> None:
-        from bench.store import ResultStore
+        from bench.results.store import ResultStore
 
         self.path, self.dry_run = path, dry_run
         if not Path(path).exists():
@@ -348,7 +191,7 @@ class _Stores:
 
     def writable(self):  # noqa: ANN201 - lazy type
         """The store file, created now if absent (never on a dry run)."""
-        from bench.store import ResultStore
+        from bench.results.store import ResultStore
 
         if not self.dry_run and str(self.store.path) == ":memory:":
             self.store.close()
@@ -362,24 +205,30 @@ class _Stores:
         self.store.close()
 
 
-def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # noqa: ANN001
+def _run_seed(args: argparse.Namespace, stores, preset, user) -> tuple[int, dict]:  # noqa: ANN001
     """Plan and execute (or print, on a dry run) for ``args.seed``: (exit code, JSON doc)."""
     import torch
 
-    from bench.compiled import describe_compile, run_options
-    from bench.runner import execute
-    from bench.summary import summary_table
-    from bench.workers import role
+    from bench.plan.cost import plan_json
+    from bench.plan.run_request import checkpoint_dir, plan_for_run
+    from bench.results.summary_table import summary_table
+    from bench.run.compile_policy import describe_compile, run_options
+    from bench.run.runner import execute
+    from bench.run.workers import role
     from core import distributed
 
     main = distributed.context().is_main
-    result = distributed.on_main(lambda: _plan_for_run(args, stores.store, user))
+    result = distributed.on_main(lambda: plan_for_run(args, stores.store, preset, user))
     if args.dry_run:
         if main and not args.json:
             _print_plan(result)
-        return 0, ({"dry_run": True, **result.to_json()} if main else {})
+        return 0, ({"dry_run": True, **plan_json(result)} if main else {})
     store = stores.writable() if main else None  # rank 0's store only (none on the others)
-    meta = {"argv": sys.argv[1:], "torch_version": torch.__version__, "git_commit": _git_commit()}
+    meta = {
+        "argv": getattr(args, "argv", sys.argv[1:]),
+        "torch_version": torch.__version__,
+        "git_commit": _git_commit(),
+    }
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     options = run_options(args.compile, args.amp, result, args.device)
     compiling = describe_compile(options, result) if main else None
@@ -392,7 +241,7 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
             store,
             args.device,
             progress=not args.no_progress,
-            checkpoint_dir=_ckpt_dir(args),
+            checkpoint_dir=checkpoint_dir(args),
             data_dir=args.data_dir,
             run_meta=meta,
             attack_options={**options, "save_every_s": 60.0 * args.save_every_min},
@@ -421,7 +270,7 @@ def _run_seed(args: argparse.Namespace, stores, user) -> tuple[int, dict]:  # no
 
 def _start_helpers(args: argparse.Namespace, log):  # noqa: ANN001, ANN202 - lazy types
     """The helpers of ``--workers N`` for this seed (None for one worker or in a helper)."""
-    from bench.workers import Helpers, role
+    from bench.run.workers import Helpers, role
 
     if args.workers <= 1 or role().helper:
         return None

@@ -126,10 +126,10 @@ def set_threads(threads: int | None) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bench.compiled import search_compile
+    from bench.run.compile_policy import search_compile
     from core import distributed
     from racl_search.api import search
-    from racl_search.config import make_config
+    from racl_search.config import COMPILE_ON_CUDA, make_config
 
     set_threads(args.threads)
     config = make_config(
@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
         run_dir=Path(args.run_dir) if args.run_dir else None,
         resume=args.resume,
         progress=not args.no_progress,
-        compile=search_compile(args.compile, args.device, args.preset),
+        compile=search_compile(args.compile, args.device, COMPILE_ON_CUDA[args.preset]),
     )
     if not distributed.context().is_main:
         return 0

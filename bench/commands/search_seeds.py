@@ -13,7 +13,7 @@ from bench.inputs import seed_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from bench.search_seeds import VARIANTS
+    from bench.studies.seed_study import VARIANTS
 
     parser = subparsers.add_parser(
         "search-seeds",
@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     from bench.commands.search import set_threads
     from bench.inputs import check_device, check_output_dir
-    from bench.search_seeds import StudyConfig, run_study
-    from bench.search_seeds_table import study_markdown
+    from bench.studies.seed_study import StudyConfig, run_study
+    from bench.studies.seed_tables import study_markdown
     from core.atomic import atomic_write_text
 
     check_device(args.device)  # before the first search

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--run-autoattack",
         action="store_true",
-        help="run the missing AutoAttack cell with the harness first (bench.runner)",
+        help="run the missing AutoAttack cell with the harness first (bench.run.runner)",
     )
     parser.add_argument(
         "--preset",
@@ -46,9 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.attack_names import capped_iterations
     from bench.inputs import check_output_dir, check_output_file
-    from bench.presets import get_preset
+    from bench.plan.presets import get_preset
     from bench.report.submission import (
         SubmissionMeta,
         build_entry,
@@ -56,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         robustbench_check,
         write_entry,
     )
+    from bench.results.names import capped_iterations
     from core.errors import UserError
 
     check_output_file(args.out)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     except UserError:
         if not args.run_autoattack:
             raise
-        from bench.leaderboard_run import run_autoattack
+        from bench.run.leaderboard import run_autoattack
 
         failures = run_autoattack(args.store, args.model, args.dataset, args.threat_model,
                                   args.preset, checkpoint_dir=args.checkpoint_dir,

@@ -81,7 +81,7 @@ def parse_overrides(items: list[str], width: int | None = None) -> dict[str, obj
 
 def _model(args: argparse.Namespace, overrides: dict[str, object]):  # noqa: ANN202
     """(name, builder): a zoo model (checked now, built by the trainer) or a user's factory."""
-    from bench.checkpoint import build_model
+    from bench.training.checkpoint import build_model
     from core.errors import UserError
 
     text = args.model_file or args.model
@@ -104,8 +104,8 @@ def _factory_inputs(args: argparse.Namespace) -> dict[str, str] | None:
     """A factory's source hash for the checkpoint hash (None for a zoo model)."""
     if args.model_file is None and args.model is None:
         return None
-    from bench.identity import source_digest
-    from bench.user_model import source_file
+    from bench.training.identity import source_digest
+    from bench.training.user_model import source_file
     from models.user import parse_factory
 
     ref = parse_factory(args.model_file or args.model, is_file=args.model_file is not None)
@@ -123,9 +123,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bench.compiled import steps_compile
-    from bench.recipes import describe, get_recipe
-    from bench.training import TrainConfig, config_hash, ensure_trained
+    from bench.run.compile_policy import steps_compile
+    from bench.training.config import TrainConfig, config_hash
+    from bench.training.recipes import describe, get_recipe
+    from bench.training.trainer import ensure_trained
     from core import distributed
 
     every_s = 60.0 * args.save_every_min

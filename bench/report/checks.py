@@ -13,10 +13,10 @@ from html import escape
 
 import pandas as pd
 
-from bench.indicator_names import INDICATORS
 from bench.report.loading import StoreData
 from bench.report.scope import Scope, in_preset
 from bench.report.table_model import format_eps
+from bench.results.names import INDICATORS
 
 VERDICT_KEYS = ["check_name", "model", "dataset", "training"]
 

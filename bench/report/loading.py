@@ -10,14 +10,16 @@ partial report. The bit-packed ``per_sample`` column is loaded as bytes and deco
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from bench.store import RESULT_COLUMNS as STORE_RESULT_COLUMNS
-from bench.store_open import stored_version
-from core.errors import UserError
+from bench.results.opening import stored_version
+from bench.results.store import RESULT_COLUMNS as STORE_RESULT_COLUMNS
+from core.errors import UserError, first_line
 
 RESULT_COLUMNS = tuple(STORE_RESULT_COLUMNS)
 RUN_COLUMNS = (
@@ -37,6 +39,16 @@ TRUST_COLUMNS = ("run_id", "check_name", "model", "dataset", "training", "detail
 CHECKPOINT_COLUMNS = ("hash", "model", "dataset", "training", "config_json", "metrics_json")
 INDICATOR_COLUMNS = ("key", "run_id", "model", "checkpoint", "dataset", "training", "label", "eps",
                      "data_slice", "n", "counts_json")  # fmt: skip
+
+
+def most_common(values: pd.Series, key: Callable[[Any], Any] | None = str) -> Any:
+    """The most frequent non-null value (ties: the first in ``sorted(..., key=key)``), or None."""
+    values = values.dropna()
+    if values.empty:
+        return None
+    counts = values.value_counts()
+    best = counts[counts == counts.max()].index
+    return sorted(best, key=key)[0]
 
 
 @dataclass(frozen=True)
@@ -120,7 +132,7 @@ def load_store(path: str | Path) -> StoreData:
         checkpoints = _read_table(conn, "checkpoints", CHECKPOINT_COLUMNS)
         indicators = _read_table(conn, "indicators", INDICATOR_COLUMNS)
     except (sqlite3.DatabaseError, pd.errors.DatabaseError) as err:  # e.g. a zeroed page
-        cause = str(err.__cause__ or err).strip().splitlines()[0]
+        cause = first_line(err.__cause__ or err)
         raise UserError(f"cannot read results store {path}: {cause}") from None
     finally:
         conn.close()

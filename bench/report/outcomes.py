@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.report.stats import wilson
-from bench.store_format import unpack_per_sample
+from bench.results.format import unpack_per_sample
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,7 +1,7 @@
 """The paper's numbers and how store model names map onto the paper's rows.
 
-Numbers: ``bench/paper_results.json``, copied from the tables and Section 3.4 of "Adversarially
-Robust Neural Architecture Search with Confidence Learning" (RACL). Names: the zoo's
+Numbers: ``bench/report/paper_results.json``, copied from the tables and Section 3.4 of
+"Adversarially Robust Neural Architecture Search with Confidence Learning" (RACL). Names: the zoo's
 ``racl_published`` (and a bare ``racl``) is the paper's ``racl`` row; a searched genotype can be
 mapped explicitly (``--map NAME=racl``); ablation models are named ``racl_table5_<variant>``.
 """
@@ -18,7 +18,7 @@ from core.errors import UserError
 from genotypes.names import ALIASES
 from racl_search.variants import TABLE5_PREFIX
 
-PAPER_RESULTS = Path(__file__).resolve().parent.parent / "paper_results.json"
+PAPER_RESULTS = Path(__file__).with_name("paper_results.json")
 RACL = "racl"
 DEFAULT_ALIASES: dict[str, str] = {**{zoo: paper for paper, zoo in ALIASES.items()}, RACL: RACL}
 NAS_MODELS = ("amoebanet", "nasnet", "darts", "pc_darts", "racl")

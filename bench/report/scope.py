@@ -5,19 +5,18 @@ How the defaults are chosen: docs/decisions/report.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
-from bench.report.loading import StoreData
+from bench.report.loading import StoreData, most_common
 from bench.report.paper import NameMap, load_paper_results
 from bench.report.selection import FlagBook, Query, ResultIndex
 from core.datasets import DATASETS
+from core.enums import EvalKind
 from core.errors import UserError
 
-BUDGET_KINDS = ("whitebox", "transfer")
+BUDGET_KINDS = (EvalKind.WHITEBOX, EvalKind.TRANSFER)
 PREFERRED_TRAINING = "pgd_at"
 
 
@@ -25,16 +24,6 @@ def standard_eps(dataset: str) -> float | None:
     """The dataset's standard L-inf budget (:data:`core.datasets.DATASETS`), None if unknown."""
     info = next((d for d in DATASETS.values() if d.name == dataset), None)
     return None if info is None else info.eps
-
-
-def most_common(values: pd.Series, key: Callable[[Any], Any] | None = str) -> Any:
-    """The most frequent non-null value (ties: the first in ``sorted(..., key=key)``), or None."""
-    values = values.dropna()
-    if values.empty:
-        return None
-    counts = values.value_counts()
-    best = counts[counts == counts.max()].index
-    return sorted(best, key=key)[0]
 
 
 @dataclass(frozen=True)

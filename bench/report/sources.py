@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.report.loading import most_common
 from bench.report.paper import TRANSFER_SOURCE
-from bench.report.scope import most_common
+from core.enums import EvalKind
 
 
 def checkpoint_trainings(frame: pd.DataFrame, checkpoints: pd.DataFrame) -> dict[str, str]:
@@ -27,7 +28,7 @@ def checkpoint_trainings(frame: pd.DataFrame, checkpoints: pd.DataFrame) -> dict
 
 
 def _transfers(frame: pd.DataFrame, attack: str | None = None) -> pd.DataFrame:
-    rows = frame[(frame["kind"] == "transfer") & frame["source"].notna()]
+    rows = frame[(frame["kind"] == EvalKind.TRANSFER) & frame["source"].notna()]
     return rows if attack is None else rows[rows["attack"] == attack]
 
 

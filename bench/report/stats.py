@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom, norm
 
-from bench.trust_stats import paired
+from bench.trust.exact_tests import paired
 
 ALPHA = 0.05  # significance level of every test in the report
 CONFIDENCE = 0.95  # coverage of every interval in the report

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.attack_names import capped_iterations, members_label
-from bench.report.loading import load_store
-from bench.report.scope import most_common, standard_eps
+from bench.report.loading import load_store, most_common
+from bench.report.scope import standard_eps
 from bench.report.selection import Measure, pool
 from bench.report.table_model import format_eps
+from bench.results.names import capped_iterations, members_label
+from core.enums import EvalKind
 from core.errors import UserError
 
 THREAT_MODELS = {"linf": ("Linf", "linf"), "l2": ("L2", "l2")}
@@ -105,7 +106,7 @@ def find_autoattack(
     rows = rows[(rows["eps"] - eps).abs() < 1e-6]
     aa = pool(rows)
     chosen = rows[rows["attack_key"].astype(str) == str(aa.attack_key)].iloc[0]
-    clean = results[(results["model"] == model) & (results["kind"] == "clean")]
+    clean = results[(results["model"] == model) & (results["kind"] == EvalKind.CLEAN)]
     clean = clean[clean["dataset"] == dataset]
     same_ckpt = clean[clean["checkpoint"] == chosen["checkpoint"]]
     clean = same_ckpt if not same_ckpt.empty else clean[clean["training"] == chosen["training"]]

@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.report.scope import ReportContext
 from bench.report.selection import Measure, pool
+from core.enums import EvalKind
 
 NOTES = {  # what a point of an eps sweep means (the harness's worst case, not one attack run)
     "figure3b": "Each point: the worst case over every budget up to that eps and over every PGD "
@@ -24,9 +25,9 @@ NOTES = {  # what a point of an eps sweep means (the harness's worst case, not o
 }
 
 SWEEPS = {
-    "figure3a": ("step_sweep", "pgd", "steps"),
-    "figure3b": ("eps_sweep", "pgd", "eps"),
-    "figure3c": ("eps_sweep", "fgsm", "eps"),
+    "figure3a": (EvalKind.STEP_SWEEP, "pgd", "steps"),
+    "figure3b": (EvalKind.EPS_SWEEP, "pgd", "eps"),
+    "figure3c": (EvalKind.EPS_SWEEP, "fgsm", "eps"),
 }
 
 

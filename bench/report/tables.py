@@ -21,6 +21,7 @@ from bench.report.scope import ReportContext, choose_eps
 from bench.report.selection import Measure, Query, ResultIndex
 from bench.report.sources import matrix_sources, table2_source
 from bench.report.table_model import Cell, Row, Table, measured_cell
+from core.enums import EvalKind
 
 PAPER_SECTIONS = {
     "table1_with_at": "table1_with_at",
@@ -183,8 +184,8 @@ def table1(ctx: ReportContext, with_at: bool) -> Table:
     """Table 1 (left: with PGD-AT, PGD20; right: natural training, PGD10)."""
     key = "table1_with_at" if with_at else "table1_without_at"
     training = "pgd_at" if with_at else "natural"
-    attacks, notes = _attack_specs(ctx, "whitebox", training, 20 if with_at else 10)
-    specs = [ColumnSpec("Clean", Query("clean", training=training), "clean"), *attacks]
+    attacks, notes = _attack_specs(ctx, EvalKind.WHITEBOX, training, 20 if with_at else 10)
+    specs = [ColumnSpec("Clean", Query(EvalKind.CLEAN, training=training), "clean"), *attacks]
     side = "with" if with_at else "without"
     title = f"Table 1 ({side} adversarial training): white-box accuracy (%)"
     table = _new_table(ctx, key, title, _labels(specs))
@@ -204,9 +205,9 @@ def _known(ctx: ReportContext, model: str, rows: dict) -> str | None:
 def table2(ctx: ReportContext) -> Table:
     """Table 2: black-box accuracy of the targets under attacks transferred from VGG-19 (or the
     preset's source: a checkpoint trained otherwise than the targets, ``report/sources.py``)."""
-    training = ctx.training_for("transfer", source=TRANSFER_SOURCE)
+    training = ctx.training_for(EvalKind.TRANSFER, source=TRANSFER_SOURCE)
     source = table2_source(ctx.index.frame, ctx.trainings, training)
-    specs, notes = _attack_specs(ctx, "transfer", training, 10, source)
+    specs, notes = _attack_specs(ctx, EvalKind.TRANSFER, training, 10, source)
     other = source is not None and source[0] != TRANSFER_SOURCE
     name = display(ctx.names.paper_row(source[0])) if other else "VGG-19"
     title = f"Table 2: black-box (transfer from {name}) accuracy (%)"
@@ -227,7 +228,7 @@ def table2(ctx: ReportContext) -> Table:
 
 def _matrix_models(ctx: ReportContext, sources: dict[str, str]) -> list[str]:
     frame = ctx.index.frame
-    mask = (frame["kind"] == "transfer") & (frame["attack"] == "pgd")
+    mask = (frame["kind"] == EvalKind.TRANSFER) & (frame["attack"] == "pgd")
     mask &= frame["source_checkpoint"].astype(str).isin(set(sources.values()))
     names = set(frame.loc[mask, "model"]) | set(sources)
     names = {m for m in names if not _is_ablation(ctx, m)}
@@ -237,11 +238,11 @@ def _matrix_models(ctx: ReportContext, sources: dict[str, str]) -> list[str]:
 def table3(ctx: ReportContext) -> Table:
     """Table 3: transfer PGD-10 matrix; row = source model, column = target model."""
     section = ctx.paper["table3_transfer_matrix_pgd10"]
-    training = ctx.training_for("transfer", attack="pgd")
+    training = ctx.training_for(EvalKind.TRANSFER, attack="pgd")
     sources = matrix_sources(ctx.index.frame, ctx.trainings, training)
     models = _matrix_models(ctx, sources)
-    steps = ctx.steps_for("transfer", "pgd", training, 10)
-    diag_steps = ctx.steps_for("whitebox", "pgd", training, 10)
+    steps = ctx.steps_for(EvalKind.TRANSFER, "pgd", training, 10)
+    diag_steps = ctx.steps_for(EvalKind.WHITEBOX, "pgd", training, 10)
     title = "Table 3: transferability (PGD) accuracy (%), rows = source, columns = target"
     table = _new_table(ctx, "table3", title, models, row_header="Source \\ Target")
     table.header.insert(1, f"Models trained with {training_name(training)}")
@@ -252,12 +253,14 @@ def table3(ctx: ReportContext) -> Table:
         for target in models:
             paper = _matrix_paper(ctx, section, source, target)
             if source == target:
-                query = Query("whitebox", "pgd", diag_steps, training, None, ctx.scope.eps)
+                query = Query(EvalKind.WHITEBOX, "pgd", diag_steps, training, None, ctx.scope.eps)
                 cell, measure = _cell(ctx, target, query, paper)
                 collected.add(f"diagonal PGD{diag_steps}", measure)
             else:
                 ckpt = sources.get(source, "-")  # a target that is no source: no rows
-                query = Query("transfer", "pgd", steps, training, source, ctx.scope.eps, ckpt)
+                query = Query(
+                    EvalKind.TRANSFER, "pgd", steps, training, source, ctx.scope.eps, ckpt
+                )
                 cell, measure = _cell(ctx, target, query, paper, also=(source,))
                 collected.add(f"transfer PGD{steps}", measure)
             cells.append(cell)
@@ -276,7 +279,7 @@ def _matrix_paper(ctx: ReportContext, section: dict, source: str, target: str) -
 def _table4_rows(ctx: ReportContext) -> list[tuple[str, str, str | None]]:
     """(model, training, paper row) for Table 4: RACL with PGD-AT/TRADES, other TRADES models."""
     frame = ctx.preset_rows
-    frame = frame[(frame["kind"] == "whitebox") & (frame["attack"] == "pgd")]
+    frame = frame[(frame["kind"] == EvalKind.WHITEBOX) & (frame["attack"] == "pgd")]
     pairs = sorted({(m, t) for m, t in zip(frame["model"], frame["training"], strict=True) if t})
     trades_models = {m for m, t in pairs if t == "trades"}
     out = []
@@ -327,7 +330,9 @@ def _table4_cell(
 ) -> tuple[Cell, Measure | None]:
     rows = ctx.preset_rows[ctx.preset_rows["dataset"] == dataset]
     eps = choose_eps(rows, dataset)
-    measure = ResultIndex(rows).measure(model, Query("whitebox", "pgd", None, training, None, eps))
+    measure = ResultIndex(rows).measure(
+        model, Query(EvalKind.WHITEBOX, "pgd", None, training, None, eps)
+    )
     paper = _section_value(section, prow, dataset)
     marks = ctx.flags.for_model(model, training, dataset) if measure else ()
     return measured_cell(measure, paper, marks), measure
@@ -338,10 +343,11 @@ def table5(ctx: ReportContext) -> Table:
     section = ctx.paper["table5_ablation"]
     variants = list(section["rows"])
     training = ctx.training_for(
-        "whitebox", models=[m for m in ctx.index.models("whitebox") if _is_ablation(ctx, m)]
+        EvalKind.WHITEBOX,
+        models=[m for m in ctx.index.models(EvalKind.WHITEBOX) if _is_ablation(ctx, m)],
     )
-    attacks, notes = _attack_specs(ctx, "whitebox", training, 10)
-    specs = [ColumnSpec("Clean", Query("clean", training=training), "clean"), *attacks]
+    attacks, notes = _attack_specs(ctx, EvalKind.WHITEBOX, training, 10)
+    specs = [ColumnSpec("Clean", Query(EvalKind.CLEAN, training=training), "clean"), *attacks]
     title = "Table 5: ablation of RACL (accuracy %)"
     table = _new_table(ctx, "table5", title, _labels(specs), row_header="Setting")
     table.header.insert(1, f"Training: {training_name(training)}")

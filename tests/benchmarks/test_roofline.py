@@ -3,9 +3,9 @@
 For ResNet-18 and DARTS at demo size (MNIST, width 8 / 8 channels x 4 cells; issue 14 measured
 8 x 5, the demo's size then) and paper size
 (CIFAR-10, width 64 / 36 channels x 20 cells): the analytic FLOPs of one forward plus input
-backward (``bench.cost.count_flops`` counts the forward; the input backward of a convolution or
+backward (``bench.plan.cost.count_flops`` counts the forward; the input backward of a convolution or
 linear layer costs the same multiply-adds again, and no weight gradient is taken, so 2x), the
-measured img/s eager and compiled (``bench.compiled``), the FLOP/s that makes, the attack
+measured img/s eager and compiled (``bench.run.compile_policy``), the FLOP/s that makes, the attack
 step's cost relative to one forward + input backward (goal <= 1.05: the attack adds nothing),
 and the attack step as ``bench run --compile on`` runs it (batch norms folded into their
 convolutions, then inductor: ``core.fold``, ``core.compiled``) against eager, with compiled +
@@ -33,8 +33,8 @@ import torchattacks
 from torch import nn
 
 from bench.attacks import AttackSpec, build_attack
-from bench.cost import count_flops
-from bench.presets import PRESETS
+from bench.plan.cost import count_flops
+from bench.plan.presets import PRESETS
 from core import compiled, fold
 from models import create_model
 

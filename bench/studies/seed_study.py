@@ -1,0 +1,213 @@
+"""Evidence over seeds: does the Lipschitz constraint change the searched cell beyond seed noise?
+
+For each variant (RACL with the operator bound, RACL with the paper's bound, RACL without
+confidence learning, PC-DARTS from the same code) and seed: search at demo scale, train the
+derived network with the demo's PGD-AT, measure its clean and PGD-20 accuracy on demo test
+images and its operator-mode Lipschitz upper bound (:func:`racl_search.network_bound`). Every
+stage is cached (search run folders and genotype config hashes, checkpoints by config hash,
+rows in ``results.json``), so a killed study resumes. Reading the table: docs/SEARCH.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.enums import Dataset, Training
+from core.errors import UserError
+
+VARIANTS: dict[str, dict[str, str]] = {
+    "racl": {"method": "racl", "bound": "operator"},
+    "racl_paper_bound": {"method": "racl", "bound": "paper"},
+    "racl_no_cl": {"method": "racl_no_cl", "bound": "operator"},
+    "pc_darts": {"method": "pc_darts", "bound": "operator"},
+}
+PARAMETER_FREE = ("max_pool_3x3", "avg_pool_3x3", "skip_connect")  # DARTS's usual reading
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What the study runs; ``search`` / ``train`` override the demo presets' fields."""
+
+    out_dir: Path
+    seeds: tuple[int, ...] = (0, 1, 2)
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    preset: str = "demo"
+    search: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    n_eval: int = 200
+    device: str = "cpu"
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown:
+            choices = ", ".join(VARIANTS)
+            raise UserError(f"unknown variant(s) {', '.join(unknown)}; choose from {choices}")
+        if not self.seeds:
+            raise UserError("the study needs at least one seed")
+        if self.n_eval < 1:
+            raise UserError(f"--n-eval must be >= 1, got {self.n_eval}")
+
+
+def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Every (variant, seed) row, computing what ``results.json`` does not hold yet."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done = _load_rows(out / "results.json")
+    rows = []
+    with _genotype_path(out / "genotypes"):
+        for variant, seed in itertools.product(config.variants, config.seeds):
+            key = _row_key(config, variant, seed)
+            row = done.get(key) or _one_row(config, variant, seed, log)
+            row["key"] = key
+            done[key] = row
+            rows.append(row)
+            _save_rows(out / "results.json", done)
+            log(_row_line(row))
+    return rows
+
+
+def search_config(config: StudyConfig, variant: str, seed: int):
+    """The search config of one row (the demo preset with the study's overrides)."""
+    from racl_search.config import make_config
+
+    return make_config(config.preset, seed=seed, **VARIANTS[variant], **config.search)
+
+
+def train_config(config: StudyConfig, seed: int):
+    """The demo preset's PGD-AT training (bench/plan/presets.py) with the study's overrides."""
+    from bench.plan.presets import get_preset
+    from bench.training.config import TrainConfig
+
+    preset = get_preset(config.preset)
+    changes = {**preset.train.get(Training.PGD_AT.value, {}), "seed": seed, **config.train}
+    return dataclasses.replace(TrainConfig.paper(Training.PGD_AT, Dataset.MNIST), **changes)
+
+
+def _one_row(config: StudyConfig, variant: str, seed: int, log) -> dict[str, Any]:
+    from racl_search.api import existing_hash, search
+
+    name = f"seeds_{variant}_s{seed}"
+    search_cfg = search_config(config, variant, seed)
+    t0 = time.perf_counter()
+    if existing_hash(name) != search_cfg.config_hash():
+        search(search_cfg, name, device=config.device, data_dir=config.data_dir,
+               out_dir=Path(config.out_dir) / "genotypes",
+               run_dir=Path(config.out_dir) / "runs" / name, progress=False, log=log)  # fmt: skip
+    search_s = time.perf_counter() - t0
+    return {
+        "variant": variant,
+        "seed": seed,
+        "name": name,
+        "search_s": round(search_s, 1),
+        **_train_and_measure(config, name, seed),
+    }
+
+
+def _train_and_measure(config: StudyConfig, name: str, seed: int) -> dict[str, Any]:
+    """Demo PGD-AT training, then clean / PGD-20 accuracy and the network's log bound."""
+    from bench.evaluate import clean_correct, whitebox_correct
+    from bench.plan.experiments import PGD20
+    from bench.plan.presets import get_preset
+    from bench.training.trainer import ensure_trained
+    from core.data import eval_tensors
+    from genotypes import load_genotype
+    from racl_search.network_bound import log_network_bound
+
+    overrides = dict(get_preset(config.preset).cell_overrides)
+    t0 = time.perf_counter()
+    model, meta = ensure_trained(
+        name, Dataset.MNIST, train_config(config, seed), model_overrides=overrides,
+        checkpoint_dir=Path(config.out_dir) / "checkpoints", device=config.device,
+        data_dir=config.data_dir, progress=False,
+    )  # fmt: skip
+    train_s = time.perf_counter() - t0
+    x, y = eval_tensors(Dataset.MNIST, config.n_eval, config.data_dir)
+    t0 = time.perf_counter()
+    clean = clean_correct(model, x, y, batch_size=100)
+    robust = whitebox_correct(model, x, y, PGD20.spec(Dataset.MNIST), batch_size=100,
+                              clean=clean, seed=seed)  # fmt: skip
+    eval_s = time.perf_counter() - t0
+    genotype = load_genotype(name)
+    return {
+        "genotype": {"normal": genotype.normal, "reduce": genotype.reduce},
+        "parameter_free": parameter_free_fraction(genotype),
+        "log_bound": log_network_bound(model, (1, 1, 28, 28)),
+        "clean_correct": int(clean.sum()),
+        "pgd20_correct": int(robust.sum()),
+        "n_eval": len(y),
+        "checkpoint": meta["config_hash"],
+        "train_s": round(train_s, 1),
+        "eval_s": round(eval_s, 1),
+    }
+
+
+def parameter_free_fraction(genotype) -> float:
+    """Share of the 16 chosen edges (both cells) whose op is a pool or skip_connect."""
+    ops = [op for op, _ in (*genotype.normal, *genotype.reduce)]
+    return sum(op in PARAMETER_FREE for op in ops) / len(ops)
+
+
+def edit_distance(a: dict[str, list], b: dict[str, list]) -> int:
+    """Edges to change (op or input) to turn one genotype into the other, node by node.
+
+    Per node the two ``(op, input)`` pairs are compared as multisets, in both cells: 0 .. 16.
+    """
+    total = 0
+    for cell in ("normal", "reduce"):
+        pairs_a, pairs_b = a[cell], b[cell]
+        for node in range(0, len(pairs_a), 2):
+            left = Counter(tuple(p) for p in pairs_a[node : node + 2])
+            right = Counter(tuple(p) for p in pairs_b[node : node + 2])
+            total += 2 - sum((left & right).values())
+    return total
+
+
+def _row_key(config: StudyConfig, variant: str, seed: int) -> str:
+    return f"{search_config(config, variant, seed).config_hash()}:{train_config(config, seed)}"
+
+
+def _row_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['variant']} seed {row['seed']}: parameter-free {row['parameter_free']:.2f}, "
+        f"ln bound {row['log_bound']:.2f}, clean {row['clean_correct']}/{row['n_eval']}, "
+        f"PGD-20 {row['pgd20_correct']}/{row['n_eval']} (search {row['search_s']:.0f} s, "
+        f"train {row['train_s']:.0f} s, eval {row['eval_s']:.0f} s)"
+    )
+
+
+def _load_rows(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    return {row["key"]: row for row in json.loads(path.read_text())}
+
+
+def _save_rows(path: Path, rows: dict[str, dict[str, Any]]) -> None:
+    from core.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(list(rows.values()), indent=1))
+
+
+@contextmanager
+def _genotype_path(folder: Path):
+    """``folder`` first in ``RACL_GENOTYPES_PATH`` for the block (the study's genotypes)."""
+    old = os.environ.get("RACL_GENOTYPES_PATH")
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["RACL_GENOTYPES_PATH"] = os.pathsep.join(filter(None, [str(folder), old]))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("RACL_GENOTYPES_PATH", None)
+        else:
+            os.environ["RACL_GENOTYPES_PATH"] = old

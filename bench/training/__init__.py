@@ -1,0 +1,1 @@
+"""Training a checkpoint: configs, recipes, objectives, the epoch loop, saving, safe checkpoints."""
