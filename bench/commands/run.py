@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", help="budget replacing the dataset's (e.g. 8/255 or 0.3)")
     p.add_argument("--n", type=int, help="number of test images")
     p.add_argument("--store", default=DEFAULT_STORE, help=f"store (default {DEFAULT_STORE})")
+    p.add_argument(
+        "--network-store",
+        action="store_true",
+        help="write --store although it is on a network filesystem (NFS, Lustre, GPFS, SMB, "
+        "sshfs...; unsafe for several writers: docs/DISTRIBUTED.md); kept in the run record",
+    )
     p.add_argument("--checkpoint-dir", help="default: <store dir>/checkpoints")
     p.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -162,7 +168,9 @@ def _run(args: argparse.Namespace) -> int:
     main = distributed.context().is_main
     # a user's model is checked before the store is touched (a misfit creates no store)
     user = distributed.on_main(lambda: user_model(args, preset))
-    opened = _Stores(args.store, args.dry_run) if main else None
+    # under torchrun only rank 0 opens the store: one writer, allowed on a network filesystem
+    network_ok = args.network_store or distributed.context().enabled
+    opened = _Stores(args.store, args.dry_run, network_ok) if main else None
     with opened if opened is not None else contextlib.nullcontext() as stores:
         done = [
             _run_seed(argparse.Namespace(**{**vars(args), "seed": s}), stores, preset, user)
@@ -180,14 +188,14 @@ class _Stores:
     file is absent); a run plans against an empty in-memory store until the file exists and
     creates it only when there is work to run, so a run that fails first creates no file."""
 
-    def __init__(self, path: str, dry_run: bool) -> None:
+    def __init__(self, path: str, dry_run: bool, network_ok: bool = False) -> None:
         from bench.results.store import ResultStore
 
-        self.path, self.dry_run = path, dry_run
+        self.path, self.dry_run, self.network_ok = path, dry_run, network_ok
         if not Path(path).exists():
             self.store = ResultStore(":memory:")
         else:
-            self.store = ResultStore(path, readonly=dry_run)
+            self.store = ResultStore(path, readonly=dry_run, network_ok=network_ok)
 
     def writable(self):  # noqa: ANN201 - lazy type
         """The store file, created now if absent (never on a dry run)."""
@@ -195,7 +203,7 @@ class _Stores:
 
         if not self.dry_run and str(self.store.path) == ":memory:":
             self.store.close()
-            self.store = ResultStore(self.path)
+            self.store = ResultStore(self.path, network_ok=self.network_ok)
         return self.store
 
     def __enter__(self) -> _Stores:

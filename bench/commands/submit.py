@@ -15,6 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help="model name as stored (e.g. racl_published)")
     parser.add_argument("--store", required=True, help="results store (SQLite file)")
+    parser.add_argument(
+        "--network-store",
+        action="store_true",
+        help="write --store although it is on a network filesystem (NFS, Lustre, GPFS, SMB, "
+        "sshfs...; unsafe for several writers: docs/DISTRIBUTED.md); kept in the run record",
+    )
     parser.add_argument("--out", required=True, help="entry JSON to write")
     parser.add_argument("--dataset", help="dataset of the entry (needed if several are stored)")
     parser.add_argument("--threat-model", default="Linf", help="Linf (default) or L2")
@@ -82,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
         failures = run_autoattack(args.store, args.model, args.dataset, args.threat_model,
                                   args.preset, checkpoint_dir=args.checkpoint_dir,
-                                  data_dir=args.data_dir)  # fmt: skip
+                                  data_dir=args.data_dir,
+                                  network_ok=args.network_store)  # fmt: skip
         if failures:  # why there is no entry (the cell failed), not "no AutoAttack result"
             print(f"bench: error: the AutoAttack run failed: {failures[0]}", file=sys.stderr)
             return 1

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.results import opening
+from bench.results.filesystems import refuse_network_store
 from bench.results.format import (
     ADDED_COLUMNS,
     IDENTITY_FIELDS,
@@ -47,11 +48,18 @@ __all__ = [
 ]
 
 
+RUN_FIELDS = (
+    "started_at", "finished_at", "status", "argv", "preset", "device", "torch_version",
+    "git_commit", "seed", "summary_json", "pid", "host",
+)  # fmt: skip
+
+
 class ResultStore:
     """SQLite results store (WAL, ``synchronous=NORMAL``, busy timeout) - see module docstring.
 
     ``readonly`` opens without writing anything (``bench results``, ``bench run --dry-run``);
-    opening for writing marks the runs of this host whose process is gone ``interrupted``.
+    opening for writing is refused on a network filesystem unless ``network_ok``, and marks
+    the runs of this host whose process is gone ``interrupted``.
     """
 
     def __init__(
@@ -60,9 +68,12 @@ class ResultStore:
         *,
         timeout_s: float = 60.0,
         readonly: bool = False,
+        network_ok: bool = False,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        if not readonly and str(path) != ":memory:":
+            refuse_network_store(self.path, forced=network_ok)
         self._conn = opening.connect(self.path, readonly=readonly, timeout_s=timeout_s)
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
@@ -177,6 +188,16 @@ class ResultStore:
                 "UPDATE runs SET finished_at = ?, status = ?, summary_json = ? WHERE id = ?",
                 (time.time(), status, json.dumps(summary, sort_keys=True, default=str), run_id),
             )
+
+    def copy_run(self, row: Mapping[str, Any]) -> int:
+        """Insert another store's ``runs`` row under a new id (``bench results merge``)."""
+        cols = [c for c in RUN_FIELDS if c in row]  # our columns only, never the row's names
+        with self._transaction():
+            cur = self._conn.execute(
+                f"INSERT INTO runs ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
+                [row[c] for c in cols],
+            )
+        return int(cur.lastrowid)
 
     def runs(self) -> list[dict[str, Any]]:
         rows = self._conn.execute("SELECT * FROM runs ORDER BY id").fetchall()

@@ -27,6 +27,7 @@ def run_autoattack(
     *,
     checkpoint_dir: str | Path | None = None,
     data_dir: str | Path | None = None,
+    network_ok: bool = False,
 ) -> list[str]:
     """Run (or resume) the AutoAttack and clean cells of ``model`` into the store (checkpoints
     from ``checkpoint_dir``, default beside the store, trained there when missing); returns
@@ -38,7 +39,7 @@ def run_autoattack(
         inner = attack[len("autoattack(") : -1] if attack.endswith(")") else ""
         attack = f"autoattack({', '.join(x for x in (f'norm={norm!r}', inner) if x)})"
     ds = Dataset.parse(dataset) if dataset else None
-    with ResultStore(store_path) as store:
+    with ResultStore(store_path, network_ok=network_ok) as store:
         cells = plan([], config, models=[model], attacks=[attack], dataset=ds,
                      store=store, training=Training.PGD_AT, calibrate=False)  # fmt: skip
         summary = execute(cells, store, checkpoint_dir=checkpoint_dir, data_dir=data_dir)
