@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from bench import cli_errors
+from bench.inputs import check_not_empty
 
 COMMANDS = (
     "zoo",
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(argv) if argv is not None else sys.argv[1:]  # `bench run --workers` reuses it
     debug = cli_errors.debug_wanted(bool(getattr(args, "debug", False)))
     try:
+        check_not_empty(args)  # "" is no value: it would read as "not given"
         code = int(args.func(args) or 0)
         cli_errors.flush_stdout()  # a closed pipe or full disk surfaces here, not at exit
         return code

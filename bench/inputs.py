@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from core.errors import UserError
@@ -38,6 +39,57 @@ def seed_arg(text: str) -> int:
     return value
 
 
+# Upper bounds of counts typed on the command line: far above any real use, low enough that a
+# typo (an extra digit run, 10**20) is one line instead of an overflow deep inside torch.
+MAX_THREADS = 1024
+MAX_EPOCHS = 100_000
+MAX_BATCH = 1 << 20
+MAX_WIDTH = 4096
+MAX_IMAGES = 100_000_000
+MAX_STEPS = 1_000_000
+
+
+def count_arg(low: int, high: int) -> Callable[[str], int]:
+    """argparse ``type=`` for a whole number in ``[low, high]`` (0 is never "the default")."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must lie in [{low}, {high}], got {text[:40]}")
+        return value
+
+    return parse
+
+
+def positive_float_arg(text: str) -> float:
+    """argparse ``type=`` for a finite number > 0 (a learning rate, a rate of change)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    if not 0 < value < 1e6:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be a finite number in (0, 1e6), got {text[:40]}")
+    return value
+
+
+def finite_arg(low: float, high: float) -> Callable[[str], float]:
+    """argparse ``type=`` for a number strictly inside ``(low, high)`` (never nan or inf)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+        if not low < value < high:
+            raise argparse.ArgumentTypeError(f"must lie in ({low:g}, {high:g}), got {text[:40]}")
+        return value
+
+    return parse
+
+
 def minutes_arg(text: str) -> float:
     """argparse ``type=`` for a save interval in minutes: a finite number >= 0."""
     try:
@@ -56,18 +108,61 @@ def check_device(device: str) -> None:
     resolve_device(device)
 
 
-def check_output_dir(path: str | Path, what: str = "--out") -> Path:
-    """A folder we may create or write into: not an existing file, under a writable folder."""
-    target = Path(path)
+Inputs = Mapping[str, "str | Path | None"]  # what a command reads: {"--store": path, ...}
+
+
+def _nonempty(path: str | Path, what: str) -> Path:
+    if not str(path).strip():
+        raise UserError(f"{what} is empty: give a path")
+    return Path(path)
+
+
+def _same_or_inside(a: Path, b: Path) -> bool:
+    """``a`` is ``b`` or lies inside it (resolved paths; either may not exist yet)."""
+    ra, rb = a.resolve(), b.resolve()
+    return ra == rb or rb in ra.parents
+
+
+def _not_an_input(target: Path, what: str, inputs: Inputs, folder: bool) -> None:
+    """An output may be no input, lie inside no input folder, and (a folder) hold no input."""
+    for name, given in inputs.items():
+        if given is None or not str(given).strip():
+            continue
+        source = Path(given)
+        clash = _same_or_inside(target, source) or (folder and _same_or_inside(source, target))
+        if clash:
+            raise UserError(
+                f"{what} {target} would overwrite or hold {name} {source}: outputs go elsewhere"
+            )
+
+
+def check_not_empty(args: argparse.Namespace) -> None:
+    """A string option given as "" is refused: it would read as "not given" (a default)."""
+    for name, value in vars(args).items():
+        if isinstance(value, str) and not value.strip() and name not in EMPTY_ALLOWED:
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} is empty: give a value or leave the option out")
+
+
+EMPTY_ALLOWED = frozenset({"name", "authors", "link", "venue"})  # bench submit's metadata
+
+
+def check_output_dir(path: str | Path, what: str = "--out", inputs: Inputs | None = None) -> Path:
+    """A folder we may create or write into: not an existing file, under a writable folder, not
+    empty, and neither one of ``inputs`` nor a folder holding one."""
+    target = _nonempty(path, what)
     if target.exists() and not target.is_dir():
         raise UserError(f"{what} {target} is an existing file, not a folder")
+    _not_an_input(target, what, inputs or {}, folder=True)
     _writable_ancestor(target if target.exists() else target.parent, what, target)
     return target
 
 
-def check_output_file(path: str | Path, what: str = "--out") -> Path:
-    """A file we may write: not a folder; an existing file writable, else its folder writable."""
-    target = Path(path)
+def check_output_file(path: str | Path, what: str = "--out", inputs: Inputs | None = None) -> Path:
+    """A file we may write: not a folder, not empty, none of ``inputs`` nor inside an input
+    folder; an existing file writable, else its folder writable."""
+    target = _nonempty(path, what)
+    _not_an_input(target, what, inputs or {}, folder=False)
     if target.is_dir():
         raise UserError(f"{what} {target} is a folder; give a file path")
     if target.exists():

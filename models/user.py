@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.errors import first_line
 from models.datasets import model_dataset
 from models.errors import ModelError
 
@@ -66,8 +67,8 @@ def load_factory(ref: FactoryRef) -> Callable[..., nn.Module]:
         module = _import_file(ref.path) if ref.path is not None else _import(ref.module)
     except ModelError:
         raise
-    except Exception as err:  # noqa: BLE001 - the user's code: one line, whatever it raised
-        raise ModelError(f"cannot import {ref.text}: {type(err).__name__}: {err}") from None
+    except (Exception, SystemExit, KeyboardInterrupt) as err:  # noqa: BLE001 - the user's code
+        raise ModelError(f"cannot import {ref.text}: {_what(err)}") from None
     factory = getattr(module, ref.function, None)
     if not callable(factory):
         raise ModelError(f"{ref.text}: no callable {ref.function!r} in the module")
@@ -103,11 +104,21 @@ def build_user_model(ref: FactoryRef, dataset: str, seed: int = 0) -> nn.Module:
         torch.manual_seed(seed)
         try:
             model = factory(**kwargs)
-        except Exception as err:  # noqa: BLE001 - the user's code: one line, whatever it raised
-            raise ModelError(f"{ref.text} failed: {type(err).__name__}: {err}") from None
+        except (Exception, SystemExit, KeyboardInterrupt) as err:  # noqa: BLE001 - user code
+            raise ModelError(f"{ref.text} failed: {_what(err)}") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{ref.text} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _what(err: BaseException) -> str:
+    """One line for what the user's code raised (its ``sys.exit(7)`` or Ctrl-C included: the
+    suite reports it instead of leaving with the code's exit status)."""
+    if isinstance(err, SystemExit):
+        return f"it called sys.exit({err.code!r})"
+    if isinstance(err, KeyboardInterrupt):
+        return "it raised KeyboardInterrupt"
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def _takes_dataset(factory: Callable[..., object]) -> bool:
@@ -153,4 +164,11 @@ def _logits(model: nn.Module, x: torch.Tensor, name: str) -> torch.Tensor:
                          "logits tensor (N, classes): return the logits only")  # fmt: skip
     if not isinstance(out, torch.Tensor):
         raise ModelError(f"{name}: forward returns {type(out).__name__}, not a logits tensor")
-    return out.float()
+    if not out.is_floating_point():  # complex, integer or bool "logits"
+        raise ModelError(f"{name}: forward returns {out.dtype} logits; real floating-point needed")
+    if out.device.type == "meta":
+        raise ModelError(f"{name}: forward returns a tensor on the meta device (no values)")
+    out = out.float()
+    if not torch.isfinite(out).all():
+        raise ModelError(f"{name}: forward returns NaN or infinite logits (broken weights?)")
+    return out

@@ -122,7 +122,7 @@ CASES = [
     (
         "n-zero",
         2,
-        "--n must be >= 1",
+        "--n: must lie in [1,",
         "absent",
         ["run", "--dry-run", "--attacks", "pgd20", "--n", "0", "--store", "{absent}"],
     ),

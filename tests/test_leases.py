@@ -127,19 +127,22 @@ ADHOC = ["run", "--preset", "smoke", "--models", "resnet18", "--attacks", "fgsm"
 
 
 @pytest.mark.parametrize("what", ["cell", "checkpoint"])
-def test_work_leased_by_a_live_process_waits_and_is_done_when_it_leaves(tmp_path, capsys, what):
+def test_work_leased_by_a_live_process_waits_and_is_done_when_it_leaves(
+    tmp_path, capsys, monkeypatch, what
+):
     """Another live process holds the FGSM cell (or the checkpoint) and then dies without
-    finishing: this run skips it, comes back, waits, and computes it itself."""
-    import threading
-
+    finishing: this run skips it, comes back, waits, and computes it itself. The holder dies
+    when the run starts waiting for that key (an event, not a timer: the order of the run's
+    work does not depend on the machine's speed)."""
     from bench.cli import main
+    from bench.run.leases import Leases
 
     assert main([*ADHOC, "--store", str(tmp_path / "first" / "r.db")]) == 0
     with ResultStore(tmp_path / "first" / "r.db") as first:
         fgsm = [r for r in first.rows() if r["attack"] == "fgsm"][0]
         key = fgsm["key"] if what == "cell" else f"checkpoint:{fgsm['checkpoint']}"
     store = tmp_path / "second" / "r.db"
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     with ResultStore(store) as s:
         _foreign(s, key, other.pid, socket.gethostname())
 
@@ -147,21 +150,70 @@ def test_work_leased_by_a_live_process_waits_and_is_done_when_it_leaves(tmp_path
         other.kill()
         other.wait()  # reaped: its pid is gone
 
-    timer = threading.Timer(2.0, leave)
-    timer.start()
-    start = time.time()
+    waited = []
+    tell = Leases._tell
+
+    def waiting(self, k):  # noqa: ANN001, ANN202 - the run says who holds k, then waits
+        tell(self, k)
+        if k == key and not waited:
+            waited.append(k)
+            leave()
+
+    monkeypatch.setattr(Leases, "_tell", waiting)
     try:
         assert main([*ADHOC, "--store", str(store)]) == 0
     finally:
-        timer.cancel()
         leave()
-    assert time.time() - start >= 2.0  # it waited for the other process
-    capsys.readouterr()
+    assert waited == [key]  # it waited for the other process
+    assert f"held by pid {other.pid}" in capsys.readouterr().err
     with ResultStore(store) as s:
         rows = sorted(s.rows(), key=lambda r: r["created_at"])
         assert len(rows) == len(first_rows(tmp_path)) and all(r["error"] is None for r in rows)
         if what == "cell":  # skipped first, come back to: the last of the white-box cells
             assert [r["key"] for r in rows if r["kind"] == "whitebox"][-1] == key
+
+
+def test_a_frozen_heartbeat_ends_the_wait_even_in_the_future(tmp_path, capsys):
+    """A lease whose heartbeat lies an hour ahead (clock skew, or a forged row) held by a live
+    process of this host: the wait ends once the heartbeat has not moved for the timeout, and
+    says who held it. Before, it waited forever."""
+    import threading
+
+    from bench.run.leases import Leases
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        with ResultStore(tmp_path / "r.db") as s:
+            _foreign(s, "cell-x", other.pid, socket.gethostname())
+            s._conn.execute("UPDATE leases SET heartbeat = ?", (time.time() + 3600,))
+        done = []
+
+        def wait() -> None:  # its own connection: SQLite's belong to one thread
+            with ResultStore(tmp_path / "r.db") as s:
+                leases = Leases(s, timeout_s=0.3)
+                assert leases.held_by_other("cell-x")  # live, and its heartbeat is new
+                leases.wait_free("cell-x", poll_s=0.05)
+                done.append(leases.held_by_other("cell-x"))
+                done.append(leases.take("cell-x", "cell"))
+
+        thread = threading.Thread(target=wait, daemon=True)
+        thread.start()
+        thread.join(timeout=120)  # a bound on a hang, not a race: it returns in ~0.3 s
+        assert done == [False, True]
+        err = capsys.readouterr().err
+        assert f"held by pid {other.pid}" in err and "in the future" in err
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_workers_are_capped_at_the_cores(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main([*ADHOC, "--store", str(tmp_path / "r.db"), "--workers", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers 100000 is above this machine's" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r.db").exists()
 
 
 def first_rows(tmp_path: Path) -> list[dict]:

@@ -35,8 +35,9 @@ def test_rounding_of_pooled_accuracy(tmp_path):
     shutil.copyfile(STORE, path)
     with sqlite3.connect(path) as conn:  # 2/3 -> 66.666...% must read "66.67"
         conn.execute(
-            "UPDATE results SET n = 3, correct = 2, accuracy = 66.6666667 "
-            "WHERE attack = 'autoattack'"
+            "UPDATE results SET n = 3, correct = 2, accuracy = 66.6666667, per_sample = ? "
+            "WHERE attack = 'autoattack'",
+            (bytes([0b11000000]),),  # two of three images correct, as the row says
         )
     assert build_entry(path, "racl_published")["autoattack_acc"] == "66.67"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -148,6 +149,9 @@ def parse_eps(value: str | float | int) -> float:
 _TEXT_RE = re.compile(r"^\s*([A-Za-z]+(?::\w+)?)(\d+)?\s*(?:\((.*)\))?\s*$", re.S | re.I)
 
 
+MAX_STEPS = 1_000_000  # an attack's iterations (bench.inputs.MAX_STEPS says the same)
+
+
 def parse_attack(
     text: str,
     *,
@@ -170,6 +174,8 @@ def parse_attack(
     if cls is None or bool(colon) != cls.variants or (digits and not cls.fixed_step_iterative):
         raise _unknown(text)
     if digits:
+        if len(digits) > 7:  # int() of thousands of digits is slow; no attack runs 10**7 steps
+            raise UserError(f"{name.lower()}{digits[:12]}...: at most {MAX_STEPS} steps")
         if steps is not None and int(digits) != int(steps):
             raise UserError(f"{name.lower()}{digits} names {digits} steps but --steps is {steps}")
         steps = int(digits)
@@ -187,20 +193,27 @@ def parse_kwargs(arg_text: str) -> dict[str, object]:
         raise UserError(f"attack arguments must be key=value pairs, got ({arg_text})")
     out: dict[str, object] = {}
     for kw in call.keywords:
+        if kw.arg in out:
+            raise UserError(f"attack argument {kw.arg} is given twice in ({arg_text[:80]})")
         try:
-            out[kw.arg] = ast.literal_eval(kw.value)
-        except ValueError:
+            value = ast.literal_eval(kw.value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             raise UserError(f"argument {kw.arg} must be a literal (number, string, bool)") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"attack argument {kw.arg}={value} is not a finite number")
+        if isinstance(value, complex):
+            raise UserError(f"attack argument {kw.arg}={value} is complex")
+        out[kw.arg] = value
     return out
 
 
 def _check_budget(eps: float, steps: int, step_size: float | None) -> None:
     if not 0.0 <= eps <= 1.0:
         raise UserError(f"eps must lie in [0, 1] (images are in [0, 1]), got {eps:g}")
-    if int(steps) != steps or steps < 1:
-        raise UserError(f"steps must be an integer >= 1, got {steps}")
-    if step_size is not None and not step_size > 0:
-        raise UserError(f"step size must be > 0, got {step_size:g}")
+    if int(steps) != steps or not 1 <= steps <= MAX_STEPS:
+        raise UserError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps}")
+    if step_size is not None and not 0 < step_size < float("inf"):
+        raise UserError(f"step size must be a finite number > 0, got {step_size:g}")
 
 
 def _usage(cls: type[Attack]) -> str:

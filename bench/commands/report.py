@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.report import ReportOptions, build_report
     from bench.report.paper import parse_model_map
 
-    check_output_dir(args.out)
+    check_output_dir(args.out, inputs={"--store": args.store})
 
     options = ReportOptions(
         dataset=args.dataset,

@@ -59,6 +59,7 @@ def row_object(row: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.results.format import check_rows
     from bench.results.store import ResultStore
     from bench.results.summary_table import column_label
     from core.errors import UserError
@@ -73,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"no results store at {args.store}")
     filters = {"model": args.model} if args.model else {}
     with ResultStore(args.store, readonly=True) as store:  # reading writes nothing
-        rows = [row_object(r) for r in store.rows(**filters)]
+        stored = store.rows(**filters)
+        check_rows(stored, args.store)  # an impossible row (an edited store): named, exit 2
+        rows = [row_object(r) for r in stored]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

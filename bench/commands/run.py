@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.inputs import minutes_arg, seed_arg
+from bench.inputs import MAX_IMAGES, MAX_THREADS, count_arg, minutes_arg, seed_arg
 
 DEFAULT_STORE = "results/results.db"
 
@@ -31,12 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     own.add_argument(
         "--model-file",
         metavar="FILE.py:FUNC",
-        help="your own model: a factory returning an nn.Module (images in [0, 1])",
+        help="your own model: a factory returning an nn.Module (images in [0, 1]); the file's "
+        "code runs, also under --dry-run: trust it",
     )
     own.add_argument(
         "--model",
         metavar="PACKAGE.MODULE:FUNC",
-        help="your own model: an importable factory (as --model-file)",
+        help="your own model: an importable factory (as --model-file; its code runs)",
     )
     p.add_argument("--weights", help="weights of --model-file/--model: .safetensors or a "
                    "state dict (torch.load with weights_only=True)")  # fmt: skip
@@ -47,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--training", default="pgd_at", help="training of ad-hoc models")
     p.add_argument("--eps", help="budget replacing the dataset's (e.g. 8/255 or 0.3)")
-    p.add_argument("--n", type=int, help="number of test images")
+    p.add_argument("--n", type=count_arg(1, MAX_IMAGES), help="number of test images")
     p.add_argument("--store", default=DEFAULT_STORE, help=f"store (default {DEFAULT_STORE})")
     p.add_argument(
         "--network-store",
@@ -68,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "seed trains its own checkpoints); replaces --seed",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--threads", type=count_arg(1, MAX_THREADS),
+                   help="CPU threads for torch (default: torch's)")  # fmt: skip
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="N processes share the run through the store's leases, the threads "
                    "split between them (default 1; docs/decisions/speed.md, Workers)")  # fmt: skip

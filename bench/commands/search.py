@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import argparse
 
-from bench.inputs import seed_arg
+from bench.inputs import (
+    MAX_EPOCHS,
+    MAX_THREADS,
+    count_arg,
+    finite_arg,
+    positive_float_arg,
+    seed_arg,
+)
 
 METHODS = ("racl", "racl_no_cl", "pc_darts")
 STRENGTHS = ("median", "mean", "lcb")
@@ -33,11 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", default="demo", choices=("smoke", "demo", "paper"))
     parser.add_argument("--dataset", help="dataset (default: the preset's: mnist / cifar10)")
     parser.add_argument("--method", default="racl", choices=METHODS)
-    parser.add_argument("--eta", type=float, default=0.9, help="confidence level (default 0.9)")
-    parser.add_argument("--rho", type=float, default=1e-3, help="ADMM penalty (default 0.001)")
+    parser.add_argument("--eta", type=finite_arg(0.0, 1.0), default=0.9,
+                        help="confidence level in (0, 1) (default 0.9)")  # fmt: skip
+    parser.add_argument("--rho", type=positive_float_arg, default=1e-3,
+                        help="ADMM penalty, finite and > 0 (default 0.001)")  # fmt: skip
     parser.add_argument(
         "--log-lipschitz-target",
-        type=float,
+        type=finite_arg(-1e6, 1e6),
         help="ln lambda*, fixed (default: see --target)",
     )
     parser.add_argument(
@@ -61,14 +70,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="constraint term: phr (inequality, default) or paper (Eq. 17 as written)",
     )
     parser.add_argument("--seed", type=seed_arg, default=0)
-    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
+    parser.add_argument("--epochs", type=count_arg(1, MAX_EPOCHS),
+                        help="override the preset's epochs")  # fmt: skip
     parser.add_argument(
         "--rho-scale",
-        type=float,
+        type=positive_float_arg,
         help="multiply rho for short searches (preset default: paper 1, demo 150, smoke 100)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    parser.add_argument("--threads", type=count_arg(1, MAX_THREADS),
+                        help="CPU threads for torch (default: torch's)")  # fmt: skip
     parser.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
     parser.add_argument("--out-dir", help="genotype folder (default: first of genotype_dirs())")
     parser.add_argument("--run-dir", help="log/checkpoint folder (default runs/search/<name>)")

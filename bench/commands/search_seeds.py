@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.inputs import seed_arg
+from bench.inputs import MAX_EPOCHS, MAX_IMAGES, MAX_THREADS, count_arg, seed_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,12 +25,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", default="runs/search-seeds", help="study folder")
     parser.add_argument("--preset", default="demo", choices=("smoke", "demo"))
-    parser.add_argument("--epochs", type=int, help="search epochs (default: the demo preset's)")
-    parser.add_argument("--n-images", type=int, help="search images (default: demo's)")
-    parser.add_argument("--n-train", type=int, help="PGD-AT training images (default: demo's)")
-    parser.add_argument("--n-eval", type=int, default=200, help="test images (default 200)")
+    parser.add_argument(
+        "--epochs", type=count_arg(1, MAX_EPOCHS), help="search epochs (default: the demo preset's)"
+    )
+    parser.add_argument(
+        "--n-images", type=count_arg(2, MAX_IMAGES), help="search images (default: demo's)"
+    )
+    parser.add_argument(
+        "--n-train", type=count_arg(1, MAX_IMAGES), help="PGD-AT training images (default: demo's)"
+    )
+    parser.add_argument(
+        "--n-eval", type=count_arg(1, MAX_IMAGES), default=200, help="test images (default 200)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    parser.add_argument(
+        "--threads", type=count_arg(1, MAX_THREADS), help="CPU threads for torch (default: torch's)"
+    )
     parser.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
     parser.set_defaults(func=run)
 
@@ -43,9 +53,14 @@ def run(args: argparse.Namespace) -> int:
     from bench.studies.seed_study import StudyConfig, run_study
     from bench.studies.seed_tables import study_markdown
     from core.atomic import atomic_write_text
+    from core.errors import UserError
 
     check_device(args.device)  # before the first search
     check_output_dir(args.out)
+    for name, values in (("--seeds", args.seeds), ("--variants", args.variants)):
+        repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+        if repeated:  # one seed counted twice would shrink the spread it reports
+            raise UserError(f"{name} lists {repeated[0]} twice; give each once")
     set_threads(args.threads)
     search = {k: v for k, v in (("epochs", args.epochs), ("n_images", args.n_images)) if v}
     train = {"n_train": args.n_train} if args.n_train else {}

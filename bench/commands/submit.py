@@ -64,9 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from bench.results.names import capped_iterations
     from core.errors import UserError
 
-    check_output_file(args.out)
+    read = {
+        "--store": args.store,
+        "--checkpoint-dir": args.checkpoint_dir,
+        "--data-dir": args.data_dir,
+    }
+    check_output_file(args.out, inputs=read)
     if args.checkpoint_dir:
-        check_output_dir(args.checkpoint_dir, "--checkpoint-dir")
+        check_output_dir(args.checkpoint_dir, "--checkpoint-dir", inputs={"--store": args.store})
     meta = SubmissionMeta(
         name=args.name,
         authors=args.authors,

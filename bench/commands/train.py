@@ -15,7 +15,17 @@ import argparse
 import ast
 import sys
 
-from bench.inputs import minutes_arg, seed_arg
+from bench.inputs import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_IMAGES,
+    MAX_STEPS,
+    MAX_WIDTH,
+    count_arg,
+    minutes_arg,
+    positive_float_arg,
+    seed_arg,
+)
 from core.enums import Dataset, Device, Training
 
 
@@ -28,24 +38,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model_name", nargs="?", metavar="model", help="zoo model name (`bench zoo`)")
     own = p.add_mutually_exclusive_group()
-    own.add_argument("--model-file", metavar="FILE.py:FUNC", help="your own model's factory")
-    own.add_argument("--model", metavar="PACKAGE.MODULE:FUNC", help="an importable factory")
+    own.add_argument(
+        "--model-file",
+        metavar="FILE.py:FUNC",
+        help="your own model's factory (runs the file's code: trust it)",
+    )
+    own.add_argument(
+        "--model",
+        metavar="PACKAGE.MODULE:FUNC",
+        help="an importable factory (runs that module's code: trust it)",
+    )
     p.add_argument("--recipe", help="train by a named recipe (see `bench recipes`); the options "
                    "given replace its settings")  # fmt: skip
     p.add_argument("--dataset", choices=Dataset.values(), help="default: the recipe's, or cifar10")
     p.add_argument("--training", choices=Training.values(), help="default: the recipe's, or pgd_at")
-    p.add_argument("--epochs", type=int, help="default: the recipe's, or 1")
-    p.add_argument("--batch-size", type=int,
+    p.add_argument("--epochs", type=count_arg(1, MAX_EPOCHS), help="default: the recipe's, or 1")
+    p.add_argument("--batch-size", type=count_arg(1, MAX_BATCH),
                    help="global batch (split over the processes under torchrun); default: the "
                    "recipe's, or 128")  # fmt: skip
-    p.add_argument("--lr", type=float, help="learning rate (default: the paper setting)")
-    p.add_argument("--n-train", type=int, help="first N training images (default: all)")
+    p.add_argument(
+        "--lr", type=positive_float_arg, help="learning rate (default: the paper setting)"
+    )
+    p.add_argument(
+        "--n-train", type=count_arg(1, MAX_IMAGES), help="first N training images (default: all)"
+    )
     p.add_argument("--eps", help="training budget, e.g. 8/255 (default: the paper's)")
-    p.add_argument("--attack-steps", type=int, help="adversary steps (default 7)")
+    p.add_argument(
+        "--attack-steps", type=count_arg(1, MAX_STEPS), help="adversary steps (default 7)"
+    )
     p.add_argument("--attack-step-size", help="adversary step, e.g. 2/255")
     p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--no-augment", action="store_true", help="no crop/flip augmentation")
-    p.add_argument("--width", type=int, help="shortcut for --override width=N")
+    p.add_argument("--width", type=count_arg(1, MAX_WIDTH), help="shortcut for --override width=N")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="model override, e.g. layers=8 (repeatable)")  # fmt: skip
     p.add_argument("--checkpoint-dir", default="checkpoints")

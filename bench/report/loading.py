@@ -17,7 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench.results.opening import stored_version
+from bench.results.format import check_rows
+from bench.results.opening import check_objects, stored_version
 from bench.results.store import RESULT_COLUMNS as STORE_RESULT_COLUMNS
 from core.errors import UserError, first_line
 
@@ -117,6 +118,13 @@ def _normalise_results(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _check_result_rows(conn: sqlite3.Connection, path: str | Path) -> None:
+    """Every stored row within range and of its type (``check_rows``), read as SQLite holds it."""
+    cursor = conn.execute("SELECT * FROM results")
+    names = [d[0] for d in cursor.description]
+    check_rows((dict(zip(names, values, strict=True)) for values in cursor), path)
+
+
 def load_store(path: str | Path) -> StoreData:
     """Load every table the report needs; raises :class:`UserError` if ``results`` is absent."""
     conn = connect_readonly(path)
@@ -124,8 +132,10 @@ def load_store(path: str | Path) -> StoreData:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         if "results" not in tables:
             raise UserError(f"{path} has no 'results' table: not a racl-bench results store")
+        check_objects(conn, Path(path))  # a trigger or view: refused before anything is read
         if "schema_version" in tables:
             stored_version(conn, Path(path))  # a version that is not a number: refused
+        _check_result_rows(conn, path)
         results = _normalise_results(_read_table(conn, "results", RESULT_COLUMNS))
         runs = _read_table(conn, "runs", RUN_COLUMNS)
         trust = _read_table(conn, "trust", TRUST_COLUMNS)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from core.enums import EvalKind
+from core.errors import UserError
 
 # 3: the indicators table (attack-failure indicators per white-box cell); 4: the runs' pid and host,
 # the leases table, and content-keyed checkpoint hashes (docs/decisions/store.md)
@@ -160,3 +161,53 @@ def unpack_per_sample(blob: bytes | None, n: int) -> np.ndarray | None:
         return None
     bits = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), count=n)
     return bits.astype(bool)
+
+
+KNOWN_KINDS = frozenset(
+    {*EvalKind.values(), *(str(v) for old in RETIRED_KINDS.values() for v in old.values())}
+)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def row_fault(row: Mapping[str, Any]) -> str | None:
+    """What makes a stored result row impossible (None when it is not): a count, accuracy or
+    per-sample vector out of range or of the wrong type, an unknown kind. Such a row was edited
+    or damaged; ``bench results``, ``report`` and ``submit`` refuse the store, naming it."""
+    n, correct, accuracy = row.get("n"), row.get("correct"), row.get("accuracy")
+    if not _whole(n) or n <= 0:
+        return f"n is {n!r} (a whole number > 0 expected)"
+    if row.get("kind") not in KNOWN_KINDS:
+        return f"kind {row.get('kind')!r} is not one racl-bench writes"
+    for name in ("eps", "step_size"):
+        value = row.get(name)
+        if value is not None and (not isinstance(value, int | float) or not 0 <= value < 1e300):
+            return f"{name} is {value!r}"
+    if row.get("steps") is not None and (not _whole(row["steps"]) or row["steps"] < 0):
+        return f"steps is {row['steps']!r}"
+    if row.get("error") is not None:
+        return None if isinstance(row["error"], str) else f"error is {row['error']!r}"
+    if not _whole(correct) or not 0 <= correct <= n:
+        return f"correct is {correct!r} of n = {n}"
+    if not isinstance(accuracy, int | float) or abs(accuracy - 100.0 * correct / n) > 1e-6:
+        return f"accuracy {accuracy!r} is not 100 * correct / n = {100.0 * correct / n:g}"
+    bits = row.get("per_sample")
+    if bits is not None:
+        if not isinstance(bits, bytes | bytearray | memoryview) or len(bits) != (n + 7) // 8:
+            return f"per_sample does not hold {n} bits"
+        if int(np.unpackbits(np.frombuffer(bytes(bits), np.uint8))[:n].sum()) != correct:
+            return f"per_sample counts other than correct = {correct}"
+    return None
+
+
+def check_rows(rows: Iterable[Mapping[str, Any]], path: object) -> None:
+    """Raise a one-line UserError naming the first impossible row of ``rows`` (``row_fault``)."""
+    for row in rows:
+        fault = row_fault(row)
+        if fault is not None:
+            raise UserError(
+                f"results store {path}: row {row.get('key')} ({row.get('model')}, "
+                f"{row.get('kind')}) is impossible: {fault}; it was edited or damaged"
+            )

@@ -10,10 +10,12 @@ docs/decisions/store.md.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from pathlib import Path
 
+from bench.results.format import SCHEMA_VERSION
 from core.errors import UserError
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -28,7 +30,19 @@ class StoreConnection(sqlite3.Connection):
         try:
             return super().execute(sql, parameters)  # type: ignore[arg-type]
         except sqlite3.DatabaseError as err:
-            raise UserError(f"results store {self.store_path}: {err}") from None
+            raise translate(err, self.store_path) from None
+
+
+def translate(err: sqlite3.DatabaseError, path: object) -> Exception:
+    """An SQLite error as the CLI reports it: the machine failing (a full disk, an I/O error:
+    an ``OSError`` naming the file, exit 1), else a fault of the store given (``UserError``,
+    exit 2). docs/decisions/errors.md."""
+    name = str(getattr(err, "sqlite_errorname", "") or "")
+    if name == "SQLITE_FULL":
+        return OSError(errno.ENOSPC, f"SQLite: {err}", str(path))
+    if name.startswith("SQLITE_IOERR"):
+        return OSError(errno.EIO, f"SQLite: {err}", str(path))
+    return UserError(f"results store {path}: {err}")
 
 
 def check_is_sqlite(path: Path) -> bool:
@@ -76,12 +90,39 @@ def stored_version(conn: sqlite3.Connection, path: Path) -> int | None:
         return None
     if "schema_version" not in tables:
         raise UserError(f"{path} is an SQLite file but not a racl-bench results store")
+    check_objects(conn, path)
     row = conn.execute("SELECT version FROM schema_version").fetchone()
     if row is None:
         return None
     if not isinstance(row[0], int) or isinstance(row[0], bool):
         raise UserError(f"{path}: store schema version {row[0]!r} is not a whole number")
+    if not 1 <= row[0] <= SCHEMA_VERSION:
+        raise UserError(
+            f"{path} has store schema version {row[0]}; this racl-bench reads versions 1 to "
+            f"{SCHEMA_VERSION}" + (": upgrade racl-bench" if row[0] > SCHEMA_VERSION else "")
+        )
     return int(row[0])
+
+
+# Everything a racl-bench store holds (SQLite's own sqlite_* objects aside); tables of older
+# schemas are subsets. Anything else (a trigger, a view, a table or index of someone else's)
+# could run or change what we read and write: such a store is refused, never used.
+OUR_OBJECTS = {
+    "table": {"schema_version", "runs", "checkpoints", "results", "trust", "indicators", "leases"},
+    "index": {"results_model"},
+}
+
+
+def check_objects(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a store holding a trigger, view, table or index that racl-bench did not create."""
+    for kind, name in conn.execute("SELECT type, name FROM sqlite_master ORDER BY type, name"):
+        if str(name).startswith("sqlite_"):
+            continue
+        if name not in OUR_OBJECTS.get(kind, ()):
+            raise UserError(
+                f"results store {path} holds a {kind} {name!r} that racl-bench did not create; "
+                "refusing to use it (a store is data, never code)"
+            )
 
 
 def _readonly(path: Path, timeout_s: float) -> sqlite3.Connection:
@@ -151,5 +192,5 @@ class Transaction:
     def __exit__(self, exc_type: object, *exc: object) -> None:
         if exc_type is None:
             self._conn.execute("COMMIT")
-        else:
+        elif self._conn.in_transaction:  # SQLite rolls back itself on a full disk or I/O error
             self._conn.execute("ROLLBACK")

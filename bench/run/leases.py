@@ -13,6 +13,7 @@ import contextlib
 import os
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +47,10 @@ class Leases:
         self.store, self.run_id = store, run_id
         self.timeout_s, self.heartbeat_s = timeout_s, heartbeat_s
         self.pid, self.host = os.getpid(), socket.gethostname()
+        # per key: the owner and heartbeat last seen, and when (monotonic): a heartbeat that has
+        # not moved for timeout_s is stale whatever the clocks say (a future one included)
+        self._seen: dict[str, tuple[tuple, float]] = {}
+        self._told: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -80,14 +85,38 @@ class Leases:
         return row is not None and not self._free(row)
 
     def wait_free(self, key: str, *, poll_s: float = POLL_S) -> None:
-        """Block while a live other process holds ``key``."""
+        """Block while a live other process holds ``key`` (at most ``timeout_s`` after its
+        heartbeat last moved), saying once who holds it."""
         while self.held_by_other(key):
+            self._tell(key)
             time.sleep(poll_s)
+
+    def _tell(self, key: str) -> None:
+        if key in self._told:
+            return
+        self._told.add(key)
+        row = self.store._conn.execute("SELECT * FROM leases WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            age = time.time() - float(row["heartbeat"] or 0.0)
+            beat = f"{age:.0f} s ago" if age >= 0 else f"{-age:.0f} s in the future"
+            print(
+                f"waiting for {key[:60]}: held by pid {row['pid']} on {row['host']} (heartbeat "
+                f"{beat}; taken for dead {self.timeout_s:.0f} s after it last moves)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _free(self, row: sqlite3.Row) -> bool:
         if row["pid"] == self.pid and row["host"] == self.host:
             return True
-        if time.time() - float(row["heartbeat"] or 0.0) > self.timeout_s:
+        beat = float(row["heartbeat"] or 0.0)
+        if time.time() - beat > self.timeout_s:
+            return True
+        mark, now = (row["pid"], row["host"], beat), time.monotonic()
+        seen = self._seen.get(row["key"])
+        if seen is None or seen[0] != mark:
+            self._seen[row["key"]] = (mark, now)
+        elif now - seen[1] > self.timeout_s:  # frozen: a dead owner, whatever its clock said
             return True
         return row["host"] == self.host and not pid_alive(int(row["pid"]))
 

@@ -63,6 +63,9 @@ def check_workers(workers: int, distributed_run: bool) -> None:
     """``--workers`` must be >= 1, and 1 under torchrun (its ranks already split the plan)."""
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        raise UserError(f"--workers {workers} is above this machine's {cores} cores")
     if workers > 1 and distributed_run:
         raise UserError("--workers is for one process per machine; under torchrun the ranks share")
 
