@@ -51,9 +51,17 @@ class RankFailed(RuntimeError):
 _context = DistContext()
 
 
+def _env_int(name: str, default: int) -> int:
+    """A whole number >= 0 from torchrun's environment; anything else is a one-line UserError."""
+    text = os.environ.get(name, str(default)).strip()
+    if not text.isdigit() or len(text) > 9:
+        raise UserError(f"environment variable {name}={text[:20]!r} is not a process count/rank")
+    return int(text)
+
+
 def launched_by_torchrun() -> bool:
     """Whether torchrun (or an equivalent launcher) started this process among several."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+    return _env_int("WORLD_SIZE", 1) > 1 and "RANK" in os.environ
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -92,7 +100,7 @@ def init(device: str | torch.device = "cpu") -> DistContext:
     if not launched_by_torchrun():
         return _context
     cuda = wants_cuda(device)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = _env_int("LOCAL_RANK", 0)
     if cuda:
         torch.cuda.set_device(local_rank)  # before the group: nccl binds the current device
     if not dist.is_initialized():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import atomic_write_text
+from core.jsonfile import read_json
 from genotypes.errors import GenotypeError
 from genotypes.schema import Genotype, RobNetArch
 
@@ -83,12 +84,7 @@ def _looks_like_path(text: str) -> bool:
 def read_genotype_file(name_or_path: str | os.PathLike[str]) -> GenotypeFile:
     """Load and validate one genotype file, keeping its name, source and metadata."""
     path = find_genotype_file(name_or_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise GenotypeError(f"{path}: cannot read ({err})") from None
-    except json.JSONDecodeError as err:
-        raise GenotypeError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path, "", GenotypeError)
     try:
         return _from_dict(data, path)
     except GenotypeError as err:

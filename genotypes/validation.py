@@ -67,9 +67,11 @@ def check_robnet(cells: object, share: object, init_channels: object, layers: ob
     """Validate RobNet codes: 14 codes in {00, 01, 10, 11} per cell; 1 cell or one per layer."""
     if not isinstance(share, bool):
         raise GenotypeError(f"share: expected true or false, got {share!r}")
-    for name, value in (("init_channels", init_channels), ("layers", layers)):
-        if not _is_int(value) or value < 1:
-            raise GenotypeError(f"{name}: expected a positive int, got {value!r}")
+    for name, value, top in (("init_channels", init_channels, 1024), ("layers", layers, 1000)):
+        if not _is_int(value) or not 1 <= value <= top:
+            raise GenotypeError(
+                f"{name}: expected a positive int at most {top}, got {str(value)[:20]}"
+            )
     if not _is_list(cells) or not cells:
         raise GenotypeError("cells: expected a non-empty list of cells (lists of 14 codes)")
     wanted = 1 if share else layers

@@ -19,7 +19,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from core.atomic import atomic_write, atomic_write_text
-from core.errors import first_line
+from core.errors import UserError, first_line
+from core.jsonfile import read_json
 from racl_search.errors import SearchError
 
 STATE_JSON = "state.json"
@@ -87,9 +88,9 @@ def load_run_state(run_dir: Path) -> tuple[int, dict[str, Any]] | None:
 def read_json_state(path: Path) -> dict[str, Any]:
     """A run folder's JSON file as a dict; unreadable or not an object: SearchError naming it."""
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise _corrupt(path, f"not JSON ({first_line(err)})") from None
+        meta = read_json(path, "search state")
+    except UserError as err:
+        raise _corrupt(path, first_line(err)) from None
     if not isinstance(meta, dict):
         raise _corrupt(path, "not a JSON object")
     return meta

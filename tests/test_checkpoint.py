@@ -78,7 +78,7 @@ def test_garbage_sidecar_and_unknown_model(tmp_path):
     info = ckpt.save_checkpoint(small_model(), tmp_path / "m", META)
     meta = json.loads(info.sidecar.read_text())
     info.sidecar.write_text("not json {")
-    with pytest.raises(UserError, match="not JSON"):
+    with pytest.raises(UserError, match="not valid JSON"):
         ckpt.load_checkpoint(tmp_path / "m")
     info.sidecar.write_text(json.dumps({**meta, "model": "no_such_net"}))
     with pytest.raises(UserError, match="cannot rebuild") as err:

@@ -213,8 +213,13 @@ USER_MODELS = Path(__file__).parent / "fixtures" / "user_models.py"
         (["search", "--preset", "smoke", "--name", "x", "--rho", "1e308"], ["--rho"]),
         (["search", "--preset", "smoke", "--name", "x", "--log-lipschitz-target", "nan"],
          ["--log-lipschitz-target"]),
-        (["search", "--preset", "smoke", "--name", "x", "--threads", "0"], ["--threads"]),
+        (["search", "--preset", "smoke", "--name", "x", "--threads", "99999"], ["--threads"]),
         (["search-seeds", "--seeds", "1", "1", "--out", "{tmp}/study"], ["--seeds lists 1 twice"]),
+        (["search", "--preset", "smoke", "--name", "resnet18"], ["a zoo model's name"]),
+        (["run", "--attacks", "torchattacks:MultiAttack", "--dataset", "mnist", "--dry-run"],
+         ["combines other attacks"]),
+        (["submit", "racl_published", "--store", str(FIXTURE), "--out", "{tmp}/e.json",
+          "--link", "javascript:alert(1)"], ["--link must be an http(s) address"]),
     ],
 )  # fmt: skip
 def test_bad_numbers_and_empty_strings_are_one_line_refusals(tmp_path, capsys, argv, words):
@@ -258,3 +263,31 @@ def test_user_code_that_exits_is_a_one_line_refusal_naming_the_file(
     assert main(argv) == 2  # not 7, not 130: the suite's own exit code
     _one_line(capsys, str(code), words)
     assert not (tmp_path / "r.db").exists()
+
+
+def test_a_hostile_genotype_file_is_unavailable_not_a_crash(tmp_path, monkeypatch, capsys):
+    import json
+
+    (tmp_path / "deep.json").write_text('{"name": "deep", "kind": "darts", "normal": '
+                                        + "[" * 200_000 + "]" * 200_000 + "}")  # fmt: skip
+    (tmp_path / "bigint.json").write_text('{"name": "bigint", "kind": "darts", "normal": '
+                                          '[["skip_connect", ' + "9" * 5000 + "]]}")  # fmt: skip
+    (tmp_path / "huge.json").write_text(json.dumps({
+        "name": "huge", "kind": "robnet", "cells": [["11"] * 14], "share": True,
+        "init_channels": 4, "layers": 10**6, "source": "x"}))  # fmt: skip
+    monkeypatch.setenv("RACL_GENOTYPES_PATH", str(tmp_path))
+    assert main(["zoo"]) == 0  # one bad file no longer breaks the zoo for every model
+    out = capsys.readouterr().out
+    for name, fault in (("deep", "nested too deeply"), ("bigint", "unreadable JSON"),
+                        ("huge", "layers: expected a positive int at most 1000")):  # fmt: skip
+        line = next(line for line in out.splitlines() if line.startswith(name))
+        assert "unavailable" in line and fault in line, line
+        assert main(["run", "--models", name, "--dry-run"]) == 2
+        _one_line(capsys, fault)
+
+
+def test_a_malformed_torchrun_environment_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["run", "--dry-run", "--store", str(tmp_path / "r.db")]) == 2
+    _one_line(capsys, "WORLD_SIZE='abc'")

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 TORCHATTACKS_PREFIX = "torchattacks:"
 
 
+# torchattacks classes built from other attack objects: no attack text can describe them
+COMPOSITES = frozenset({"MultiAttack"})
+
+
 class TorchattacksAttack(Attack):
     """Runs ``torchattacks.<Name>`` on the bound model; the result is projected and clamped."""
 
@@ -63,6 +67,11 @@ class TorchattacksAttack(Attack):
     def parse(cls, text: AttackText) -> dict[str, Any]:
         """Keyword arguments checked against the class's constructor; its defaults fill in."""
         variant, params, steps = text.variant, text.params, text.steps
+        if variant in COMPOSITES:  # they take attack objects, which an attack text cannot hold
+            raise UserError(
+                f"torchattacks.{variant} combines other attacks; list them instead "
+                "(e.g. --attacks pgd20,torchattacks:CW): each gets its own row"
+            )
         sig = torchattacks_signature(variant)
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.values())
         unknown = [k for k in params if k not in sig and not accepts_any]

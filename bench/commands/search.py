@@ -40,8 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", default="demo", choices=("smoke", "demo", "paper"))
     parser.add_argument("--dataset", help="dataset (default: the preset's: mnist / cifar10)")
     parser.add_argument("--method", default="racl", choices=METHODS)
-    parser.add_argument("--eta", type=finite_arg(0.0, 1.0), default=0.9,
-                        help="confidence level in (0, 1) (default 0.9)")  # fmt: skip
+    parser.add_argument("--eta", type=float, default=0.9, help="confidence level (default 0.9)")
     parser.add_argument("--rho", type=positive_float_arg, default=1e-3,
                         help="ADMM penalty, finite and > 0 (default 0.001)")  # fmt: skip
     parser.add_argument(
@@ -78,8 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="multiply rho for short searches (preset default: paper 1, demo 150, smoke 100)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=count_arg(1, MAX_THREADS),
-                        help="CPU threads for torch (default: torch's)")  # fmt: skip
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     parser.add_argument("--data-dir", help="dataset folder (default $RACL_BENCH_DATA or ./data)")
     parser.add_argument("--out-dir", help="genotype folder (default: first of genotype_dirs())")
     parser.add_argument("--run-dir", help="log/checkpoint folder (default runs/search/<name>)")
@@ -109,6 +107,12 @@ def check_search_args(args: argparse.Namespace) -> None:
     from bench.inputs import check_device, check_name, check_output_dir
 
     check_name(args.name)
+    from core.errors import UserError
+    from genotypes.names import ALIASES
+    from models.registry import BUILTIN
+
+    if args.name in BUILTIN or args.name in ALIASES:
+        raise UserError(f"--name {args.name} is a zoo model's name; give the search its own name")
     check_device(args.device)
     from racl_search.api import default_out_dir, default_run_dir
 
@@ -129,6 +133,8 @@ def set_threads(threads: int | None) -> None:
 
     if threads < 1:
         raise UserError(f"--threads must be >= 1, got {threads}")
+    if threads > MAX_THREADS:
+        raise UserError(f"--threads must be at most {MAX_THREADS}, got {threads}")
     import torch
 
     torch.set_num_threads(threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         "--data-dir": args.data_dir,
     }
     check_output_file(args.out, inputs=read)
+    if args.link and not re.fullmatch(r"https?://[^\s<>\"']+", args.link):
+        raise UserError(f"--link must be an http(s) address, got {args.link[:60]!r}")
     if args.checkpoint_dir:
         check_output_dir(args.checkpoint_dir, "--checkpoint-dir", inputs={"--store": args.store})
     meta = SubmissionMeta(

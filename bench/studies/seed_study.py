@@ -24,6 +24,7 @@ from typing import Any
 
 from core.enums import Dataset, Training
 from core.errors import UserError
+from core.jsonfile import read_json
 
 VARIANTS: dict[str, dict[str, str]] = {
     "racl": {"method": "racl", "bound": "operator"},
@@ -189,7 +190,10 @@ def _row_line(row: dict[str, Any]) -> str:
 def _load_rows(path: Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         return {}
-    return {row["key"]: row for row in json.loads(path.read_text())}
+    rows = read_json(path, "seed-study results")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "key" in r for r in rows):
+        raise UserError(f"seed-study results {path}: not a list of result rows; delete it to rerun")
+    return {row["key"]: row for row in rows}
 
 
 def _save_rows(path: Path, rows: dict[str, dict[str, Any]]) -> None:

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from core.atomic import atomic_write, atomic_write_text
 from core.errors import UserError, first_line
+from core.jsonfile import read_json
 
 FORMAT_VERSION = 1
 WEIGHTS_SUFFIX = ".safetensors"
@@ -72,12 +73,9 @@ def save_checkpoint(model: nn.Module, path_stem: str | Path, meta: dict) -> Chec
 def read_meta(path: str | Path) -> dict:
     """The sidecar of a checkpoint (given its stem, weights or sidecar path)."""
     sidecar = _with(_stem(path), SIDECAR_SUFFIX)
-    try:
-        meta = json.loads(sidecar.read_text())
-    except FileNotFoundError:
-        raise UserError(f"no checkpoint at {sidecar}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"corrupt checkpoint sidecar {sidecar} (not JSON)") from None
+    if not sidecar.exists():
+        raise UserError(f"no checkpoint at {sidecar}")
+    meta = read_json(sidecar, "corrupt checkpoint sidecar")
     if not isinstance(meta, dict) or "model" not in meta or "content_hash" not in meta:
         raise UserError(f"corrupt checkpoint sidecar {sidecar} (missing model/content_hash)")
     if meta.get("format_version", 0) > FORMAT_VERSION:

@@ -12,7 +12,6 @@ Details: docs/decisions/trust.md, "Your own model"; docs/decisions/store.md, "Id
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 from bench.training.checkpoint import SIDECAR_SUFFIX, file_sha256
 from bench.training.identity import source_digest
 from core.errors import UserError, first_line
+from core.jsonfile import read_json
 from models.user import FactoryRef, build_user_model, check_user_model, parse_factory
 
 # 2: the factory's source bytes are part of the identity (docs/decisions/store.md, "Identity")
@@ -128,9 +128,9 @@ def _aliases(path: Path, state: dict[str, Tensor]) -> dict[str, Tensor]:
     sidecar = path.with_name(path.name[: -len(path.suffix)] + SIDECAR_SUFFIX)
     if not sidecar.is_file():
         return {}
-    try:
-        aliases = json.loads(sidecar.read_text()).get("aliases") or {}
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+    meta = read_json(sidecar, "weights sidecar")  # a broken sidecar: one line naming it
+    aliases = meta.get("aliases") if isinstance(meta, dict) else None
+    if not isinstance(aliases, dict):
         return {}
     return {alias: state[target] for alias, target in aliases.items() if target in state}
 
