@@ -120,6 +120,8 @@ def run_dir_hash(run_dir: Path) -> str | None:
 
 def check_run_dir(run_dir: Path) -> None:
     """Read a run folder's JSON files (cheap, before a search starts): SearchError if corrupt."""
+    if not (Path(run_dir) / STATE_JSON).is_file():
+        return  # no finished epoch: config.json (cut short by a full disk?) is rewritten
     for name in ("config.json", STATE_JSON):
         path = Path(run_dir) / name
         if path.is_file():

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core import distributed
+from core.atomic import atomic_write_text
 from core.enums import SearchMethod, Strength
 from core.progress import progress_bar
 from genotypes import Genotype, save_genotype
@@ -290,6 +291,11 @@ def run_search(
     )
     if saved is not None:
         epoch, state = saved
+        if not 0 <= epoch < config.epochs:  # an edited or foreign state.json: never trusted
+            raise SearchError(
+                f"search state in {run_dir} says epoch {epoch + 1} of {config.epochs}; "
+                "rerun with --fresh to start over"
+            )
         try:
             restore(mods, state, device)
             start, history, elapsed = epoch + 1, list(state["history"]), float(state["elapsed"])
@@ -303,8 +309,9 @@ def run_search(
         _clear(run_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        meta_path.write_text(
-            json.dumps({"config_hash": config.config_hash(), "config": config.to_dict()}, indent=1)
+        atomic_write_text(  # a full disk leaves the old file or none, never a cut one
+            meta_path,
+            json.dumps({"config_hash": config.config_hash(), "config": config.to_dict()}, indent=1),
         )
     distribute(mods, config, device, n_half=len(data[0][0]))
     for epoch in range(start, config.epochs):
@@ -317,6 +324,7 @@ def run_search(
         elapsed += time.perf_counter() - t0
         row["elapsed_s"] = elapsed
         history.append(row)
+        _check_finite(mods, row, run_dir)  # before anything of a diverged epoch is kept
         if main:
             _log_row(run_dir, row, log)
             save_run_state(run_dir, epoch, snapshot(mods, history, elapsed))
@@ -331,8 +339,25 @@ def _clear(run_dir: Path) -> None:
             path.unlink()
 
 
+def _check_finite(mods: SearchModules, row: dict[str, Any], run_dir: Path) -> None:
+    """A diverged search (a NaN or infinite loss or architecture parameter) stops here, before
+    its state, log line or genotype is written: nothing of it joins the zoo."""
+    bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(float(row.get(k, 0.0)))]
+    bad += [n for n, p in mods.arch.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise SearchError(
+            f"the search diverged at epoch {row['epoch']} (non-finite {', '.join(bad[:3])}); "
+            f"no genotype written (state of the last finite epoch kept in {run_dir})"
+        )
+
+
 def _log_row(run_dir: Path, row: dict[str, Any], log: Callable[[str], None]) -> None:
-    with (run_dir / "log.jsonl").open("a", encoding="utf-8") as handle:
+    path = run_dir / "log.jsonl"
+    if path.is_file():  # a line cut short by a kill or a full disk is dropped, not glued to
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            path.write_bytes(data[: data.rfind(b"\n") + 1])
+    with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(row) + "\n")
     parts = [f"epoch {row['epoch']}"]
     for key, fmt in (

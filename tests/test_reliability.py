@@ -291,3 +291,78 @@ def test_a_malformed_torchrun_environment_is_one_line(tmp_path, capsys, monkeypa
     monkeypatch.setenv("RANK", "0")
     assert main(["run", "--dry-run", "--store", str(tmp_path / "r.db")]) == 2
     _one_line(capsys, "WORLD_SIZE='abc'")
+
+
+@pytest.fixture(scope="module")
+def search_data():
+    from core.data import load_split
+
+    x, y = load_split("mnist", "train", None)
+    return x[:600], y[:600]
+
+
+def _search(config, data, tmp_path, name="s", **kw):  # noqa: ANN001, ANN202
+    from racl_search.search import run_search
+
+    return run_search(config, *data, name=name, out_dir=tmp_path / "geno",
+                      run_dir=tmp_path / "run", progress=False, log=lambda m: None,
+                      **kw)  # fmt: skip
+
+
+def test_search_state_that_cannot_be_true_is_refused_and_torn_files_are_not(tmp_path, search_data):
+    import json
+
+    from racl_search.config import make_config
+    from racl_search.errors import SearchError
+
+    config = make_config("smoke", epochs=2)
+    assert _search(config, search_data, tmp_path, stop_after_epoch=1) is None
+    state = tmp_path / "run" / "state.json"
+    good = json.loads(state.read_text())
+    for epoch in (-5, 10**6, 2):  # the state of a search of 2 epochs says 1 finished
+        state.write_text(json.dumps({**good, "epoch": epoch}))
+        with pytest.raises(SearchError, match=f"epoch {epoch + 1} of 2"):
+            _search(config, search_data, tmp_path)
+        assert not (tmp_path / "geno" / "s.json").exists()
+    state.write_text(json.dumps(good))
+    log = tmp_path / "run" / "log.jsonl"
+    log.write_text(log.read_text() + '{"epoch": 9, "train_lo')  # a line cut short
+    assert _search(config, search_data, tmp_path) is not None
+    rows = [json.loads(line) for line in log.read_text().splitlines()]  # every line whole
+    assert [r["epoch"] for r in rows] == [1, 2]
+    fresh = tmp_path / "fresh"
+    (fresh / "run").mkdir(parents=True)
+    (fresh / "run" / "config.json").write_text("")  # a full disk's 0-byte file, no state yet
+    assert _search(config, search_data, fresh) is not None
+
+
+def test_a_search_that_diverges_writes_no_genotype(tmp_path, search_data, monkeypatch):
+    import racl_search.search as search_mod
+    from racl_search.config import make_config
+    from racl_search.errors import SearchError
+
+    run_epoch = search_mod.run_epoch
+
+    def diverging(mods, *args, **kwargs):  # noqa: ANN001, ANN202
+        out = run_epoch(mods, *args, **kwargs)
+        for p in mods.arch.parameters():
+            p.data.fill_(float("nan"))  # what rho = inf did to the architecture
+        return out
+
+    monkeypatch.setattr(search_mod, "run_epoch", diverging)
+    with pytest.raises(SearchError, match="diverged at epoch 1"):
+        _search(make_config("smoke", epochs=2), search_data, tmp_path)
+    assert not (tmp_path / "geno").exists() or not list((tmp_path / "geno").iterdir())
+    assert not (tmp_path / "run" / "state.json").exists()
+
+
+def test_the_seed_study_cache_is_keyed_on_what_its_rows_depend_on(tmp_path):
+    from bench.studies.seed_study import StudyConfig, _row_key
+
+    base = StudyConfig(out_dir=tmp_path, n_eval=20)
+    key = _row_key(base, "racl", 0)
+    assert key == _row_key(StudyConfig(out_dir=tmp_path / "elsewhere", n_eval=20), "racl", 0)
+    for other in (StudyConfig(out_dir=tmp_path, n_eval=40),
+                  StudyConfig(out_dir=tmp_path, n_eval=20, device="cuda"),
+                  StudyConfig(out_dir=tmp_path, n_eval=20, data_dir="/data")):  # fmt: skip
+        assert _row_key(other, "racl", 0) != key  # --n-eval 40 no longer reads 20's rows

@@ -175,7 +175,11 @@ def edit_distance(a: dict[str, list], b: dict[str, list]) -> int:
 
 
 def _row_key(config: StudyConfig, variant: str, seed: int) -> str:
-    return f"{search_config(config, variant, seed).config_hash()}:{train_config(config, seed)}"
+    """Everything a row depends on: the search config, the training config, the test images
+    (``n_eval``), the device and the data folder (a row of 20 images never answers for 40)."""
+    search = search_config(config, variant, seed).config_hash()
+    where = f"n_eval={config.n_eval}:device={config.device}:data={config.data_dir or '-'}"
+    return f"{search}:{train_config(config, seed)}:{where}"
 
 
 def _row_line(row: dict[str, Any]) -> str:
