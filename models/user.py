@@ -58,7 +58,17 @@ def parse_factory(text: str, *, is_file: bool) -> FactoryRef:
     path = Path(where)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
+    markup = sorted(set(path.stem) & set(MARKUP)) or [c for c in path.stem[:1] if c in "=+-@"]
+    if markup or any(ord(ch) < 32 for ch in path.stem):
+        shown = "".join(markup) if markup else "a control character"
+        raise ModelError(
+            f"{path.name}: the model is named after its file, and {shown!r} in that name would "
+            "be read as markup in the report's Markdown, CSV and LaTeX tables; rename the file"
+        )
     return FactoryRef(str(text), function, path=path.resolve())
+
+
+MARKUP = "|<>[]()*`#\\\"'&$%{}~^"  # table, HTML, link, emphasis, code, TeX characters
 
 
 def load_factory(ref: FactoryRef) -> Callable[..., nn.Module]:

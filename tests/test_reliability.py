@@ -366,3 +366,37 @@ def test_the_seed_study_cache_is_keyed_on_what_its_rows_depend_on(tmp_path):
                   StudyConfig(out_dir=tmp_path, n_eval=20, device="cuda"),
                   StudyConfig(out_dir=tmp_path, n_eval=20, data_dir="/data")):  # fmt: skip
         assert _row_key(other, "racl", 0) != key  # --n-eval 40 no longer reads 20's rows
+
+
+@pytest.mark.parametrize("stem", ["a|b", "<img src=x>", "[x](javascript:1)", "=cmd", "t`x`"])
+def test_a_model_file_whose_name_carries_markup_is_refused(tmp_path, capsys, stem):
+    code = tmp_path / f"{stem}.py"
+    code.write_text((USER_MODELS).read_text())
+    argv = ["run", "--model-file", f"{code}:small", "--dataset", "mnist", "--attacks", "fgsm",
+            "--n", "4", "--store", str(tmp_path / "r.db")]  # fmt: skip
+    assert main(argv) == 2
+    _one_line(capsys, "rename the file")
+    assert not (tmp_path / "r.db").exists()
+
+
+def test_markdown_and_csv_tables_escape_hostile_names():
+    import csv
+    import io
+
+    from bench.report.render import to_csv, to_markdown
+    from bench.report.table_model import Cell, Row, Table
+
+    hostile = "x|<script>alert(1)</script>[a](b)"
+    table = Table(
+        "t1",
+        "Title",
+        ["FGSM"],
+        rows=[Row(hostile, None, (Cell(50.0, n=4),)), Row("=HYPERLINK(1)", None, (Cell(25.0),))],
+    )
+    md = to_markdown(table)
+    row = next(line for line in md.splitlines() if "script" in line)
+    assert row.count(" | ") == 2 and "<script>" not in row  # three cells, no raw tag
+    assert "\\|" in row and "\\<script\\>" in row
+    rows = list(csv.reader(io.StringIO(to_csv(table)), delimiter=","))
+    labels = [r[0] for r in rows if r and not r[0].startswith("#")][1:]
+    assert labels == [hostile, "'=HYPERLINK(1)"]  # the quote keeps a spreadsheet from running it

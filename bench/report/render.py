@@ -42,6 +42,20 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _md_name(text: str) -> str:
+    """A model or row name as Markdown text, never markup (a store may hold any name)."""
+    text = " ".join(str(text).split())
+    for ch in "\\`*[]<>#|":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _csv_name(text: str) -> str:
+    """A name as a CSV cell a spreadsheet does not run (=, +, -, @ start a formula there)."""
+    text = str(text)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def to_markdown(table: Table, level: int = 3) -> str:
     """The table as GitHub Markdown: title, header bullet list, pipe table, footnotes."""
     lines = [f"{'#' * level} {table.title}", ""]
@@ -50,7 +64,8 @@ def to_markdown(table: Table, level: int = 3) -> str:
     lines.append("|" + "---|" * 2 + "---:|" * len(table.columns))
     for row in table.rows:
         cells = [markdown_cell(c) for c in row.cells]
-        lines.append("| " + " | ".join([row.label, display(row.paper_row), *cells]) + " |")
+        label = [_md_name(row.label), _md_name(display(row.paper_row))]
+        lines.append("| " + " | ".join([*label, *cells]) + " |")
     if table.footnotes:
         lines += ["", *[f"{_md_escape(f)}  " for f in table.footnotes]]
     return "\n".join(lines) + "\n"
@@ -143,7 +158,7 @@ def to_csv(table: Table) -> str:
         head += [f"{col}_{f}" for f in (*fields, "flags")]
     writer.writerow(head)
     for row in table.rows:
-        out = [row.label, row.paper_row or ""]
+        out = [_csv_name(row.label), _csv_name(row.paper_row or "")]
         for c in row.cells:
             out += _csv_cells(c)
         writer.writerow(out)
