@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; any failure is one line on stderr and an exit code, never a traceback."""
+    if sys.stdout is None or sys.stderr is None:  # started with a closed descriptor (>&-)
+        if sys.stderr is not None:
+            print("bench: error: standard output is closed; nothing to write to", file=sys.stderr)
+        return cli_errors.EXIT_BAD_INPUT
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]  # `bench run --workers` reuses it
     debug = cli_errors.debug_wanted(bool(getattr(args, "debug", False)))

@@ -400,3 +400,14 @@ def test_markdown_and_csv_tables_escape_hostile_names():
     rows = list(csv.reader(io.StringIO(to_csv(table)), delimiter=","))
     labels = [r[0] for r in rows if r and not r[0].startswith("#")][1:]
     assert labels == [hostile, "'=HYPERLINK(1)"]  # the quote keeps a spreadsheet from running it
+
+
+def test_a_closed_stdout_is_one_line_not_an_internal_error():
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "bench.cli", "zoo"], stderr=subprocess.PIPE,
+                          text=True, preexec_fn=lambda: os.close(1), timeout=300)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "bench: error: standard output is closed; nothing to write to"
