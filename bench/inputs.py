@@ -64,17 +64,6 @@ def count_arg(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def positive_float_arg(text: str) -> float:
-    """argparse ``type=`` for a finite number > 0 (a learning rate, a rate of change)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
-    if not 0 < value < 1e6:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"must be a finite number in (0, 1e6), got {text[:40]}")
-    return value
-
-
 def finite_arg(low: float, high: float) -> Callable[[str], float]:
     """argparse ``type=`` for a number strictly inside ``(low, high)`` (never nan or inf)."""
 
@@ -84,10 +73,15 @@ def finite_arg(low: float, high: float) -> Callable[[str], float]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
         if not low < value < high:
-            raise argparse.ArgumentTypeError(f"must lie in ({low:g}, {high:g}), got {text[:40]}")
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number in ({low:g}, {high:g}), got {text[:40]}"
+            )
         return value
 
     return parse
+
+
+positive_float_arg = finite_arg(0.0, 1e6)  # a learning rate, a penalty: finite and > 0
 
 
 def minutes_arg(text: str) -> float:

@@ -26,7 +26,7 @@ def read_json(
             raise error(f"{where}: larger than {MAX_BYTES >> 20} MiB; not read")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise error(f"{where}: cannot read (not UTF-8 text)") from None
+        raise error(f"{where}: not JSON (cannot read it as UTF-8 text)") from None
     except OSError as err:
         raise error(f"{where}: cannot read ({err.strerror or err})") from None
     if not text.strip():

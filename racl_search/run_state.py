@@ -10,6 +10,8 @@ whose dict keys keep their types (``{"__dict__": [[key, value], ...]}``).
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +90,9 @@ def load_run_state(run_dir: Path) -> tuple[int, dict[str, Any]] | None:
 def read_json_state(path: Path) -> dict[str, Any]:
     """A run folder's JSON file as a dict; unreadable or not an object: SearchError naming it."""
     try:
-        meta = read_json(path, "search state")
+        meta = read_json(path, "")
     except UserError as err:
-        raise _corrupt(path, first_line(err)) from None
+        raise _corrupt(path, first_line(err).removeprefix(f"{path}: ")) from None
     if not isinstance(meta, dict):
         raise _corrupt(path, "not a JSON object")
     return meta
@@ -140,3 +142,42 @@ def set_rng_state(state: dict[str, Tensor]) -> None:
     torch.set_rng_state(state["cpu"].to(torch.uint8))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"].to(torch.uint8))
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Remove a run folder's state, log and config (a fresh search)."""
+    for pattern in ("state*.safetensors", "state.json", "log.jsonl", "config.json"):
+        for path in run_dir.glob(pattern):
+            path.unlink()
+
+
+def log_row(run_dir: Path, row: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Append an epoch's row to ``log.jsonl`` and say it in one line."""
+    path = run_dir / "log.jsonl"
+    if path.is_file():  # a line cut short by a kill or a full disk is dropped, not glued to
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            path.write_bytes(data[: data.rfind(b"\n") + 1])
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    parts = [f"epoch {row['epoch']}"]
+    for key, fmt in (
+        ("train_loss", ".3f"), ("train_acc", ".1f"), ("arch_ce", ".3f"), ("val_acc", ".1f"),
+        ("c", "+.4f"), ("theta", ".5f"), ("log_bound_median", ".2f"), ("log_bound_q_eta", ".2f"),
+        ("elapsed_s", ".0f"),
+    ):  # fmt: skip
+        if key in row and not (isinstance(row[key], float) and math.isnan(row[key])):
+            parts.append(f"{key}={row[key]:{fmt}}")
+    log("  ".join(parts))
+
+
+def check_finite(arch: torch.nn.Module, row: dict[str, Any], run_dir: Path) -> None:
+    """A diverged search (a NaN or infinite loss or architecture parameter) stops here, before
+    its state, log line or genotype is written: nothing of it joins the zoo."""
+    bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(float(row.get(k, 0.0)))]
+    bad += [n for n, p in arch.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise SearchError(
+            f"the search diverged at epoch {row['epoch']} (non-finite {', '.join(bad[:3])}); "
+            f"no genotype written (state of the last finite epoch kept in {run_dir})"
+        )

@@ -31,7 +31,15 @@ from racl_search.config import SearchConfig
 from racl_search.derive import derive_genotype
 from racl_search.errors import SearchError
 from racl_search.parallel import distribute, sync_admm_state
-from racl_search.run_state import rng_state, save_run_state, saved_state, set_rng_state
+from racl_search.run_state import (
+    check_finite,
+    clear_run_dir,
+    log_row,
+    rng_state,
+    save_run_state,
+    saved_state,
+    set_rng_state,
+)
 from racl_search.supernet import Supernet, SupernetConfig
 
 
@@ -306,7 +314,7 @@ def run_search(
             ) from None
         log(f"resuming {name} after epoch {epoch + 1}/{config.epochs}")
     elif main:
-        _clear(run_dir)
+        clear_run_dir(run_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(  # a full disk leaves the old file or none, never a cut one
@@ -324,50 +332,13 @@ def run_search(
         elapsed += time.perf_counter() - t0
         row["elapsed_s"] = elapsed
         history.append(row)
-        _check_finite(mods, row, run_dir)  # before anything of a diverged epoch is kept
+        check_finite(mods.arch, row, run_dir)  # before anything of a diverged epoch is kept
         if main:
-            _log_row(run_dir, row, log)
+            log_row(run_dir, row, log)
             save_run_state(run_dir, epoch, snapshot(mods, history, elapsed))
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch < config.epochs:
             return None
     return finish(mods, config, history, elapsed, name=name, out_dir=Path(out_dir))
-
-
-def _clear(run_dir: Path) -> None:
-    for pattern in ("state*.safetensors", "state.json", "log.jsonl", "config.json"):
-        for path in run_dir.glob(pattern):
-            path.unlink()
-
-
-def _check_finite(mods: SearchModules, row: dict[str, Any], run_dir: Path) -> None:
-    """A diverged search (a NaN or infinite loss or architecture parameter) stops here, before
-    its state, log line or genotype is written: nothing of it joins the zoo."""
-    bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(float(row.get(k, 0.0)))]
-    bad += [n for n, p in mods.arch.named_parameters() if not bool(torch.isfinite(p).all())]
-    if bad:
-        raise SearchError(
-            f"the search diverged at epoch {row['epoch']} (non-finite {', '.join(bad[:3])}); "
-            f"no genotype written (state of the last finite epoch kept in {run_dir})"
-        )
-
-
-def _log_row(run_dir: Path, row: dict[str, Any], log: Callable[[str], None]) -> None:
-    path = run_dir / "log.jsonl"
-    if path.is_file():  # a line cut short by a kill or a full disk is dropped, not glued to
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            path.write_bytes(data[: data.rfind(b"\n") + 1])
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row) + "\n")
-    parts = [f"epoch {row['epoch']}"]
-    for key, fmt in (
-        ("train_loss", ".3f"), ("train_acc", ".1f"), ("arch_ce", ".3f"), ("val_acc", ".1f"),
-        ("c", "+.4f"), ("theta", ".5f"), ("log_bound_median", ".2f"), ("log_bound_q_eta", ".2f"),
-        ("elapsed_s", ".0f"),
-    ):  # fmt: skip
-        if key in row and not (isinstance(row[key], float) and math.isnan(row[key])):
-            parts.append(f"{key}={row[key]:{fmt}}")
-    log("  ".join(parts))
 
 
 def finish(

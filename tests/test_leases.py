@@ -173,7 +173,8 @@ def test_work_leased_by_a_live_process_waits_and_is_done_when_it_leaves(
             assert [r["key"] for r in rows if r["kind"] == "whitebox"][-1] == key
 
 
-def test_a_frozen_heartbeat_ends_the_wait_even_in_the_future(tmp_path, capsys):
+@pytest.mark.parametrize("host", ["this", "other"])
+def test_a_frozen_heartbeat_ends_the_wait_even_in_the_future(tmp_path, capsys, host):
     """A lease whose heartbeat lies an hour ahead (clock skew, or a forged row) held by a live
     process of this host: the wait ends once the heartbeat has not moved for the timeout, and
     says who held it. Before, it waited forever."""
@@ -184,7 +185,8 @@ def test_a_frozen_heartbeat_ends_the_wait_even_in_the_future(tmp_path, capsys):
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         with ResultStore(tmp_path / "r.db") as s:
-            _foreign(s, "cell-x", other.pid, socket.gethostname())
+            owner = socket.gethostname() if host == "this" else "node-with-a-fast-clock"
+            _foreign(s, "cell-x", other.pid, owner)
             s._conn.execute("UPDATE leases SET heartbeat = ?", (time.time() + 3600,))
         done = []
 

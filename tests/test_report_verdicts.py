@@ -8,6 +8,7 @@ import pytest
 
 from bench.report import ReportOptions, build_report
 from bench.results.store import ResultStore
+from core.errors import UserError
 
 N = 200
 BEATS = "With AT, RACL beats its baseline PC-DARTS under FGSM and PGD"
@@ -27,7 +28,7 @@ def _bits(correct: int, offset: int = 0) -> np.ndarray:
     return bits
 
 
-def _put(store, run, model, training, seed, attack, bits, correct=None):
+def _put(store, run, model, training, seed, attack, bits, correct=None, keep_bits=True):
     steps, step, key = ATTACKS.get(attack, (None, None, "clean"))
     store.put_result(
         {
@@ -49,7 +50,7 @@ def _put(store, run, model, training, seed, attack, bits, correct=None):
             "norm": "linf",
             "correct": int(bits.sum()) if correct is None else correct,
             "accuracy": 100.0 * int(bits.sum()) / N,
-            "per_sample": bits,
+            "per_sample": bits if keep_bits else None,
         }
     )
 
@@ -152,11 +153,15 @@ def test_seeds_that_all_hold_are_held(tmp_path):
 
 def test_cells_without_usable_bits_are_inconclusive(tmp_path):
     path = _store(tmp_path / "s.db", at={"racl_published": _counts(80, 70, 40)})
-    with ResultStore(path) as store:  # a PC-DARTS row whose bits disagree with its count
+    with ResultStore(path) as store:  # PC-DARTS rows without per-sample bits (an old store)
         for attack in ATTACKS:
-            _put(store, 1, "pc_darts", "pgd_at", 0, attack, _bits(10), correct=11)
+            _put(store, 1, "pc_darts", "pgd_at", 0, attack, _bits(10), keep_bits=False)
         _put(store, 1, "pc_darts", "pgd_at", 0, "clean", _bits(190))
     report = build_report(path, tmp_path / "out", ReportOptions(figures=False))
     claim = next(c for c in report.claims if c.text == BEATS)
     assert claim.ours == "inconclusive" and "no paired per-sample outcomes" in claim.detail
     assert claim.needed == "unknown: no paired outcomes at FGSM vs pc_darts"
+    with ResultStore(path) as store:  # bits that disagree with the count: an impossible row
+        _put(store, 1, "pc_darts", "pgd_at", 0, "fgsm", _bits(10), correct=11)
+    with pytest.raises(UserError, match="is impossible"):
+        build_report(path, tmp_path / "out2", ReportOptions(figures=False))

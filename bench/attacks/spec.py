@@ -213,7 +213,7 @@ def _check_budget(eps: float, steps: int, step_size: float | None) -> None:
     if int(steps) != steps or not 1 <= steps <= MAX_STEPS:
         raise UserError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps}")
     if step_size is not None and not 0 < step_size < float("inf"):
-        raise UserError(f"step size must be a finite number > 0, got {step_size:g}")
+        raise UserError(f"step size must be > 0 and finite, got {step_size:g}")
 
 
 def _usage(cls: type[Attack]) -> str:
