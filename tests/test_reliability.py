@@ -184,3 +184,16 @@ def test_sqlite_disk_failures_exit_1_naming_the_file_and_store_faults_exit_2(tmp
                               "correct": 3, "accuracy": 75.0, "per_sample": [1, 1, 1, 0],
                               "seed": i})  # fmt: skip
     assert describe(err.value) == (f"{tmp_path / 'r.db'}: SQLite: database or disk is full", 1)
+
+
+def test_accuracy_rounded_in_float32_is_possible_and_an_edited_one_is_not():
+    import numpy as np
+
+    from bench.results.format import pack_per_sample, row_fault
+
+    bits = np.arange(500) < 265
+    row = {"key": "k", "kind": "whitebox", "n": 500, "correct": 265, "error": None,
+           "accuracy": 100.0 * float(np.float32(265) / np.float32(500)),  # 52.9999971...
+           "per_sample": pack_per_sample(bits)}  # fmt: skip
+    assert row["accuracy"] != 53.0 and row_fault(row) is None  # what the runner stores
+    assert "accuracy" in row_fault({**row, "accuracy": 53.2})  # one image of 500 is 0.2
