@@ -7,18 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_reliability import _one_line
 
 from bench.cli import main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_store.sqlite"
-
-
-def _one_line(capsys, *words: str) -> str:  # noqa: ANN001
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 USER_MODELS = Path(__file__).parent / "fixtures" / "user_models.py"

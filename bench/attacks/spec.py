@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from bench.attacks.base import Attack, AttackText
 from bench.attacks.registry import ATTACKS, find_attack
+from bench.inputs import MAX_STEPS
 from core.enums import Dataset, Norm
 from core.errors import UserError
 
@@ -147,9 +148,6 @@ def parse_eps(value: str | float | int) -> float:
 
 
 _TEXT_RE = re.compile(r"^\s*([A-Za-z]+(?::\w+)?)(\d+)?\s*(?:\((.*)\))?\s*$", re.S | re.I)
-
-
-MAX_STEPS = 1_000_000  # an attack's iterations (bench.inputs.MAX_STEPS says the same)
 
 
 def parse_attack(

@@ -155,10 +155,6 @@ def _run(args: argparse.Namespace) -> int:
         overrides = {"fresh": False, "json": False, "no_progress": True, "dry_run": False}
         overrides.update(threads=me.threads, seed=me.seed, seeds=None, workers=1)
         args = argparse.Namespace(**{**vars(args), **overrides})
-    if args.threads is not None and args.threads < 1:
-        from core.errors import UserError
-
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
     workers.check_workers(args.workers, distributed.context().enabled)
     if args.workers > 1 and not args.dry_run:
         args.threads = workers.threads_each(args.workers, args.threads)

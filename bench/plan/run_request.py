@@ -140,8 +140,6 @@ def build_plan(
     experiments = get_experiments(names or [])
     # ad-hoc attacks need a dataset; experiments bring their own unless --dataset narrows them
     dataset = run_dataset(args.dataset, preset) if args.dataset or attacks else None
-    if args.n is not None and args.n < 1:
-        raise UserError(f"--n must be >= 1, got {args.n}")
     eps = parse_eps(args.eps) if args.eps is not None else None
     if eps is not None and eps <= 0:
         raise UserError("--eps must be > 0")

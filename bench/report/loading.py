@@ -132,9 +132,10 @@ def load_store(path: str | Path) -> StoreData:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         if "results" not in tables:
             raise UserError(f"{path} has no 'results' table: not a racl-bench results store")
-        check_objects(conn, Path(path))  # a trigger or view: refused before anything is read
-        if "schema_version" in tables:
-            stored_version(conn, Path(path))  # a version that is not a number: refused
+        if "schema_version" in tables:  # a bad version, a trigger or a view: refused
+            stored_version(conn, Path(path))  # (it checks the objects first)
+        else:
+            check_objects(conn, Path(path))
         _check_result_rows(conn, path)
         results = _normalise_results(_read_table(conn, "results", RESULT_COLUMNS))
         runs = _read_table(conn, "runs", RUN_COLUMNS)
