@@ -25,7 +25,7 @@ from racl_search.constraint import (
     point_log_bound,
 )
 from racl_search.lognormal import lognormal_log_quantile
-from racl_search.options import Penalty, Target
+from racl_search.options import Confidence, Penalty, Target
 from racl_search.supernet import Supernet
 
 
@@ -43,7 +43,13 @@ class AdmmConfig:
     decay_to_init: bool = True  # anchor the decay at mu's start (False: toward 0, PC-DARTS)
     penalty: str = Penalty.PHR.value
     target: str = Target.RELATIVE.value  # ln lambda* when log_target is None
+    confidence: str = Confidence.EXACT.value  # exact quantile + shared variance, or the paper's
+    live_sigma: bool = False  # the constraint's spread: the starting sigma (False) or the current
     sequential_sigma: bool = False
+
+    @property
+    def exact(self) -> bool:
+        return Confidence.parse(self.confidence) is Confidence.EXACT
 
     def penalty_term(self, c: Tensor, theta: float) -> Tensor:
         """The constraint's term in the architecture loss (see the module docstring)."""
@@ -83,13 +89,19 @@ def read_bound(
     log_lambda: Tensor,
     log_c: float = 0.0,
     start: bool = False,
+    shared: bool = True,
+    live_sigma: bool = False,
 ) -> BoundReading:
     """The network bound under each method's parametrisation (differentiable in ``arch``);
-    ``start``: of the starting architecture parameters."""
+    ``start``: of the starting architecture parameters; ``shared``: the variance of one sample
+    per cell type (the search's sampling), else the paper's sum over independent cells;
+    ``live_sigma``: the current sigma, else the starting one (D9)."""
     topo, bypass = net.topology, net.log_lipschitz_bypass()
     if method is SearchMethod.RACL:
-        m_a, var_a, m_b, var_b = arch.per_cell(net.cell_types, start=start)
-        mu, var = network_lognormal(m_a, var_a, m_b, var_b, log_lambda, topo, log_c, bypass)
+        m_a, var_a, m_b, var_b = arch.per_cell(net.cell_types, start=start, live_sigma=live_sigma)
+        types = net.cell_types if shared else None
+        mu, var = network_lognormal(m_a, var_a, m_b, var_b, log_lambda, topo, log_c, bypass,
+                                    cell_types=types)  # fmt: skip
         return BoundReading(mu, var)
     m_a, _, m_b, _ = arch.per_cell(net.cell_types, deterministic=True, start=start)
     log_bound = point_log_bound(m_a, m_b, log_lambda, topo, log_c, bypass)
@@ -110,6 +122,7 @@ class ArchitectureStep:
         self.method, self.arch, self.net, self.config = method, arch, net, config
         self.state = state or AdmmState(log_target=config.log_target)
         self.mode = weight_mode(method)
+        self.log_lambda: Tensor | None = None  # the last step's per-op constants
         adam_decay = 0.0 if config.decay_to_init else config.weight_decay
         self.mu_opt = torch.optim.Adam(
             arch.mu_parameters(), lr=config.lr, betas=config.betas, weight_decay=adam_decay
@@ -120,29 +133,43 @@ class ArchitectureStep:
     def constrained(self) -> bool:
         return self.method is not SearchMethod.PC_DARTS
 
+    def read(self, log_lambda: Tensor, start: bool = False) -> BoundReading:
+        """The bound under this step's variance model (see :func:`read_bound`)."""
+        return read_bound(self.method, self.arch, self.net, log_lambda, self.config.log_c,
+                          start=start, shared=self.config.exact,
+                          live_sigma=self.config.live_sigma)  # fmt: skip
+
     def constraint(self, log_lambda: Tensor) -> tuple[Tensor, BoundReading]:
         """``c`` at the current parameters; sets ``ln lambda*`` (see :class:`Target`)."""
-        bound = read_bound(self.method, self.arch, self.net, log_lambda, self.config.log_c)
+        bound = self.read(log_lambda)
         relative = Target.parse(self.config.target) is Target.RELATIVE
         if self.config.log_target is None and relative:
             with torch.no_grad():
-                ref = read_bound(self.method, self.arch, self.net, log_lambda, self.config.log_c,
-                                 start=True)  # fmt: skip
+                ref = self.read(log_lambda, start=True)
             self.state.log_target = float(ref.mu)
         elif self.state.log_target is None:
             self.state.log_target = float(bound.mu.detach())
         if self.method is SearchMethod.RACL:
-            c = confidence_constraint(bound.mu, bound.var, self.config.eta, self.state.log_target)
+            c = confidence_constraint(bound.mu, bound.var, self.config.eta, self.state.log_target,
+                                      exact=self.config.exact)  # fmt: skip
         else:
             c = point_constraint(bound.mu, self.state.log_target)
         return c, bound
 
-    def _loss(self, x: Tensor, y: Tensor, log_lambda: Tensor | None) -> tuple[Tensor, ...]:
+    def _loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, ...]:
+        """The architecture loss; the per-op constants are read after the forward, from the
+        batch statistics it normalised with (kept in ``self.log_lambda`` for the step)."""
         alpha, beta = self.arch.weights(self.mode)
-        ce = F.cross_entropy(self.net(x, alpha, beta), y)
-        if log_lambda is None:
+        if not self.constrained:
+            ce = F.cross_entropy(self.net(x, alpha, beta), y)
             return ce, ce, None
-        c, _ = self.constraint(log_lambda)
+        if self.log_lambda is None:
+            with self.net.recording_batch_statistics():
+                ce = F.cross_entropy(self.net(x, alpha, beta), y)
+            self.log_lambda = self.net.log_lipschitz()
+        else:
+            ce = F.cross_entropy(self.net(x, alpha, beta), y)
+        c, _ = self.constraint(self.log_lambda)
         return ce + self.config.penalty_term(c, self.state.theta), ce, c
 
     @torch.no_grad()
@@ -155,17 +182,17 @@ class ArchitectureStep:
             p.grad = pull if p.grad is None else p.grad.add_(pull)
 
     def __call__(self, x: Tensor, y: Tensor) -> dict[str, float]:
-        log_lambda = self.net.log_lipschitz() if self.constrained else None
+        self.log_lambda = None
         self.mu_opt.zero_grad(set_to_none=True)
         self.sigma_opt.zero_grad(set_to_none=True)
-        loss, ce, c = self._loss(x, y, log_lambda)
+        loss, ce, c = self._loss(x, y)
         loss.backward()
         self._decay_to_init()
         self.mu_opt.step()
         if self.method is SearchMethod.RACL:
             if self.config.sequential_sigma:
                 self.sigma_opt.zero_grad(set_to_none=True)
-                self._loss(x, y, log_lambda)[0].backward()
+                self._loss(x, y)[0].backward()
             self.sigma_opt.step()
         self.state.steps += 1
         out = {"arch_ce": float(ce.detach())}

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.enums import SearchMethod, StrEnum
+from genotypes import PRIMITIVES
 from racl_search.constraint import CellTopology
 
 
@@ -74,10 +75,17 @@ class ArchitectureParameters(nn.Module):
         sigma_init: float = 0.2,
         init_noise: float = 1e-3,
         generator: torch.Generator | None = None,
+        derivable: list[bool] | None = None,
     ) -> None:
         super().__init__()
         if sigma_init <= 0:
             raise ValueError(f"sigma_init must be > 0, got {sigma_init}")
+        if derivable is None:  # DARTS's PRIMITIVES: every op but `none` can be derived
+            derivable = [p != "none" for p in PRIMITIVES] if n_ops == len(PRIMITIVES) else None
+        derivable = derivable or [True] * n_ops
+        if len(derivable) != n_ops or not any(derivable):
+            raise ValueError(f"derivable needs {n_ops} flags, at least one True")
+        self.register_buffer("derivable", torch.tensor(derivable), persistent=False)
         self.topology = topology
         n_e = topology.n_edges
         mu_a = init_noise * torch.randn(2, n_e, n_ops, generator=generator)
@@ -126,6 +134,33 @@ class ArchitectureParameters(nn.Module):
         m_b = mu_b - node_logsumexp(mu_b + 0.5 * var_b, self.topology)
         return m_a, var_a, m_b, var_b
 
+    def bound_locations(
+        self, deterministic: bool = False, start: bool = False, live_sigma: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(m_a, var_a, m_b, var_b)`` the constraint reads: the medians of the ops that can be
+        derived sum to 1 per edge, those of ``beta`` to 1 per node (``none``: ``-inf``).
+
+        The derivation ranks medians among the derivable ops, so this is the mixture the
+        derived cell is read from: ``mu_none`` cannot move it. Per edge it is the forward's
+        sample times a factor >= 1, so it still bounds the supernet's own mixture. The spread
+        is the starting ``sigma`` unless ``live_sigma``: the derived cell (a median) never sees
+        ``sigma``, and shrinking it would otherwise meet the bound for free (docs/SEARCH.md,
+        D9). ``deterministic``: ``var = 0`` (the log-softmax over the derivable ops);
+        ``start``: of the starting parameters.
+        """
+        mu_a, mu_b = (self.mu_alpha_init, self.mu_beta_init) if start else self.mu_parameters()
+        live = live_sigma and not start
+        s_a, s_b = self.sigma_parameters() if live else (self.s_alpha_init, self.s_beta_init)
+        if deterministic:
+            var_a, var_b = torch.zeros_like(mu_a), torch.zeros_like(mu_b)
+        else:
+            var_a, var_b = F.softplus(s_a).square(), F.softplus(s_b).square()
+        keep = self.derivable.to(mu_a.device)
+        kept = mu_a.masked_fill(~keep, float("-inf"))
+        m_a = kept - torch.logsumexp(kept, dim=-1, keepdim=True)
+        m_b = mu_b - node_logsumexp(mu_b, self.topology)
+        return m_a, var_a.masked_fill(~keep, 0.0), m_b, var_b
+
     def weights(self, mode: WeightMode) -> tuple[Tensor, Tensor]:
         """The ``(alpha, beta)`` fed to the supernet in ``mode``."""
         if mode is WeightMode.SOFTMAX:
@@ -149,8 +184,12 @@ class ArchitectureParameters(nn.Module):
         )
 
     def per_cell(
-        self, cell_types: list[int], deterministic: bool = False, start: bool = False
+        self,
+        cell_types: list[int],
+        deterministic: bool = False,
+        start: bool = False,
+        live_sigma: bool = False,
     ) -> tuple[Tensor, ...]:
-        """``(m_a, var_a, m_b, var_b)`` expanded to one copy per cell (shared by type)."""
+        """:meth:`bound_locations` expanded to one copy per cell (shared by type)."""
         idx = torch.tensor(cell_types, device=self.mu_alpha.device)
-        return tuple(t[idx] for t in self.locations(deterministic, start))
+        return tuple(t[idx] for t in self.bound_locations(deterministic, start, live_sigma))

@@ -15,7 +15,7 @@ from typing import Any
 
 from core.enums import SearchMethod, Strength
 from racl_search.errors import SearchError
-from racl_search.options import BoundMode, Penalty, Target
+from racl_search.options import BoundMode, Confidence, Penalty, Target
 
 PRESETS = ("smoke", "demo", "paper")
 # `bench search --compile auto` compiles on CUDA for these presets only (docs/decisions/speed.md)
@@ -40,6 +40,8 @@ class SearchConfig:
     bound: str = BoundMode.OPERATOR.value  # per-op constants (operator | paper)
     penalty: str = Penalty.PHR.value  # augmented-Lagrangian term (phr | paper)
     target: str = Target.RELATIVE.value  # ln lambda* if not given (relative | start)
+    confidence: str = Confidence.EXACT.value  # the chance constraint (exact | paper)
+    live_sigma: bool = False  # the constraint's spread: starting sigma (default) or current (D9)
     seed: int = 0
     # data and schedule
     n_images: int = 2400  # taken from the train split, half for weights, half for architecture
@@ -64,6 +66,9 @@ class SearchConfig:
     arch_weight_decay: float = 1e-3
     sigma_init: float = 0.2
     sequential_sigma: bool = False
+    # BatchNorm's running-average momentum (None: cumulative). The search reads batch
+    # statistics, so this moves only the logged eval-mode accuracy (tested; docs/SEARCH.md D2).
+    bn_momentum: float | None = 0.1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", SearchMethod.parse(self.method).value)
@@ -71,6 +76,7 @@ class SearchConfig:
         object.__setattr__(self, "bound", BoundMode.parse(self.bound).value)
         object.__setattr__(self, "penalty", Penalty.parse(self.penalty).value)
         object.__setattr__(self, "target", Target.parse(self.target).value)
+        object.__setattr__(self, "confidence", Confidence.parse(self.confidence).value)
         object.__setattr__(self, "arch_betas", tuple(self.arch_betas))
         validate(self)
 
@@ -101,6 +107,10 @@ def validate(config: SearchConfig) -> None:
             f"init_channels {config.init_channels} must be a multiple of K={config.partial_k}",
         ),
         (config.sigma_init > 0, f"sigma_init must be > 0, got {config.sigma_init}"),
+        (
+            config.bn_momentum is None or 0.0 <= config.bn_momentum <= 1.0,
+            f"bn_momentum must lie in [0, 1] or be None, got {config.bn_momentum}",
+        ),
     ]
     for ok, message in checks:
         if not ok:

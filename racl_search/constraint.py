@@ -11,9 +11,11 @@ Cells that share one genotype share ``alpha``/``beta`` but each has its own weig
 per-op constants ``lambda_o`` are per cell. Like the paper, the cells' factors are treated as
 independent when their variances are summed.
 
-The constraint ``P[lambda_F <= lambda*] >= eta`` is convexified (the paper drops the square root)
-into ``c = mu + Phi^-1(eta) * sigma^2 - ln lambda* <= 0`` (Eq. 16-17). The "without CL" ablation
-uses the point bound of Eq. 10 with deterministic parameters: ``c = ln bound - ln lambda*``.
+The constraint ``P[lambda_F <= lambda*] >= eta`` is ``c = mu + Phi^-1(eta) * sigma - ln lambda*``
+(the exact quantile, with the variance of the search's shared sampling, :func:`network_variance`)
+or, as the paper writes it, convexified into ``mu + Phi^-1(eta) * sigma^2 - ln lambda*`` with the
+cells' variances summed as if independent (Eq. 16-17). The "without CL" ablation uses the point
+bound of Eq. 10 with deterministic parameters: ``c = ln bound - ln lambda*``.
 """
 
 from __future__ import annotations
@@ -98,15 +100,36 @@ def network_lognormal(
     topology: CellTopology,
     log_c: float = 0.0,
     log_bypass: Tensor | None = None,
+    cell_types: list[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``(mu, sigma^2)`` of the network bound; per-cell inputs ``(cells, E, O)`` / ``(cells, E)``.
 
     Pass each cell's own copy of the shared architecture parameters (e.g. by indexing the
     normal/reduce parameters with the cell types) and its own ``log_lambda`` / ``log_bypass``.
+    ``cell_types``: cells of one type share one sample (:func:`network_variance`); None sums
+    the cells' variances as if independent (the paper).
     """
     mu_e, var_e = edge_lognormal(mu_a, var_a, log_lambda, log_bypass)
     mu_j, var_j = node_lognormal(mu_b, var_b, mu_e, var_e, topology)
-    return log_c + mu_j.sum(), var_j.sum()
+    return log_c + mu_j.sum(), network_variance(var_j, cell_types)
+
+
+def network_variance(var_j: Tensor, cell_types: list[int] | None) -> Tensor:
+    """Variance of ``sum_{cells k, nodes j} ln(node factor)``; ``var_j``: ``(cells, steps)``.
+
+    Nodes are independent (disjoint parameters). The cells of one type share their sample, so
+    a node's log factors over those cells move together: their standard deviations are added
+    before squaring, ``sum_types sum_j (sum_{k in type} s_kj)^2``, which bounds the variance of
+    a sum of correlated terms from above (Cauchy-Schwarz). ``cell_types`` None: ``sum var_j``.
+    """
+    if cell_types is None:
+        return var_j.sum()
+    types = torch.tensor(cell_types, device=var_j.device)
+    sd = var_j.clamp_min(1e-30).sqrt()
+    total = var_j.new_zeros(())
+    for t in sorted(set(cell_types)):
+        total = total + sd[types == t].sum(dim=0).square().sum()
+    return total
 
 
 def point_log_bound(
@@ -126,9 +149,14 @@ def point_log_bound(
     return log_c + node.sum()
 
 
-def confidence_constraint(mu: Tensor, var: Tensor, eta: float, log_target: float) -> Tensor:
-    """Eq. 17: ``c = mu + Phi^-1(eta) * sigma^2 - ln lambda*`` (feasible when ``c <= 0``)."""
-    return mu + normal_ppf(eta) * var - log_target
+def confidence_constraint(
+    mu: Tensor, var: Tensor, eta: float, log_target: float, exact: bool = True
+) -> Tensor:
+    """``c <= 0`` for ``P[lambda_F <= lambda*] >= eta``: the exact log-normal quantile
+    ``mu + Phi^-1(eta) * sigma - ln lambda*``, or (``exact=False``) Eq. 17's convexified
+    ``mu + Phi^-1(eta) * sigma^2 - ln lambda*``."""
+    spread = var.clamp_min(1e-30).sqrt() if exact else var
+    return mu + normal_ppf(eta) * spread - log_target
 
 
 def point_constraint(log_bound: Tensor, log_target: float) -> Tensor:

@@ -3,8 +3,9 @@
 DARTS (Liu et al., ICLR 2019) keeps, per node, the two strongest incoming edges, each with its
 strongest op other than ``none``; PC-DARTS (Xu et al., ICLR 2020) ranks ops by
 ``beta_ij * alpha_ij,o``. For RACL's log-normal parameters the strength ``beta * alpha`` is
-itself log-normal, ``LN(m^a + m^b, (sigma^a)^2 + (sigma^b)^2)`` (the normalised locations of
-:meth:`ArchitectureParameters.locations`), read by a rule **(choice)**:
+itself log-normal, ``LN(m^a + m^b, (sigma^a)^2 + (sigma^b)^2)`` (the locations the constraint
+reads, :meth:`ArchitectureParameters.bound_locations`: medians of the derivable ops summing to
+1 per edge, so ``none`` moves neither), read by a rule **(choice)**:
 ``median`` ``exp(mu)`` (default), ``mean`` ``exp(mu + s^2 / 2)``, or ``lcb``, the lower confidence
 bound ``exp(mu - Phi^-1(eta) * s)``. Ties go to the earlier op / the lower input index.
 """
@@ -31,7 +32,7 @@ def log_strengths(
     if method is not SearchMethod.RACL:  # PC-DARTS and without CL: softmax weights
         log_alpha, log_beta = arch.log_softmax_weights()
         return log_alpha + log_beta.unsqueeze(-1)
-    m_a, var_a, m_b, var_b = arch.locations()
+    m_a, var_a, m_b, var_b = arch.bound_locations(live_sigma=True)  # the constraint's medians
     mu = m_a + m_b.unsqueeze(-1)
     if rule is Strength.MEDIAN:
         return mu

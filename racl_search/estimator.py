@@ -5,7 +5,8 @@
 one power iteration per call on ``L`` and its adjoint (autograd's vector-Jacobian product, i.e.
 the transposed convolutions), with persistent vectors: warm-started across steps, as spectral
 normalisation does (Miyato et al., ICLR 2018). Weight-free parts (max pool gains, the spatial
-norm of average pools) are computed once; BatchNorm scales are read live (running statistics).
+norm of average pools) are computed once; BatchNorm scales are read live: the batch statistics
+the supernet's last recorded forward divided by (train mode), the running ones in eval mode.
 :class:`PaperEstimator` (``bound="paper"``) keeps the paper's reading: reshaped weights' spectral
 norms by batched power iteration, max pool 1, average pool ``S ** -0.5``.
 """
@@ -236,7 +237,8 @@ def paper_constant(slot: OpSlot) -> float:
 
 
 def bn_log_scale(bn: nn.BatchNorm2d) -> Tensor:
-    """``log max_c |gamma_c| / sqrt(running_var_c + eps)`` (gamma = 1 when not affine)."""
+    """``log max_c |gamma_c| / sqrt(var_c + eps)`` (gamma = 1 when not affine; ``var``: the
+    recorded batch variance in train mode, else the running one)."""
     return ScalePiece(bn).scale().abs().max().clamp_min(1e-12).log()
 
 

@@ -5,9 +5,11 @@ eval net's stem, preprocessing and classifier parts) into the order its forward 
 Linear pieces hold references to the live modules, so their values follow training:
 
 - :class:`ConvPiece` ``conv2d`` without bias (a bias shifts, it does not stretch);
-- :class:`ScalePiece` a per-channel diagonal: BatchNorm with its running statistics (eval
-  semantics, also while the search trains: the batch statistics of training mode are not a
-  fixed map) and ``gamma`` where affine, or the input normalisation ``1 / std``;
+- :class:`ScalePiece` a per-channel diagonal: BatchNorm and ``gamma`` where affine, or the input
+  normalisation ``1 / std``. A BatchNorm in train mode divides by the statistics of the batch
+  it sees: while the search records them (:func:`record_batch_variance`), the scale uses the
+  last recorded batch variance (detached), so the constant bounds the map the search applied;
+  in eval mode, or with nothing recorded, the running statistics (a trained network);
 - :class:`ReducePiece` FactorizedReduce's two offset 1x1 stride-2 convs (its BatchNorm follows
   as a :class:`ScalePiece`);
 - :class:`PoolPiece` average pooling (linear, the same on every channel);
@@ -59,14 +61,33 @@ class ConvPiece:
         return F.conv2d(v, w, None, c.stride, c.padding, c.dilation, groups)
 
 
+BATCH_VAR = "racl_batch_var"  # attribute a recording BatchNorm keeps its last batch variance in
+
+
+def record_batch_variance(module: nn.BatchNorm2d, args: tuple) -> None:
+    """Forward pre-hook: keep the biased batch variance a train-mode BatchNorm divides by."""
+    if module.training:
+        x = args[0].detach()
+        setattr(module, BATCH_VAR, x.var(dim=(0, 2, 3), unbiased=False))
+
+
+def batch_or_running_var(bn: nn.BatchNorm2d) -> Tensor:
+    """The variance ``bn`` divides by: the recorded batch variance in train mode, else the
+    running one (eval mode, or nothing recorded yet)."""
+    batch = getattr(bn, BATCH_VAR, None)
+    if bn.training and batch is not None:
+        return batch
+    return bn.running_var.detach()
+
+
 class ScalePiece:
-    """A per-channel scale: eval-mode BatchNorm (running statistics) or ``1 / std``."""
+    """A per-channel scale: BatchNorm (batch or running statistics) or ``1 / std``."""
 
     channelwise = False
 
     def __init__(self, source: nn.BatchNorm2d | Normalize) -> None:
         if isinstance(source, nn.BatchNorm2d) and source.running_var is None:
-            raise ValueError("op_bound: a BatchNorm without running statistics is no fixed map")
+            raise ValueError("op_bound: a BatchNorm without running statistics is not supported")
         self.source = source
 
     def key(self) -> tuple:
@@ -76,7 +97,7 @@ class ScalePiece:
         src = self.source
         if isinstance(src, Normalize):
             return src.std.detach().reshape(-1).reciprocal()
-        scale = (src.running_var.detach() + src.eps).rsqrt()
+        scale = (batch_or_running_var(src) + src.eps).rsqrt()
         return scale * src.weight.detach() if src.weight is not None else scale
 
     def apply(self, v: Tensor) -> Tensor:

@@ -41,3 +41,18 @@ class Target(StrEnum):
 
     RELATIVE = "relative"
     START = "start"
+
+
+class Confidence(StrEnum):
+    """How ``P[lambda_F <= lambda*] >= eta`` becomes the constraint ``c <= 0``.
+
+    ``exact``: the log-normal quantile, ``c = mu + Phi^-1(eta) sigma - ln lambda*``, with the
+    variance of the sampling the search does (one sample per cell type, shared by every cell of
+    that type: a node's log factors over those cells are summed as fully correlated, which
+    bounds the variance of their sum from above). ``paper``: Eq. 16-17 as written, the
+    convexified ``mu + Phi^-1(eta) sigma^2 - ln lambda*`` with the cells' variances summed as if
+    independent; looser than the quantile whenever ``sigma < 1`` (docs/SEARCH.md, D8).
+    """
+
+    EXACT = "exact"
+    PAPER = "paper"

@@ -25,7 +25,7 @@ from core.atomic import atomic_write_text
 from core.enums import SearchMethod, Strength
 from core.progress import progress_bar
 from genotypes import Genotype, save_genotype
-from racl_search.admm import AdmmConfig, AdmmState, ArchitectureStep, read_bound
+from racl_search.admm import AdmmConfig, AdmmState, ArchitectureStep
 from racl_search.architecture import ArchitectureParameters, eval_mode, weight_mode
 from racl_search.config import SearchConfig
 from racl_search.derive import derive_genotype
@@ -78,14 +78,18 @@ def build(config: SearchConfig, device: torch.device) -> SearchModules:
             bn_scale=config.bn_scale,
         )
     ).to(device)  # fmt: skip
-    arch = ArchitectureParameters(net.topology, len(net.config.primitives), config.sigma_init)
+    for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.momentum = config.bn_momentum  # None: a cumulative average (a control; D2)
+    derivable = [p != "none" for p in net.config.primitives]
+    arch = ArchitectureParameters(net.topology, len(net.config.primitives), config.sigma_init,
+                                  derivable=derivable)  # fmt: skip
     arch = arch.to(device)
     method = SearchMethod.parse(config.method)
     admm = AdmmConfig(
         eta=config.eta, rho=config.rho * config.rho_scale, log_target=config.log_lipschitz_target,
         lr=config.arch_lr, betas=config.arch_betas, weight_decay=config.arch_weight_decay,
         decay_to_init=method is not SearchMethod.PC_DARTS, penalty=config.penalty,
-        target=config.target,
+        target=config.target, confidence=config.confidence, live_sigma=config.live_sigma,
         sequential_sigma=config.sequential_sigma,
     )  # fmt: skip
     step = ArchitectureStep(method, arch, net, admm)
@@ -212,8 +216,8 @@ def evaluate(mods: SearchModules, x: Tensor, y: Tensor, config: SearchConfig, de
 def bound_stats(mods: SearchModules, config: SearchConfig) -> dict[str, float]:
     """The network bound now: ``c``, ``theta``, log median and log eta-quantile."""
     method = SearchMethod.parse(config.method)
-    log_lambda = mods.net.log_lipschitz()
-    bound = read_bound(method, mods.arch, mods.net, log_lambda)
+    log_lambda = constants_now(mods)
+    bound = mods.arch_step.read(log_lambda)
     state = mods.arch_step.state
     row = {
         "theta": state.theta,
@@ -226,6 +230,20 @@ def bound_stats(mods: SearchModules, config: SearchConfig) -> dict[str, float]:
         row["c"] = float(mods.arch_step.constraint(log_lambda)[0])
         row["log_target"] = state.log_target
     return row
+
+
+def constants_now(mods: SearchModules) -> Tensor:
+    """The per-op constants of the last architecture step (its batch statistics); before the
+    first one (warm-up, PC-DARTS) a reading that leaves the estimator's warm-start vectors as
+    they were, so logging never changes the search."""
+    if mods.arch_step.log_lambda is not None:
+        return mods.arch_step.log_lambda
+    estimator = mods.net.lipschitz
+    kept = {k: v.clone() for k, v in estimator.state_dict().items()}
+    try:
+        return mods.net.log_lipschitz()
+    finally:
+        estimator.load_state_dict(kept)
 
 
 def snapshot(mods: SearchModules, history: list, elapsed: float) -> dict[str, Any]:

@@ -16,7 +16,8 @@ parameters and PC-DARTS softmaxes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +31,7 @@ from models.datasets import Normalize, model_dataset
 from models.operations import OPS
 from racl_search.constraint import CellTopology
 from racl_search.estimator import OpSlot, make_estimator
-from racl_search.op_pieces import max_pool_gain
+from racl_search.op_pieces import max_pool_gain, record_batch_variance
 from racl_search.options import BoundMode
 
 
@@ -143,6 +144,24 @@ class Supernet(nn.Module):
             config.bound, self._op_slots(shapes), self.lipschitz_shape.numel(), config.bn_scale
         )
         self.register_buffer("bypass_log", self._bypass_log(shapes), persistent=False)
+        self._recording = False
+        for cell in self.cells:
+            for bn in (m for m in cell.edges.modules() if isinstance(m, nn.BatchNorm2d)):
+                bn.register_forward_pre_hook(self._record_hook)
+
+    def _record_hook(self, module: nn.BatchNorm2d, args: tuple) -> None:
+        if self._recording:
+            record_batch_variance(module, args)
+
+    @contextmanager
+    def recording_batch_statistics(self) -> Iterator[None]:
+        """Within the block, every train-mode BatchNorm of the mixed ops keeps the variance of
+        the batch it normalises (detached); the per-op constants read it (docs/SEARCH.md, D2)."""
+        self._recording = True
+        try:
+            yield
+        finally:
+            self._recording = False
 
     @property
     def lipschitz_shape(self) -> torch.Size:

@@ -168,15 +168,17 @@ def test_zero_variance_network_equals_point_bound():
     assert mu.item() == pytest.approx(point_log_bound(mu_a, mu_b, log_lam, topo, log_c=0.7).item())
 
 
+@pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("eta,sign", [(0.9, 1.0), (0.7, 1.0), (0.3, -1.0), (0.1, -1.0)])
-def test_constraint_partial_in_network_variance_has_sign_of_eta_minus_half(eta, sign):
+def test_constraint_partial_in_network_variance_has_sign_of_eta_minus_half(eta, sign, exact):
     mu = torch.tensor(0.4, requires_grad=True)
     var = torch.tensor(0.2, requires_grad=True)
-    c = confidence_constraint(mu, var, eta, log_target=0.1)
+    c = confidence_constraint(mu, var, eta, log_target=0.1, exact=exact)
     c.backward()
     assert sign * var.grad.item() > 0
     assert mu.grad.item() == pytest.approx(1.0)
-    assert c.item() == pytest.approx(0.4 + normal_ppf(eta) * 0.2 - 0.1, abs=1e-6)
+    spread = math.sqrt(0.2) if exact else 0.2  # the quantile, or the paper's sigma^2
+    assert c.item() == pytest.approx(0.4 + normal_ppf(eta) * spread - 0.1, abs=1e-6)
 
 
 @pytest.mark.parametrize("eta", [0.6, 0.9, 0.99])

@@ -26,6 +26,7 @@ METHODS = ("racl", "racl_no_cl", "pc_darts")
 STRENGTHS = ("median", "mean", "lcb")
 BOUNDS = ("operator", "paper")  # racl_search.options.BoundMode (kept torch-free here)
 PENALTIES = ("phr", "paper")  # racl_search.options.Penalty
+CONFIDENCES = ("exact", "paper")  # racl_search.options.Confidence
 TARGETS = ("relative", "start")  # racl_search.options.Target
 
 
@@ -67,6 +68,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="phr",
         choices=PENALTIES,
         help="constraint term: phr (inequality, default) or paper (Eq. 17 as written)",
+    )
+    parser.add_argument(
+        "--confidence",
+        default="exact",
+        choices=CONFIDENCES,
+        help="chance constraint: exact log-normal quantile with the shared sampling's variance "
+        "(default) or paper (Phi^-1(eta) sigma^2, cells independent, Eq. 16-17)",
+    )
+    parser.add_argument(
+        "--live-sigma",
+        action="store_true",
+        help="the constraint reads the current sigma (the paper) instead of the starting one",
     )
     parser.add_argument("--seed", type=seed_arg, default=0)
     parser.add_argument("--epochs", type=count_arg(1, MAX_EPOCHS),
@@ -153,7 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         args.preset, dataset=args.dataset, method=args.method, eta=args.eta, rho=args.rho,
         log_lipschitz_target=args.log_lipschitz_target, strength=args.strength,
         bound=args.bound, penalty=args.penalty, target=args.target, seed=args.seed,
-        epochs=args.epochs,
+        epochs=args.epochs, confidence=args.confidence, live_sigma=args.live_sigma or None,
         rho_scale=args.rho_scale,
     )  # fmt: skip
     result = search(

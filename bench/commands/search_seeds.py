@@ -1,6 +1,7 @@
 """``bench search-seeds``: the RACL search over seeds and variants, trained and measured.
 
-Searches each variant (``racl``, ``racl_paper_bound``, ``racl_no_cl``, ``pc_darts``) at demo
+Searches each variant (default ``racl``, ``racl_no_cl``, ``pc_darts``, ``racl_rho0``, and a
+``random`` cell matched to racl's parameter count; ``racl_paper_bound`` on request) at demo
 scale for each seed, trains the derived network with the demo's PGD-AT, and writes
 ``<out>/results.json`` and ``<out>/table.md`` (docs/SEARCH.md, "Evidence over seeds").
 """
@@ -13,7 +14,7 @@ from bench.inputs import MAX_EPOCHS, MAX_IMAGES, MAX_THREADS, count_arg, seed_ar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from bench.studies.seed_study import VARIANTS
+    from bench.studies.seed_study import DEFAULT_VARIANTS, VARIANTS
 
     parser = subparsers.add_parser(
         "search-seeds",
@@ -22,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Runs each variant x seed at demo scale; resumes what is cached.",
     )
     parser.add_argument("--seeds", type=seed_arg, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                        choices=list(VARIANTS))  # fmt: skip
     parser.add_argument("--out", default="runs/search-seeds", help="study folder")
     parser.add_argument("--preset", default="demo", choices=("smoke", "demo"))
     parser.add_argument(
@@ -30,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--n-images", type=count_arg(2, MAX_IMAGES), help="search images (default: demo's)"
+    )
+    parser.add_argument(
+        "--batch-size", type=count_arg(1, 1024), help="search batch (default: the preset's)"
     )
     parser.add_argument(
         "--n-train", type=count_arg(1, MAX_IMAGES), help="PGD-AT training images (default: demo's)"
@@ -62,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         if repeated:  # one seed counted twice would shrink the spread it reports
             raise UserError(f"{name} lists {repeated[0]} twice; give each once")
     set_threads(args.threads)
-    search = {k: v for k, v in (("epochs", args.epochs), ("n_images", args.n_images)) if v}
+    given = (("epochs", args.epochs), ("n_images", args.n_images), ("batch_size", args.batch_size))
+    search = {k: v for k, v in given if v}
     train = {"n_train": args.n_train} if args.n_train else {}
     config = StudyConfig(
         out_dir=Path(args.out), seeds=tuple(args.seeds), variants=tuple(args.variants),

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,12 +28,17 @@ from core.enums import Dataset, Training
 from core.errors import UserError
 from core.jsonfile import read_json
 
-VARIANTS: dict[str, dict[str, str]] = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "racl": {"method": "racl", "bound": "operator"},
-    "racl_paper_bound": {"method": "racl", "bound": "paper"},
     "racl_no_cl": {"method": "racl_no_cl", "bound": "operator"},
     "pc_darts": {"method": "pc_darts", "bound": "operator"},
+    "racl_rho0": {"method": "racl", "bound": "operator", "rho": 0.0},  # sampling, no constraint
+    "random": {},  # no search: a random cell with racl's parameter count (same seed)
+    "racl_paper_bound": {"method": "racl", "bound": "paper"},
 }
+DEFAULT_VARIANTS = ("racl", "racl_no_cl", "pc_darts", "racl_rho0", "random")
+RANDOM_DRAWS = 400  # random genotypes tried per seed for the parameter-count match
+RANDOM_MATCH = 0.05  # relative parameter-count tolerance of the random baseline
 PARAMETER_FREE = ("max_pool_3x3", "avg_pool_3x3", "skip_connect")  # DARTS's usual reading
 
 
@@ -41,7 +48,7 @@ class StudyConfig:
 
     out_dir: Path
     seeds: tuple[int, ...] = (0, 1, 2)
-    variants: tuple[str, ...] = tuple(VARIANTS)
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     preset: str = "demo"
     search: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
@@ -79,10 +86,69 @@ def run_study(config: StudyConfig, log: Callable[[str], None] = print) -> list[d
 
 
 def search_config(config: StudyConfig, variant: str, seed: int):
-    """The search config of one row (the demo preset with the study's overrides)."""
+    """The search config of one row (the demo preset with the study's overrides); the random
+    baseline's is racl's, whose parameter count it matches."""
     from racl_search.config import make_config
 
-    return make_config(config.preset, seed=seed, **VARIANTS[variant], **config.search)
+    settings = VARIANTS["racl" if variant == "random" else variant]
+    return make_config(config.preset, seed=seed, **{**config.search, **settings})
+
+
+def cell_parameters(genotype, config: StudyConfig) -> int:
+    """Parameters of the study's evaluation network (the preset's cell size) of ``genotype``."""
+    from bench.plan.presets import get_preset
+    from models.datasets import model_dataset
+    from models.genotype_network import GenotypeNetwork
+    from models.params import count_parameters
+
+    overrides = dict(get_preset(config.preset).cell_overrides)
+    return count_parameters(GenotypeNetwork(genotype, model_dataset("mnist"), **overrides))
+
+
+def random_genotype(rng: random.Random, steps: int = 4):
+    """A uniformly random DARTS genotype: per node two distinct inputs, each a random op."""
+    from genotypes import PRIMITIVES, Genotype
+
+    ops = [p for p in PRIMITIVES if p != "none"]
+
+    def cell() -> list[tuple[str, int]]:
+        pairs = []
+        for j in range(steps):
+            for i in sorted(rng.sample(range(j + 2), 2)):
+                pairs.append((rng.choice(ops), i))
+        return pairs
+
+    concat = tuple(range(2, 2 + steps))
+    return Genotype(normal=cell(), normal_concat=concat, reduce=cell(), reduce_concat=concat)
+
+
+def _random_cell(config: StudyConfig, seed: int, log) -> str:
+    """The random baseline of ``seed``: of :data:`RANDOM_DRAWS` random genotypes (seeded), the
+    first within :data:`RANDOM_MATCH` of racl's parameter count (same seed), else the closest."""
+    from genotypes import load_genotype, save_genotype
+    from racl_search.api import existing_hash
+
+    name = f"seeds_random_s{seed}"
+    racl = _ensure_search(config, "racl", seed, log)
+    target = cell_parameters(load_genotype(racl), config)
+    key = f"random:{seed}:{target}:{RANDOM_DRAWS}:{RANDOM_MATCH}"
+    if existing_hash(name) == key:
+        return name
+    rng = random.Random(seed)
+    best, best_gap, best_count, draws = None, math.inf, 0, 0
+    while draws < RANDOM_DRAWS:
+        draws += 1
+        genotype = random_genotype(rng)
+        count = cell_parameters(genotype, config)
+        gap = abs(count - target) / target
+        if gap < best_gap:
+            best, best_gap, best_count = genotype, gap, count
+        if gap <= RANDOM_MATCH:
+            break
+    meta = {"config_hash": key, "target_params": target, "params": best_count, "draws": draws}
+    save_genotype(best, Path(config.out_dir) / "genotypes", name=name,
+                  source="seed study: random cell", metadata=meta)  # fmt: skip
+    return name
 
 
 def train_config(config: StudyConfig, seed: int):
@@ -95,16 +161,24 @@ def train_config(config: StudyConfig, seed: int):
     return dataclasses.replace(TrainConfig.paper(Training.PGD_AT, Dataset.MNIST), **changes)
 
 
-def _one_row(config: StudyConfig, variant: str, seed: int, log) -> dict[str, Any]:
+def _ensure_search(config: StudyConfig, variant: str, seed: int, log) -> str:
     from racl_search.api import existing_hash, search
 
     name = f"seeds_{variant}_s{seed}"
     search_cfg = search_config(config, variant, seed)
-    t0 = time.perf_counter()
     if existing_hash(name) != search_cfg.config_hash():
         search(search_cfg, name, device=config.device, data_dir=config.data_dir,
                out_dir=Path(config.out_dir) / "genotypes",
                run_dir=Path(config.out_dir) / "runs" / name, progress=False, log=log)  # fmt: skip
+    return name
+
+
+def _one_row(config: StudyConfig, variant: str, seed: int, log) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    if variant == "random":
+        name = _random_cell(config, seed, log)
+    else:
+        name = _ensure_search(config, variant, seed, log)
     search_s = time.perf_counter() - t0
     return {
         "variant": variant,
@@ -146,11 +220,19 @@ def _train_and_measure(config: StudyConfig, name: str, seed: int) -> dict[str, A
         "log_bound": log_network_bound(model, (1, 1, 28, 28)),
         "clean_correct": int(clean.sum()),
         "pgd20_correct": int(robust.sum()),
+        "clean_bits": _bits(clean),
+        "pgd20_bits": _bits(robust),
+        "params": sum(p.numel() for p in model.parameters()),
         "n_eval": len(y),
         "checkpoint": meta["config_hash"],
         "train_s": round(train_s, 1),
         "eval_s": round(eval_s, 1),
     }
+
+
+def _bits(correct) -> str:
+    """Per-image outcomes as a string of 0/1 (test image order): paired comparisons read it."""
+    return "".join("1" if bool(v) else "0" for v in correct.reshape(-1).tolist())
 
 
 def parameter_free_fraction(genotype) -> float:
@@ -179,7 +261,7 @@ def _row_key(config: StudyConfig, variant: str, seed: int) -> str:
     (``n_eval``), the device and the data folder (a row of 20 images never answers for 40)."""
     search = search_config(config, variant, seed).config_hash()
     where = f"n_eval={config.n_eval}:device={config.device}:data={config.data_dir or '-'}"
-    return f"{search}:{train_config(config, seed)}:{where}"
+    return f"{variant}:{search}:{train_config(config, seed)}:{where}"
 
 
 def _row_line(row: dict[str, Any]) -> str:
