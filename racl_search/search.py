@@ -79,7 +79,7 @@ def build(config: SearchConfig, device: torch.device) -> SearchModules:
         )
     ).to(device)  # fmt: skip
     for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm2d)):
-        bn.momentum = config.bn_momentum  # None: a cumulative average (a control; D2)
+        bn.momentum = None if config.bn_cumulative else bn.momentum  # a control (D2)
     derivable = [p != "none" for p in net.config.primitives]
     arch = ArchitectureParameters(net.topology, len(net.config.primitives), config.sigma_init,
                                   derivable=derivable)  # fmt: skip

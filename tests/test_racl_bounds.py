@@ -211,14 +211,34 @@ def test_bound_check_rows_on_small_shapes(capsys):
     from racl_search.bound_check import check, main, markdown
 
     rows = check(
-        [(2, 5, 1, ("none", "max_pool_3x3", "sep_conv_3x3")), (2, 6, 2, ("skip_connect",))]
-    )
-    assert [r["op"] for r in rows] == ["none", "max_pool_3x3", "sep_conv_3x3", "skip_connect"]
-    assert rows[0]["operator"] == rows[0]["exact"] == 0.0
-    for r in rows[1:]:
-        assert r["exact"] <= r["operator"] <= 1.01 * r["exact"]
-    assert rows[1]["paper"] == 1.0 and rows[1]["exact"] == pytest.approx(3.0)
+        [(2, 5, 1, ("none", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3")),
+         (2, 6, 2, ("skip_connect",))]
+    )  # fmt: skip
+    ops = [r["op"] for r in rows]
+    assert ops == ["none", "max_pool_3x3", "sep_conv_3x3", "dil_conv_3x3", "skip_connect"]
+    assert rows[0]["operator"] == rows[0]["lower"] == 0.0
+    for r in rows[1:]:  # a bound never lies below the independent lower bound
+        assert r["lower"] <= r["operator"] * (1 + 1e-9)
+        if r["op"] != "sep_conv_3x3":  # one linear block: the lower bound attains it
+            assert r["operator"] <= 1.01 * r["lower"]
+    # the check fires on a value that is no bound: the paper's max pool constant 1 < 3
+    assert rows[1]["paper"] == 1.0 and rows[1]["lower"] == pytest.approx(3.0)
+    assert rows[1]["paper"] < rows[1]["lower"]
     assert "| sep_conv_3x3 | 2x5x5 | 1 |" in markdown(rows)
     with pytest.raises(SystemExit):
         main(["--threads", "0"])
     assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+def test_jacobian_norm_equals_the_dense_norm_of_a_linear_map():
+    from racl_search.bound_check import jacobian_norm
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=False).double()
+    x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
+    dense = torch.func.jacrev(conv)(x).reshape(4 * 25, 3 * 25)
+    with torch.no_grad():
+        exact = float(torch.linalg.matrix_norm(dense, ord=2))
+    estimate = jacobian_norm(conv, x, iters=300)
+    assert estimate <= exact * (1 + 1e-12)  # power iteration approaches from below
+    assert estimate == pytest.approx(exact, rel=2e-3)

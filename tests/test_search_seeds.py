@@ -91,3 +91,59 @@ def test_cli_runs_a_tiny_study_and_resumes(tmp_path, monkeypatch, capsys):
     assert len(list((out / "checkpoints").glob("*.safetensors"))) == 1
     with pytest.raises(SystemExit):
         main([*argv, "--variants", "darts"])
+
+
+def test_sign_flip_test_is_exact_and_holm_adjusts():
+    from bench.studies.seed_tables import holm, sign_flip_p
+
+    assert sign_flip_p([1.0] * 8) == pytest.approx(2 / 256)  # only all-plus and all-minus
+    assert sign_flip_p([0.0, 0.0]) == 1.0
+    assert sign_flip_p([1.0, -1.0, 1.0, -1.0]) == 1.0
+    # 3 of 8 seeds against: 2 * (1 + 8 + 28 + 56) / 256 of equal |sum|-or-larger assignments
+    assert 0.05 < sign_flip_p([1, 1, 1, 1, 1, -1, -1, -1]) <= 1.0
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_claims_table_says_differs_only_when_the_seeds_agree():
+    from bench.studies.seed_tables import claims_table
+
+    g = _as_dict(load_genotype("darts"))
+
+    def row(variant, seed, robust):
+        return {
+            "variant": variant,
+            "seed": seed,
+            "genotype": g,
+            "parameter_free": 0.25,
+            "log_bound": 10.0,
+            "clean_correct": 150,
+            "pgd20_correct": robust,
+            "n_eval": 200,
+        }
+
+    apart = [row("racl", s, 100) for s in range(8)] + [row("pc_darts", s, 40) for s in range(8)]
+    text = claims_table(apart)
+    assert "| pc_darts | PGD-20 % | 8 | +30.00 | 0.008 |" in text
+    assert "| differs |" in text.split("PGD-20 %")[1].splitlines()[0]
+    mixed = [row("racl", s, 100 if s % 2 else 40) for s in range(8)]
+    mixed += [row("pc_darts", s, 40 if s % 2 else 100) for s in range(8)]
+    line = claims_table(mixed).split("PGD-20 %")[1].splitlines()[0]
+    assert "inconclusive" in line and "differs" not in line
+
+
+def test_random_baseline_matches_racl_parameter_count(tmp_path, monkeypatch):
+    import random
+
+    from bench.studies import seed_study
+
+    config = StudyConfig(out_dir=tmp_path, preset="smoke")
+    target_genotype = load_genotype("darts")
+    monkeypatch.setattr(seed_study, "_ensure_search", lambda *a: "darts")
+    name = seed_study._random_cell(config, 3, print)
+    meta = json.loads((tmp_path / "genotypes" / f"{name}.json").read_text())["metadata"]
+    target = seed_study.cell_parameters(target_genotype, config)
+    assert meta["target_params"] == target
+    assert abs(meta["params"] - target) <= seed_study.RANDOM_MATCH * target
+    random_genotype = seed_study.random_genotype(random.Random(0))
+    assert all(op != "none" for op, _ in random_genotype.normal + random_genotype.reduce)
+    assert seed_study._random_cell(config, 3, print) == name  # cached by its key

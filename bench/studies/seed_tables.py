@@ -109,6 +109,97 @@ def distance_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def sign_flip_p(differences: Sequence[float]) -> float:
+    """Exact two-sided p-value of a paired sign-flip permutation test: the share of the
+    ``2^n`` sign assignments whose mean difference is at least as far from 0 as the observed one
+    (one pair per seed: same seed, same data order). 1.0 when every difference is 0."""
+    d = [float(v) for v in differences]
+    if not d:
+        raise ValueError("sign_flip_p needs at least one difference")
+    observed = abs(sum(d))
+    if observed == 0.0:
+        return 1.0
+    hits = sum(
+        abs(sum(s * v for s, v in zip(signs, d, strict=True))) >= observed - 1e-12
+        for signs in itertools.product((1, -1), repeat=len(d))
+    )
+    return hits / 2 ** len(d)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [1.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def _max_pools(row: dict[str, Any]) -> float:
+    g = row["genotype"]
+    return float(sum(op == "max_pool_3x3" for op, _ in (*g["normal"], *g["reduce"])))
+
+
+MEASURES: dict[str, Any] = {
+    "param-free share": lambda r: r["parameter_free"],
+    "max pools (of 16)": _max_pools,
+    "ln bound": lambda r: r["log_bound"],
+    "clean %": lambda r: 100 * r["clean_correct"] / r["n_eval"],
+    "PGD-20 %": lambda r: 100 * r["pgd20_correct"] / r["n_eval"],
+}
+
+
+def claims_table(rows: Sequence[dict[str, Any]], reference: str = "racl",
+                 alpha: float = 0.05) -> str:  # fmt: skip
+    """``reference`` against every other variant, per measure: the mean paired difference over
+    the seeds both ran, the exact sign-flip p-value, Holm's adjustment over the whole table, and
+    the verdict (``differs`` when the adjusted p is below ``alpha``, else ``inconclusive``)."""
+    groups = {v: {r["seed"]: r for r in g} for v, g in by_variant(rows).items()}
+    if reference not in groups:
+        return f"(no {reference} rows)"
+    tests = []
+    for other in (v for v in groups if v != reference):
+        seeds = sorted(set(groups[reference]) & set(groups[other]))
+        for label, measure in MEASURES.items():
+            diffs = [measure(groups[reference][s]) - measure(groups[other][s]) for s in seeds]
+            if diffs:
+                tests.append((other, label, len(seeds), statistics.mean(diffs), sign_flip_p(diffs)))
+    adjusted = holm([t[4] for t in tests])
+    lines = [
+        f"| {reference} vs | measure | seeds | mean difference | p (sign flip) | p (Holm) "
+        "| verdict |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for (other, label, n, mean, p), p_holm in zip(tests, adjusted, strict=True):
+        verdict = "differs" if p_holm < alpha else "inconclusive"
+        lines.append(f"| {other} | {label} | {n} | {mean:+.2f} | {p:.3f} | {p_holm:.3f} "
+                     f"| {verdict} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def study_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """All three tables, as pasted into docs/SEARCH.md."""
-    return "\n\n".join([rows_table(rows), summary_table(rows), distance_table(rows)]) + "\n"
+    """All four tables, as pasted into docs/SEARCH.md."""
+    tables = [rows_table(rows), summary_table(rows), distance_table(rows), claims_table(rows)]
+    return "\n\n".join(tables) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.studies.seed_tables A/results.json [B/results.json ...]``: the tables
+    of one study run in several processes (each its own folder and seeds)."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.seed_tables")
+    parser.add_argument("results", nargs="+", help="results.json files of one study")
+    args = parser.parse_args(argv)
+    rows = [row for path in args.results for row in json.loads(Path(path).read_text())]
+    rows.sort(key=lambda r: (list(dict.fromkeys(r["variant"] for r in rows)).index(r["variant"]),
+                             r["seed"]))  # fmt: skip
+    print(study_markdown(rows), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
