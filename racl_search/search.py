@@ -31,6 +31,7 @@ from racl_search.config import SearchConfig
 from racl_search.derive import derive_genotype
 from racl_search.errors import SearchError
 from racl_search.parallel import distribute, sync_admm_state
+from racl_search.readings import bound_stats
 from racl_search.run_state import (
     check_finite,
     clear_run_dir,
@@ -212,40 +213,6 @@ def evaluate(mods: SearchModules, x: Tensor, y: Tensor, config: SearchConfig, de
     return loss / len(x), 100.0 * correct / len(x)
 
 
-@torch.no_grad()
-def bound_stats(mods: SearchModules, config: SearchConfig) -> dict[str, float]:
-    """The network bound now: ``c``, ``theta``, log median and log eta-quantile."""
-    method = SearchMethod.parse(config.method)
-    log_lambda = constants_now(mods)
-    bound = mods.arch_step.read(log_lambda)
-    state = mods.arch_step.state
-    row = {
-        "theta": state.theta,
-        "log_bound_mu": float(bound.mu),
-        "log_bound_var": float(bound.var),
-        "log_bound_median": bound.log_quantile(0.5),
-        "log_bound_q_eta": bound.log_quantile(config.eta),
-    }
-    if state.log_target is not None and method is not SearchMethod.PC_DARTS:
-        row["c"] = float(mods.arch_step.constraint(log_lambda)[0])
-        row["log_target"] = state.log_target
-    return row
-
-
-def constants_now(mods: SearchModules) -> Tensor:
-    """The per-op constants of the last architecture step (its batch statistics); before the
-    first one (warm-up, PC-DARTS) a reading that leaves the estimator's warm-start vectors as
-    they were, so logging never changes the search."""
-    if mods.arch_step.log_lambda is not None:
-        return mods.arch_step.log_lambda
-    estimator = mods.net.lipschitz
-    kept = {k: v.clone() for k, v in estimator.state_dict().items()}
-    try:
-        return mods.net.log_lipschitz()
-    finally:
-        estimator.load_state_dict(kept)
-
-
 def snapshot(mods: SearchModules, history: list, elapsed: float) -> dict[str, Any]:
     """Everything needed to resume after this epoch."""
     state = mods.arch_step.state
@@ -346,7 +313,7 @@ def run_search(
         if mods.ddp is not None:
             distributed.broadcast_buffers(mods.net)
         row["val_loss"], row["val_acc"] = evaluate(mods, *data[1], config, device)
-        row.update(bound_stats(mods, config))
+        row.update(bound_stats(mods.arch_step, config.eta))
         elapsed += time.perf_counter() - t0
         row["elapsed_s"] = elapsed
         history.append(row)
