@@ -140,6 +140,7 @@ def test_execute_caches_and_reproduces(tmp_path):
         row = rows[c.key]
         assert row["n"] == c.n and len(row["per_sample"]) == c.n
         assert row["correct"] == int(row["per_sample"].sum())
+        assert row["params"] > 0 and row["flops"] > 0  # the evaluated model's capacity
     # robust correctness implies clean correctness, per sample
     clean = {(r["checkpoint"], r["data_slice"]): r["per_sample"] for r in rows.values()
              if r["kind"] == "clean"}  # fmt: skip

@@ -27,6 +27,8 @@ FIELDS = (
     "attack_key",
     "error",
     "key",
+    "params",
+    "flops",
 )
 
 

@@ -222,6 +222,20 @@ def count_profile(
         return None, 0
 
 
+def model_capacity(model: Any, dataset: Dataset) -> tuple[int, float | None]:
+    """``(parameters, forward FLOPs per image)`` of a live model at ``dataset``'s input size
+    (:func:`count_flops` on one zero image; None when its forward refuses the probe)."""
+    import torch
+
+    params = sum(int(p.numel()) for p in model.parameters())
+    try:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        x = torch.zeros(1, *dataset_info(dataset).shape, device=device)
+        return params, count_flops(model, x) or None
+    except Exception:  # a capacity column, not a verdict: leave it empty rather than fail
+        return params, None
+
+
 def count_flops(model: Any, x: Any) -> float:
     """FLOPs of ``model(x)`` as ``torch.utils.flop_counter`` counts them (2 per multiply-add of
     every convolution and linear layer, nothing else), from forward hooks: the same number

@@ -42,7 +42,7 @@ def _cell_html(cell: Cell) -> str:
 
 
 def table_html(table: Table) -> str:
-    head = [table.row_header, "Paper row", *table.columns]
+    head = [*table.lead_columns, *table.columns]
     lines = [
         f'<table id="{table.key}">',
         f"<caption>{escape(table.title)}</caption>",
@@ -52,7 +52,8 @@ def table_html(table: Table) -> str:
     for row in table.rows:
         cells = "".join(_cell_html(c) for c in row.cells)
         label, prow = escape(row.label), escape(display(row.paper_row))
-        lines.append(f"<tr><th>{label}</th><td>{prow}</td>{cells}</tr>")
+        lead = "".join(f"<td>{escape(t)}</td>" for t in table.lead_cells(row))
+        lines.append(f"<tr><th>{label}</th><td>{prow}</td>{lead}{cells}</tr>")
     lines += ["</tbody>", "</table>", '<ul class="header">']
     lines += [f"<li>{escape(h)}</li>" for h in table.header] + ["</ul>"]
     if table.footnotes:

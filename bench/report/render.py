@@ -60,11 +60,12 @@ def to_markdown(table: Table, level: int = 3) -> str:
     """The table as GitHub Markdown: title, header bullet list, pipe table, footnotes."""
     lines = [f"{'#' * level} {table.title}", ""]
     lines += [f"- {_md_escape(h)}" for h in table.header]
-    lines += ["", "| " + " | ".join([table.row_header, "Paper row", *table.columns]) + " |"]
-    lines.append("|" + "---|" * 2 + "---:|" * len(table.columns))
+    lines += ["", "| " + " | ".join([*table.lead_columns, *table.columns]) + " |"]
+    lead = len(table.lead_columns) - 2
+    lines.append("|" + "---|" * 2 + "---:|" * (lead + len(table.columns)))
     for row in table.rows:
         cells = [markdown_cell(c) for c in row.cells]
-        label = [_md_name(row.label), _md_name(display(row.paper_row))]
+        label = [_md_name(row.label), _md_name(display(row.paper_row)), *table.lead_cells(row)]
         lines.append("| " + " | ".join([*label, *cells]) + " |")
     if table.footnotes:
         lines += ["", *[f"{_md_escape(f)}  " for f in table.footnotes]]
@@ -108,10 +109,11 @@ def to_latex(table: Table) -> str:
     """The table as a booktabs ``table`` environment; header and footnotes below the tabular."""
     seeds = any(c.spread is not None for r in table.rows for c in r.cells)
     width = 4 if seeds else 3
-    spec = "ll" + ("r" * width) * len(table.columns)
+    lead = len(table.lead_columns)
+    spec = "ll" + "r" * (lead - 2) + ("r" * width) * len(table.columns)
     groups = [f"\\multicolumn{{{width}}}{{c}}{{{latex_escape(c)}}}" for c in table.columns]
     rules = "".join(
-        f"\\cmidrule(lr){{{3 + width * i}-{2 + width * (i + 1)}}}"
+        f"\\cmidrule(lr){{{lead + 1 + width * i}-{lead + width * (i + 1)}}}"
         for i in range(len(table.columns))
     )
     sub = ["ours", "95\\% CI", "paper (diff)"] + (["seeds mean $\\pm$ SD (k)"] if seeds else [])
@@ -124,14 +126,14 @@ def to_latex(table: Table) -> str:
         "\\small",
         f"\\begin{{tabular}}{{{spec}}}",
         "\\toprule",
-        " & ".join(["", "", *groups]) + " \\\\",
+        " & ".join([""] * lead + groups) + " \\\\",
         rules,
-        " & ".join([latex_escape(table.row_header), "Paper row", *sub * len(table.columns)])
-        + " \\\\",
+        " & ".join([*map(latex_escape, table.lead_columns), *sub * len(table.columns)]) + " \\\\",
         "\\midrule",
     ]
     for row in table.rows:
         cells = [latex_escape(row.label), latex_escape(display(row.paper_row))]
+        cells += [latex_escape(t) for t in table.lead_cells(row)]
         cells += [part for c in row.cells for part in latex_cells(c, seeds)]
         lines.append(" & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "", "\\smallskip\\footnotesize"]
@@ -145,6 +147,10 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _whole(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
+
+
 def to_csv(table: Table) -> str:
     """Wide CSV: per column ``_ours``, ``_ci_low``, ``_ci_high``, ``_paper``, ``_diff``, ``_n``,
     ``_seeds`` (how many), ``_seed_mean``, ``_seed_sd``, ``_flags``."""
@@ -152,13 +158,17 @@ def to_csv(table: Table) -> str:
     for line in [table.title, *table.header, *table.footnotes]:
         buf.write(f"# {line}\n")
     writer = csv.writer(buf, lineterminator="\n")
-    head = ["row", "paper_row"]
+    head = ["row", "paper_row", *(["params", "paper_params_m", "flops"] if table.capacity else [])]
     fields = ("ours", "ci_low", "ci_high", "paper", "diff", "n", "seeds", "seed_mean", "seed_sd")
     for col in table.columns:
         head += [f"{col}_{f}" for f in (*fields, "flags")]
     writer.writerow(head)
     for row in table.rows:
         out = [_csv_name(row.label), _csv_name(row.paper_row or "")]
+        if table.capacity:
+            cap = row.capacity
+            out += [_whole(cap and cap.params), _num(cap and cap.paper_params_m),
+                    _whole(cap and cap.flops)]  # fmt: skip
         for c in row.cells:
             out += _csv_cells(c)
         writer.writerow(out)

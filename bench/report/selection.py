@@ -44,6 +44,8 @@ class Measure:
     training: str | None
     seeds: tuple[SeedResult, ...] = ()
     data_slice: str | None = None
+    params: int | None = None  # the model's parameters, when the rows carry them (schema 5)
+    flops: float | None = None  # its forward FLOPs per image at the run's input size
 
 
 def _same_eps(series: pd.Series, eps: float) -> pd.Series:
@@ -125,7 +127,17 @@ def pool(rows: pd.DataFrame) -> Measure:
         training=first["training"],
         seeds=seeds,
         data_slice=seeds[0].data_slice if seeds else None,
+        params=_opt_int(_first_known(chosen, "params")),
+        flops=_opt_float(_first_known(chosen, "flops")),
     )
+
+
+def _first_known(rows: pd.DataFrame, column: str):
+    """The first non-null value of ``column`` in ``rows`` (None when none is, or no column)."""
+    if column not in rows.columns:
+        return None
+    known = rows[column].dropna()
+    return None if known.empty else known.iloc[0]
 
 
 def _per_seed(rows: pd.DataFrame) -> tuple[SeedResult, ...]:

@@ -54,12 +54,38 @@ def measured_cell(
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """A model's size beside its numbers: parameters and forward FLOPs per image as the store
+    recorded them for the evaluated network, and the paper's parameter count (CIFAR scale)."""
+
+    params: int | None = None
+    flops: float | None = None
+    paper_params_m: float | None = None
+
+    def params_text(self) -> str:
+        ours = "-" if self.params is None else f"{self.params / 1e6:.3f}"
+        return ours if self.paper_params_m is None else f"{ours} ({self.paper_params_m:g})"
+
+    def flops_text(self) -> str:
+        return "-" if self.flops is None else f"{self.flops / 1e6:.1f}"
+
+
+CAPACITY_COLUMNS = ("Params M (paper)", "MFLOPs/image")
+
+
+@dataclass(frozen=True)
 class Row:
-    """A table row: the label we show, the paper row it is compared with, its cells."""
+    """A table row: the label we show, the paper row it is compared with, its cells, and the
+    model's capacity where the table shows it."""
 
     label: str
     paper_row: str | None
     cells: tuple[Cell, ...]
+    capacity: Capacity | None = None
+
+    def capacity_texts(self) -> list[str]:
+        c = self.capacity or Capacity()
+        return [c.params_text(), c.flops_text()]
 
 
 @dataclass
@@ -74,6 +100,16 @@ class Table:
     rows: list[Row] = field(default_factory=list)
     footnotes: list[str] = field(default_factory=list)
     skipped: str | None = None
+    capacity: bool = False  # rows carry a Capacity, shown after the paper row
+
+    @property
+    def lead_columns(self) -> list[str]:
+        """The columns before the cells: the row header, the paper row, capacity if shown."""
+        return [self.row_header, "Paper row", *(CAPACITY_COLUMNS if self.capacity else ())]
+
+    def lead_cells(self, row: Row) -> list[str]:
+        """``row``'s capacity texts when the table shows capacity (else nothing)."""
+        return row.capacity_texts() if self.capacity else []
 
     def column(self, name: str) -> list[tuple[Row, Cell]]:
         """(row, cell) pairs of one column, in row order."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench.report.capacity import add_capacity
 from bench.report.labels import (
     CELLS_LINE,
     attack_line,
@@ -194,6 +195,7 @@ def table1(ctx: ReportContext, with_at: bool) -> Table:
     rows = ctx.paper[key]["rows"]
     models = _order(ctx, _models_with(ctx, specs, lambda m: not _is_ablation(ctx, m)), list(rows))
     collected = _model_rows(ctx, table, specs, models, lambda m: _known(ctx, m, rows))
+    add_capacity(ctx.index, table, specs[0].query, ctx.paper.get(PAPER_SECTIONS[key], {}))
     return _finish(ctx, table, collected, f"no clean/white-box rows with training {training}")
 
 

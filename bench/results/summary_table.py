@@ -51,6 +51,7 @@ def summary_table(
     table: dict[str, dict[str, str]] = {}
     columns: dict[str, None] = {}
     sweeps: dict[str, int] = {}
+    capacity: dict[str, str] = {}
     for r in sorted(
         rows,
         key=lambda r: (
@@ -64,6 +65,8 @@ def summary_table(
     ):
         who = _row_label(r)
         table.setdefault(who, {})
+        if r.get("params") is not None and who not in capacity:
+            capacity[who] = capacity_text(r.get("params"), r.get("flops"))
         if r["kind"] in (EvalKind.STEP_SWEEP, EvalKind.EPS_SWEEP):
             sweeps[who] = sweeps.get(who, 0) + 1
             continue
@@ -79,14 +82,20 @@ def summary_table(
         if not t.passed:
             flags.setdefault(who, []).append(t.check)
             details.append(f"  FAIL {t.check} [{who}]: {t.detail}")
-    header = ["model/training/dataset", *columns, "sweeps", "trust"]
+    header = ["model/training/dataset", "params/MFLOPs", *columns, "sweeps", "trust"]
     body = []
     for who in sorted(table):
         trust_cell = "FAIL(" + ",".join(flags[who]) + ")" if who in flags else "ok"
         cells = [table[who].get(c, "-") for c in columns]
-        body.append([who, *cells, str(sweeps.get(who, 0)), trust_cell])
+        body.append([who, capacity.get(who, "-"), *cells, str(sweeps.get(who, 0)), trust_cell])
     text = _format([header, *body]) + ("\n" + "\n".join(details) if details else "")
     return text + indicator_table(indicators)
+
+
+def capacity_text(params: int | None, flops: float | None) -> str:
+    """``"0.35M/52.1"``: parameters in millions and forward MFLOPs per image ('-' unknown)."""
+    size = "-" if params is None else f"{params / 1e6:.2f}M"
+    return f"{size}/{'-' if flops is None else f'{flops / 1e6:.1f}'}"
 
 
 def _fraction(value: list[int] | None) -> str:

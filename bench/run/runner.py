@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bench.plan.cost import model_capacity
 from bench.plan.planner import plan
 from bench.plan.units import Cell, CellGroup, ModelRef, Plan, result_row
 from bench.plan.units import needed_checkpoints as _needs
@@ -92,6 +93,7 @@ class _Executor:
         self.progress, self.checkpoint_dir, self.data_dir = progress, checkpoint_dir, data_dir
         self.log = log
         self.models: dict[str, nn.Module] = {}
+        self.capacity: dict[str, tuple[int, float | None]] = {}  # hash -> (params, FLOPs/image)
         self.failed_refs: dict[str, str] = {}
         self.data: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         self.handlers = GroupHandlers(
@@ -205,6 +207,7 @@ class _Executor:
                     self._search(ref)
                 model, meta = self._load_or_train(ref)
             self.models[ref.hash] = model.to(self.device).eval()
+            self.capacity[ref.hash] = model_capacity(self.models[ref.hash], ref.dataset)
             if self.main:
                 self.store.put_checkpoint(
                     ref.hash,
@@ -317,7 +320,9 @@ class _Executor:
 
     # -- rows ------------------------------------------------------------------------------
     def _row(self, cell: Cell) -> dict[str, Any]:
-        return result_row(cell, self.summary.run_id, self.plan.preset.name)
+        row = result_row(cell, self.summary.run_id, self.plan.preset.name)
+        row["params"], row["flops"] = self.capacity.get(cell.target.hash, (None, None))
+        return row
 
     def _write(self, cell: Cell, correct: Tensor, elapsed: float) -> None:
         correct = correct.to("cpu", torch.bool)
