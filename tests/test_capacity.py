@@ -3,6 +3,8 @@ FLOPs per image; Table 1 shows them and names the rows whose size differs from R
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -78,10 +80,18 @@ def test_table1_shows_capacity_and_flags_a_size_gap(tmp_path):
     assert "resnet18 3.00x parameters" in line and "darts" not in line  # 8 % is within 10 %
     md = (tmp_path / "out" / "tables" / "table1_with_at.md").read_text()
     assert "| Params M (paper) | MFLOPs/image |" in md and "| 0.300 (11.2) | 0.9 |" in md
+    assert not [h for h in table.header if h.startswith("Capacity matched")]
     csv = (tmp_path / "out" / "tables" / "table1_with_at.csv").read_text()
     assert "row,paper_row,params,paper_params_m,flops," in csv and ",300000,11.20,900000," in csv
     tex = (tmp_path / "out" / "tables" / "table1_with_at.tex").read_text()
     assert "Params M (paper) & MFLOPs/image" in tex
+
+
+def test_a_matched_store_says_its_comparisons_are_at_matched_capacity(tmp_path):
+    table = _table1(tmp_path, {"racl_published": 100_000, "darts": 104_000, "resnet18": 97_000})
+    assert not [h for h in table.header if h.startswith("Capacity differs")]
+    (line,) = [h for h in table.header if h.startswith("Capacity matched")]
+    assert "within 10%" in line and "racl_published" in line
 
 
 def test_rows_without_capacity_show_a_dash_and_no_size_line(tmp_path):
@@ -102,3 +112,64 @@ def test_summary_and_results_json_carry_capacity():
     assert "params/MFLOPs" in text.splitlines()[0] and "0.35M/52.1" in text
     assert summary_table([base]).splitlines()[-1].split()[:2] == ["darts/pgd_at/mnist", "-"]
     assert {"params", "flops"} <= set(FIELDS)
+
+
+def test_zoo_match_widths_come_within_five_percent(capsys):
+    from bench.cli import main
+    from bench.plan.capacity_match import MATCH_TOLERANCE, count, match_width
+
+    for name in ("resnet18", "vgg19", "darts", "robnet_small"):
+        m = match_width(name, "racl_published", "params", Dataset.CIFAR10)
+        assert abs(m.gap) <= MATCH_TOLERANCE and m.within, (name, m)
+        neighbours = [count(name, ((m.key, w),), Dataset.CIFAR10, "params") for w in
+                      (m.width - 1, m.width + 1)]  # fmt: skip
+        assert all(v is None or abs(v - m.target) >= abs(m.value - m.target) for v in neighbours)
+    assert main(["zoo", "--match", "params", "--model", "vgg19"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[:4] == ["vgg19", "width", "64", "27"]
+    assert main(["zoo", "--match", "params=darts", "--model", "darts", "--json"]) == 0
+    (row,) = __import__("json").loads(capsys.readouterr().out)
+    assert row["width"] == row["default_width"] == 36 and row["gap"] == 0.0
+
+
+@pytest.mark.parametrize("bad", ["size", "params=nosuch", "flops=robnet_medium"])
+def test_match_refuses_bad_input(bad, capsys):
+    from bench.cli import main
+
+    assert main(["zoo", "--match", bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--match" in err[0]
+
+
+def test_run_match_scales_every_zoo_model_to_its_own_checkpoint():
+    from bench.plan.capacity_match import count, parse_match
+    from bench.plan.experiments import get_experiments
+    from bench.plan.planner import plan
+    from bench.plan.presets import get_preset
+
+    preset = get_preset("demo")
+    experiments = get_experiments(["table1"])
+    plain = plan(experiments, preset, calibrate=False)
+    matched = plan(experiments, preset, calibrate=False, match=parse_match("params"))
+    target = count("racl_published", tuple(sorted(preset.overrides_for("racl_published").items())),
+                   Dataset.MNIST, "params")  # fmt: skip
+    refs = {r.model: r for r in matched.refs.values()}
+    assert set(refs) == {r.model for r in plain.refs.values()} and len(refs) >= 4
+    before = {(r.model, r.training): r for r in plain.refs.values()}
+    changed = 0
+    for ref in matched.refs.values():  # a changed width is its own checkpoint, else the same
+        old = before[(ref.model, ref.training)]
+        assert (ref.hash == old.hash) == (ref.overrides == old.overrides)
+        changed += ref.overrides != old.overrides
+    assert changed > 0
+    for name, ref in refs.items():  # the closest whole width (demo widths are coarse)
+        items = dict(ref.overrides)
+        items.pop("auxiliary", None)
+        key = "init_channels" if "init_channels" in items else "width"
+
+        def gap(width: int, name=name, items=items, key=key) -> float:
+            value = count(name, tuple(sorted({**items, key: width}.items())), Dataset.MNIST,
+                          "params")  # fmt: skip
+            return math.inf if value is None else abs(value - target)
+
+        assert gap(items[key]) <= min(gap(items[key] - 1), gap(items[key] + 1)), name

@@ -64,6 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--seed", type=seed_arg, help="global seed: training and attacks (default 0)")
     p.add_argument(
+        "--match",
+        metavar="params|flops[=MODEL]",
+        help="scale every zoo model's width to MODEL's (default racl_published) parameters or "
+        "FLOPs per image at the preset's scale, within 5 %% where a width can (own checkpoints; "
+        "use a store of its own)",
+    )
+    p.add_argument(
         "--seeds",
         help="comma-separated global seeds, e.g. 0,1,2: the whole plan once per seed (each "
         "seed trains its own checkpoints); replaces --seed",

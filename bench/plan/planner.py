@@ -46,6 +46,7 @@ class PlanRequest:
     n: int | None = None
     seed: int = 0
     user_model: UserModel | None = None  # a user's factory + weights (bench.training.user_model)
+    match: tuple[str, str] | None = None  # (params|flops, reference): capacity-matched widths
 
 
 class Planner:
@@ -102,6 +103,8 @@ class Planner:
             overrides = dict(self.preset.cell_overrides)
         else:
             overrides = self.preset.overrides_for(model)
+        if self.req.match is not None:
+            overrides.update(self._matched(model, dataset, overrides))
         cfg, extra, recipe = self.preset.train_config(model, training, dataset)
         overrides.update(extra)
         cfg = dataclasses.replace(cfg, seed=self.req.seed)
@@ -110,6 +113,15 @@ class Planner:
         ref = ModelRef(model, training, dataset, items, h, cfg, needs_search, recipe)
         self.refs.setdefault(h, ref)
         return self.refs[h]
+
+    def _matched(self, model: str, dataset: Dataset, overrides: dict) -> dict[str, int]:
+        """``model``'s width matched to the reference's capacity at this preset's scale."""
+        from bench.plan.capacity_match import match_width
+
+        measure, reference = self.req.match
+        ref_overrides = self.preset.overrides_for(reference)
+        m = match_width(model, reference, measure, dataset, overrides, ref_overrides)
+        return {m.key: m.width}
 
     # slices -----------------------------------------------------------------------------
     def slice_for(self, dataset: Dataset, n: int | None) -> tuple[str, int]:
@@ -290,17 +302,20 @@ def plan(
     calibrate: bool = True,
     checkpoint_dir: Path | None = None,
     user_model: UserModel | None = None,
+    match: tuple[str, str] | None = None,
 ) -> Plan:
     """Expand experiments into cells, mark the cached ones, estimate the cost.
 
     ``attacks`` (texts for ``parse_attack``) add an ad-hoc experiment ``custom`` over ``models``
     (white-box + clean under ``training``); ``models`` otherwise filters the experiments.
-    ``user_model``: a user's model, named in ``models`` by its name.
+    ``user_model``: a user's model, named in ``models`` by its name. ``match``: (``params`` or
+    ``flops``, reference model): every zoo model's width scaled to the reference's capacity
+    (:mod:`bench.plan.capacity_match`), its own checkpoints.
     """
     experiments = list(experiments)
     if attacks:
         experiments.append(custom_experiment(models, attacks, training, preset))
-    req = PlanRequest(experiments, preset, models, dataset, eps, n, seed, user_model)
+    req = PlanRequest(experiments, preset, models, dataset, eps, n, seed, user_model, match)
     planner = Planner(req, store)
     for exp in experiments:
         planner.experiment(exp)

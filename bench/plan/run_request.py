@@ -121,6 +121,7 @@ def build_plan(
 ) -> Plan:
     """The plan of ``args`` under ``preset`` against ``store`` (its cached cells marked)."""
     from bench.attacks import parse_eps
+    from bench.plan.capacity_match import parse_match
     from bench.plan.experiments import get_experiments
     from bench.plan.model_names import check_plan_models
     from bench.plan.planner import plan
@@ -156,6 +157,7 @@ def build_plan(
         training=Training.parse(args.training),
         checkpoint_dir=checkpoint_dir(args),
         user_model=user,
+        match=parse_match(args.match) if getattr(args, "match", None) else None,
     )
     if not result.cells:
         raise UserError("nothing to run: no experiment model matches --models")

@@ -50,6 +50,13 @@ def add_capacity(index: ResultIndex, table: Table, clean: Query, section: dict) 
         if abs(ratio - 1) > CAPACITY_TOLERANCE or (flops and abs(flops - 1) > CAPACITY_TOLERANCE):
             apart.append(f"{r.label} {ratio:.2f}x parameters"
                          + (f", {flops:.2f}x FLOPs" if flops else ""))  # fmt: skip
+    sized = [r for r in rows if r.capacity.params]
+    if not apart and len(sized) > 1:
+        table.header.append(
+            f"Capacity matched: every row's size lies within {CAPACITY_TOLERANCE:.0%} of "
+            f"{reference.label}'s ({base.params / 1e6:.3f} M parameters), so the comparisons "
+            "and claim verdicts of this report are at matched capacity"
+        )
     if apart:
         table.header.append(
             f"Capacity differs from {reference.label}'s ({base.params / 1e6:.3f} M parameters) "
