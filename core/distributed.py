@@ -284,6 +284,15 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
     return [float(v) for v in t.cpu()]
 
 
+def all_reduce_max(t: Tensor) -> Tensor:
+    """Element-wise maximum of ``t`` over the ranks (one process: ``t``)."""
+    if not _context.enabled:
+        return t
+    out = t.detach().to(_comm_device()).clone()
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out.to(t.device)
+
+
 def average_gradients(params: Sequence[Tensor]) -> None:
     """Replace each gradient by the mean over the ranks, bit-identical on every rank.
 

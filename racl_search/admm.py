@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from core import distributed
 from core.enums import SearchMethod
 from racl_search.architecture import ArchitectureParameters, weight_mode
 from racl_search.constraint import (
@@ -166,7 +167,9 @@ class ArchitectureStep:
         if self.log_lambda is None:
             with self.net.recording_batch_statistics():
                 ce = F.cross_entropy(self.net(x, alpha, beta), y)
-            self.log_lambda = self.net.log_lipschitz()
+            # each rank normalised its own shard: the largest constant bounds every rank's map,
+            # and all ranks read the same constraint (one process: unchanged)
+            self.log_lambda = distributed.all_reduce_max(self.net.log_lipschitz())
         else:
             ce = F.cross_entropy(self.net(x, alpha, beta), y)
         c, _ = self.constraint(self.log_lambda)

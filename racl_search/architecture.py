@@ -141,12 +141,13 @@ class ArchitectureParameters(nn.Module):
         derived sum to 1 per edge, those of ``beta`` to 1 per node (``none``: ``-inf``).
 
         The derivation ranks medians among the derivable ops, so this is the mixture the
-        derived cell is read from: ``mu_none`` cannot move it. Per edge it is the forward's
-        sample times a factor >= 1, so it still bounds the supernet's own mixture. The spread
-        is the starting ``sigma`` unless ``live_sigma``: the derived cell (a median) never sees
-        ``sigma``, and shrinking it would otherwise meet the bound for free (docs/SEARCH.md,
-        D9). ``deterministic``: ``var = 0`` (the log-softmax over the derivable ops);
-        ``start``: of the starting parameters.
+        derived cell is read from: ``mu_none`` cannot move it. Its medians are the forward's
+        times a factor >= 1 per edge; with the starting spread it bounds the forward's samples
+        only while the live ``sigma`` stays at or below the start. The spread is the starting
+        ``sigma`` unless ``live_sigma``: the derived cell (a median) never sees ``sigma``, and
+        shrinking it would otherwise meet the bound for free (docs/SEARCH.md, D9).
+        ``deterministic``: ``var = 0`` (the log-softmax over the derivable ops); ``start``: of
+        the starting parameters.
         """
         mu_a, mu_b = (self.mu_alpha_init, self.mu_beta_init) if start else self.mu_parameters()
         live = live_sigma and not start

@@ -8,8 +8,9 @@ is log-normal when ``alpha`` and ``beta`` are: Fenton-Wilkinson per edge over op
 product ``beta * lambda_edge`` (exact), Fenton-Wilkinson per node over incoming edges (Eq. 12),
 and the product over nodes and cells: ``mu = ln C + sum mu_j``, ``sigma^2 = sum sigma_j^2``.
 Cells that share one genotype share ``alpha``/``beta`` but each has its own weights, so the
-per-op constants ``lambda_o`` are per cell. Like the paper, the cells' factors are treated as
-independent when their variances are summed.
+per-op constants ``lambda_o`` are per cell. The search draws one sample per cell type, so by
+default a node's log factors over the cells of one type are summed as fully correlated
+(:func:`network_variance`); the paper sums the cells' variances as if independent.
 
 The constraint ``P[lambda_F <= lambda*] >= eta`` is ``c = mu + Phi^-1(eta) * sigma - ln lambda*``
 (the exact quantile, with the variance of the search's shared sampling, :func:`network_variance`)

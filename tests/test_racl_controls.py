@@ -48,10 +48,16 @@ def _features(mnist, channels: int, size: int, n: int = 8, seed: int = 0) -> tor
 def _constant(op: nn.Module, batch: torch.Tensor, running: bool) -> float:
     """The operator-mode constant of a train-mode op after the forward on ``batch``: with the
     batch statistics it divided by (the search's rule), or the running ones (the old rule)."""
-    handles = [m.register_forward_pre_hook(record_batch_variance)
-               for m in op.modules() if isinstance(m, nn.BatchNorm2d)]  # fmt: skip
+    bns = [m for m in op.modules() if isinstance(m, nn.BatchNorm2d)]
+    kept = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+            for m in bns]  # fmt: skip
+    handles = [m.register_forward_pre_hook(record_batch_variance) for m in bns]
     with torch.no_grad():
         op(batch)
+        for m, (mean, var, count) in zip(bns, kept, strict=True):  # reading moves no statistics
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(count)
     for h in handles:
         h.remove()
     if running:
@@ -91,7 +97,8 @@ def test_constants_bound_the_map_the_search_applies(mnist, stride):
             assert ours >= lower * (1 - 1e-3), (name, state, ours, lower)
             if old < lower * (1 - 1e-3):
                 below_with_running.append((name, state))
-    assert any(state == "start" for _, state in below_with_running), below_with_running
+    started = [name for name, state in below_with_running if state == "start"]
+    assert len(started) == len(OPS_CHECKED) - (stride == 1), below_with_running  # every op
 
 
 def test_batchnorm_momentum_does_not_change_the_search(mnist, tmp_path, monkeypatch):
@@ -228,3 +235,29 @@ def test_confidence_level_holds_under_the_search_sampling(fresh, sigma, eta):
     assert _coverage(mods, lam, sigma, eta, exact=True, shared=False) < eta - 0.01
     if sigma == 0.2:
         assert _coverage(mods, lam, sigma, eta, exact=False, shared=False) < eta - 0.01
+
+
+def test_the_paper_reading_is_one_option_away(fresh):
+    """``--confidence paper --live-sigma``: Eq. 16-17's ``sigma^2`` with independent cells and
+    the live sigma, so shrinking sigma lowers ``c`` there (and only there)."""
+    import dataclasses
+
+    from racl_search.admm import ArchitectureStep
+
+    mods, lam = fresh
+    base = mods.arch_step
+    paper_cfg = dataclasses.replace(base.config, confidence="paper", live_sigma=True)
+    paper = ArchitectureStep(base.method, mods.arch, mods.net, paper_cfg)
+    with torch.no_grad():
+        c_paper, reading = paper.constraint(lam)
+        expect = reading.mu + normal_ppf(0.9) * reading.var - paper.state.log_target
+        assert float(c_paper) == pytest.approx(float(expect), abs=1e-5)
+        exact_var = base.read(lam).var
+        assert float(exact_var) > float(reading.var)  # the shared sampling's larger variance
+        saved = mods.arch.s_alpha.detach().clone()
+        try:
+            mods.arch.s_alpha.fill_(inverse_softplus(0.02))
+            assert float(paper.constraint(lam)[0]) < float(c_paper) - 0.1
+            assert float(base.constraint(lam)[0]) == pytest.approx(_c(mods, lam), abs=1e-6)
+        finally:
+            mods.arch.s_alpha.copy_(saved)

@@ -90,7 +90,10 @@ def search_config(config: StudyConfig, variant: str, seed: int):
     from racl_search.config import make_config
 
     settings = VARIANTS["racl" if variant == "random" else variant]
-    return make_config(config.preset, seed=seed, **{**config.search, **settings})
+    clash = sorted(set(settings) & set(config.search))
+    if clash:  # a study-wide override would silently undo what makes the variant
+        raise UserError(f"the study's search settings {clash} clash with variant {variant}")
+    return make_config(config.preset, seed=seed, **config.search, **settings)
 
 
 def cell_parameters(genotype, config: StudyConfig) -> int:
@@ -171,7 +174,10 @@ def _random_cell(config: StudyConfig, seed: int, log) -> str:
         if gap < best_gap:
             best, best_gap, best_count = genotype, gap, count
     meta = {"config_hash": key, "target_params": target, "params": best_count, "draws": draws,
-            "edge_changes": changes}  # fmt: skip
+            "edge_changes": changes, "within": best_gap <= RANDOM_MATCH}  # fmt: skip
+    if best_gap > RANDOM_MATCH:
+        log(f"{name}: no random cell within {RANDOM_MATCH:.0%} of {target} parameters; the "
+            f"closest has {best_count} ({best_gap:.1%} off)")  # fmt: skip
     save_genotype(best, Path(config.out_dir) / "genotypes", name=name,
                   source="seed study: random cell", metadata=meta)  # fmt: skip
     return name
@@ -287,6 +293,8 @@ def _row_key(config: StudyConfig, variant: str, seed: int) -> str:
     (``n_eval``), the device and the data folder (a row of 20 images never answers for 40)."""
     search = search_config(config, variant, seed).config_hash()
     where = f"n_eval={config.n_eval}:device={config.device}:data={config.data_dir or '-'}"
+    if variant == "random":  # the matching rule makes the cell
+        variant = f"random({RANDOM_DRAWS},{RANDOM_MATCH})"
     return f"{variant}:{search}:{train_config(config, seed)}:{where}"
 
 
