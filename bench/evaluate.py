@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.attacks import build_attack, pgd_checkpoints
+from bench.attacks import build_attack, counting, pgd_checkpoints
 from bench.attacks.base import Attack, model_device
 from bench.attacks.batches import Batch, per_batch
 from bench.attacks.budgets import correct_over_budgets, correct_streamed
@@ -226,7 +226,13 @@ def step_sweep_correct(
         xb, yb = x[part].to(device), y[part].to(device)
         with batch.seeded():
             advs = run(model, xb, yb, spec, checkpoints)
-        oks = [_correct_on(model, advs[k].detach().cpu(), y[part], batch_size) for k in checkpoints]
+        counter = counting.of(model)
+        oks = []
+        for k in checkpoints:  # the verdict's forward belongs to its own checkpoint's cost
+            start = counter.snapshot() if counter is not None else None
+            oks.append(_correct_on(model, advs[k].detach().cpu(), y[part], batch_size))
+            if counter is not None:
+                counter.mark(("steps", k), start)
         return torch.stack(oks, dim=1)
 
     width = (len(checkpoints),)

@@ -173,3 +173,49 @@ def test_run_match_scales_every_zoo_model_to_its_own_checkpoint():
             return math.inf if value is None else abs(value - target)
 
         assert gap(items[key]) <= min(gap(items[key] - 1), gap(items[key] + 1)), name
+
+
+def test_pgd_k_spends_k_backward_and_k_plus_one_forward_passes_per_attacked_image():
+    """Counted by the model's hook, not by the attack: PGD-k takes k forward + backward steps
+    and one more forward judges the last iterate (the clean forward belongs to the clean cell,
+    whose predictions are passed in); clean mistakes are not attacked, so they cost nothing."""
+    from bench.attacks.counting import PassCounter
+    from bench.evaluate import step_sweep_correct, whitebox_correct
+    from bench.plan.experiments import PGD20
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 28 * 28, 10)).eval()  # fmt: skip
+    counter = PassCounter()
+    counter.attach(model)
+    x, y = torch.rand(12, 1, 28, 28), torch.randint(0, 10, (12,))
+    clean = torch.ones(12, dtype=torch.bool)
+    clean[:2] = False  # two clean mistakes: never attacked
+    spec = PGD20.spec(Dataset.MNIST)
+    start = counter.snapshot()
+    whitebox_correct(model, x, y, spec, batch_size=5, clean=clean, seed=0)
+    assert counter.since(start) == (10 * 21, 10 * 20)
+    counter.marks.clear()
+    step_sweep_correct(model, x, y, spec, (3, 7), batch_size=5, clean=clean, seed=0)
+    assert counter.marks[("steps", 3)] == [10 * 4, 10 * 3]  # a prefix of the shared run
+    assert counter.marks[("steps", 7)] == [10 * 8, 10 * 7]
+    with torch.no_grad():
+        model(x)
+    assert counter.snapshot()[1] == start[1] + 10 * 20 + 10 * 7  # no gradient, no backward
+
+
+def test_effort_is_shown_in_the_summary_the_report_and_the_footnote(tmp_path):
+    from bench.report.labels import effort_text
+    from bench.report.selection import Measure
+    from bench.results.summary_table import summary_table
+
+    base = {"model": "darts", "training": "pgd_at", "dataset": "mnist", "n": 10, "correct": 5,
+            "accuracy": 50.0, "kind": "whitebox", "attack": "pgd", "eps": 0.3,
+            "steps": 20}  # fmt: skip
+    text = summary_table([{**base, "forward_passes": 21.0, "backward_passes": 20.0}])
+    assert "passes per image (forward/backward)" in text and "21.0/20.0" in text
+    assert "passes per image" not in summary_table([base])
+    m = Measure(50.0, 10, 1, 0.3, 20, 0.01, "pgd", "pgd_at", forward_passes=21.0,
+                backward_passes=20.0)  # fmt: skip
+    assert effort_text([m]) == "21.0 forward / 20.0 backward passes per image"
+    assert effort_text([Measure(50.0, 10, 1, 0.3, 20, 0.01, "pgd", "pgd_at")]) == ""

@@ -141,6 +141,8 @@ def test_execute_caches_and_reproduces(tmp_path):
         assert row["n"] == c.n and len(row["per_sample"]) == c.n
         assert row["correct"] == int(row["per_sample"].sum())
         assert row["params"] > 0 and row["flops"] > 0  # the evaluated model's capacity
+        # the cell's effort (0 where its predictions were made for an earlier cell and reused)
+        assert row["forward_passes"] >= 0 and row["backward_passes"] >= 0
     # robust correctness implies clean correctness, per sample
     clean = {(r["checkpoint"], r["data_slice"]): r["per_sample"] for r in rows.values()
              if r["kind"] == "clean"}  # fmt: skip
@@ -148,6 +150,22 @@ def test_execute_caches_and_reproduces(tmp_path):
         ref = clean.get((r["checkpoint"], r["data_slice"]))
         if r["kind"] != "clean" and ref is not None:
             assert not (r["per_sample"] & ~ref).any()
+    # effort: PGD-k spends k backward passes per attacked image and k + 1 forward (the last
+    # iterate's verdict), k + 2 where the group also computed the clean predictions
+    checked = 0
+    for r in rows.values():
+        ref = clean.get((r["checkpoint"], r["data_slice"]))
+        if ref is None:  # a slice without a clean cell of its own
+            continue
+        attacked = int(ref.sum())
+        if r["kind"] in ("whitebox", "step_sweep") and r["attack"] == "pgd":
+            checked += 1
+            assert round(r["backward_passes"] * r["n"]) == r["steps"] * attacked
+            extra = round(r["forward_passes"] * r["n"]) - (r["steps"] + 1) * attacked
+            assert extra in (0, r["n"]), (r["kind"], r["steps"], extra)
+        if r["kind"] == "clean":
+            assert r["backward_passes"] == 0.0 and r["forward_passes"] <= 1.0
+    assert checked >= 3
     # iteration sweep at 20 == white-box PGD-20 (one run, prefix property, same seed)
     for c in p.cells:
         if c.kind is EvalKind.STEP_SWEEP and c.steps == 20:

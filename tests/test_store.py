@@ -230,7 +230,7 @@ def test_indicator_rows_round_trip_and_a_schema_2_store_gains_the_table(tmp_path
         assert row["n"] == 16 and row["counts"] == {}  # replaced, one row per cell
         assert store.indicator_rows([]) == [] and len(store.indicator_rows()) == 1
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 6
     conn.close()
 
 
@@ -239,17 +239,18 @@ def test_schema_4_store_gains_capacity_columns_old_rows_keep_null(tmp_path):
     with ResultStore(path) as store:
         store.put_result(_row(kind="whitebox"))
     conn = sqlite3.connect(path)
-    for column in ("params", "flops"):  # what a schema-4 store looks like
+    for column in ("params", "flops", "forward_passes", "backward_passes"):  # a schema-4 store
         conn.execute(f"ALTER TABLE results DROP COLUMN {column}")
     conn.execute("UPDATE schema_version SET version = 4")
     conn.commit()
     conn.close()
     with ResultStore(path) as store:
         (old,) = store.rows()
-        assert old["params"] is None and old["flops"] is None
-        store.put_result({**_row(kind="clean"), "params": 1234, "flops": 5.6e6})
+        assert old["params"] is None and old["flops"] is None and old["forward_passes"] is None
+        store.put_result({**_row(kind="clean"), "params": 1234, "flops": 5.6e6,
+                          "forward_passes": 1.0, "backward_passes": 0.0})  # fmt: skip
         new = next(r for r in store.rows() if r["kind"] == "clean")
-        assert (new["params"], new["flops"]) == (1234, 5.6e6)
+        assert (new["params"], new["flops"], new["forward_passes"]) == (1234, 5.6e6, 1.0)
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 5
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 6
     conn.close()

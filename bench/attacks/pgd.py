@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
+from bench.attacks import counting
 from bench.attacks.base import Attack
 from core.enums import Dataset
 from core.errors import UserError
@@ -87,7 +88,11 @@ def pgd_checkpoints(
         raise UserError(f"iteration checkpoints must be integers >= 1, got {checkpoints}")
     attack = PGD(replace(spec, steps=wanted[-1], step_size=spec.alpha), **knobs)
     out: dict[int, Tensor] = {}
+    counter = counting.of(model)
+    start = counter.snapshot() if counter is not None else None
     for k, x_adv in enumerate(attack.run(model, x, y, init_delta=init_delta), start=1):
         if k in wanted:
             out[k] = x_adv
+            if counter is not None:  # the passes this run spent to reach step k
+                counter.mark(("steps", k), start)
     return out

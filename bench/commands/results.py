@@ -29,6 +29,8 @@ FIELDS = (
     "key",
     "params",
     "flops",
+    "forward_passes",
+    "backward_passes",
 )
 
 

@@ -86,7 +86,21 @@ def attack_line(label: str, measures: list[Measure]) -> str:
         parts.append(f"{'/'.join(map(str, steps))} step(s)")
     if sizes:
         parts.append(f"step size {'/'.join(format_eps(s) for s in sizes)}")
+    passes = effort_text(measures)
+    if passes:
+        parts.append(passes)
     return f"{label}: {', '.join(parts)}" if parts else ""
+
+
+def effort_text(measures: list[Measure]) -> str:
+    """``21.0 forward / 20.0 backward passes per image`` (mean over the column's cells that
+    recorded them; store schema 6), or '' when none did."""
+    known = [m for m in measures if m.forward_passes is not None and m.backward_passes is not None]
+    if not known:
+        return ""
+    forward = sum(m.forward_passes for m in known) / len(known)
+    backward = sum(m.backward_passes for m in known) / len(known)
+    return f"{forward:.1f} forward / {backward:.1f} backward passes per image"
 
 
 def scope_lines(scope: Scope, paper_dataset: str | None) -> list[str]:

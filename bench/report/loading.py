@@ -108,7 +108,8 @@ def _normalise_results(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for col in ("n", "correct", "steps", "run_id", "seed"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    for col in ("eps", "step_size", "accuracy", "elapsed_s", "params", "flops"):
+    for col in ("eps", "step_size", "accuracy", "elapsed_s", "params", "flops", "forward_passes",
+                "backward_passes"):  # fmt: skip
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     for col in ("kind", "model", "dataset", "training", "preset", "attack", "source", "norm"):
         frame[col] = frame[col].astype(object).where(frame[col].notna(), None)

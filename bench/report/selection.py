@@ -46,6 +46,8 @@ class Measure:
     data_slice: str | None = None
     params: int | None = None  # the model's parameters, when the rows carry them (schema 5)
     flops: float | None = None  # its forward FLOPs per image at the run's input size
+    forward_passes: float | None = None  # the effort the first seed's row spent per image
+    backward_passes: float | None = None
 
 
 def _same_eps(series: pd.Series, eps: float) -> pd.Series:
@@ -129,6 +131,8 @@ def pool(rows: pd.DataFrame) -> Measure:
         data_slice=seeds[0].data_slice if seeds else None,
         params=_opt_int(_first_known(chosen, "params")),
         flops=_opt_float(_first_known(chosen, "flops")),
+        forward_passes=_opt_float(_first_known(chosen, "forward_passes")),
+        backward_passes=_opt_float(_first_known(chosen, "backward_passes")),
     )
 
 

@@ -142,6 +142,12 @@ def build_entry(
         f"test images (preset {row['preset']}, training {row['training']}); 'reported' repeats "
         "this measurement."
     )
+    if aa.forward_passes is not None and not meta.footnote:
+        footnote += (
+            f" AutoAttack spent {aa.forward_passes:.0f} forward and {aa.backward_passes:.0f} "
+            "backward passes per image (model calls x rows, counted at the model; it attacks "
+            "only the images still classified correctly)."
+        )
     name = meta.name or f"{model} (racl-bench)"
     if rehearsal:
         label = members_label(str(aa.attack_key))

@@ -18,8 +18,9 @@ from core.errors import UserError
 
 # 3: the indicators table (attack-failure indicators per white-box cell); 4: the runs' pid and host,
 # the leases table, and content-keyed checkpoint hashes; 5: each result row's model capacity,
-# parameters and forward FLOPs per image (docs/decisions/store.md)
-SCHEMA_VERSION = 5
+# parameters and forward FLOPs per image; 6: each cell's effort, forward and backward passes per
+# image (docs/decisions/store.md)
+SCHEMA_VERSION = 6
 
 # Evaluation kinds whose meaning changed: the revision joins the cell key, so a cell computed
 # under an older meaning is never served as cached. Kinds absent here keep their original keys.
@@ -69,6 +70,8 @@ RESULT_COLUMNS = (
     "created_at",
     "params",
     "flops",
+    "forward_passes",
+    "backward_passes",
 )
 
 SCHEMA_SQL = """
@@ -87,7 +90,8 @@ CREATE TABLE IF NOT EXISTS results (
     data_slice TEXT, n INTEGER, training TEXT, preset TEXT, seed INTEGER, attack TEXT,
     attack_key TEXT, eps REAL, steps INTEGER, step_size REAL, norm TEXT, source TEXT,
     source_checkpoint TEXT, correct INTEGER, accuracy REAL, per_sample BLOB, elapsed_s REAL,
-    error TEXT, created_at REAL, params INTEGER, flops REAL
+    error TEXT, created_at REAL, params INTEGER, flops REAL, forward_passes REAL,
+    backward_passes REAL
 );
 CREATE INDEX IF NOT EXISTS results_model ON results (model, dataset, training);
 CREATE TABLE IF NOT EXISTS trust (
@@ -111,6 +115,8 @@ ADDED_COLUMNS = (
     (4, "runs", "host", "TEXT"),
     (5, "results", "params", "INTEGER"),  # the evaluated model's parameters
     (5, "results", "flops", "REAL"),  # its forward FLOPs per image at the run's input size
+    (6, "results", "forward_passes", "REAL"),  # model calls x rows per image the cell spent
+    (6, "results", "backward_passes", "REAL"),
 )
 
 # The indicators table: one row per white-box result cell (``key`` is the cell's key).
@@ -197,9 +203,10 @@ def row_fault(row: Mapping[str, Any]) -> str | None:
         return f"steps is {row['steps']!r}"
     if row.get("params") is not None and (not _whole(row["params"]) or row["params"] < 0):
         return f"params is {row['params']!r}"
-    flops = row.get("flops")
-    if flops is not None and (not isinstance(flops, int | float) or not 0 <= flops < 1e300):
-        return f"flops is {flops!r}"
+    for name in ("flops", "forward_passes", "backward_passes"):
+        value = row.get(name)
+        if value is not None and (not isinstance(value, int | float) or not 0 <= value < 1e300):
+            return f"{name} is {value!r}"
     if row.get("error") is not None:
         return None if isinstance(row["error"], str) else f"error is {row['error']!r}"
     if not _whole(correct) or not 0 <= correct <= n:

@@ -89,7 +89,26 @@ def summary_table(
         cells = [table[who].get(c, "-") for c in columns]
         body.append([who, capacity.get(who, "-"), *cells, str(sweeps.get(who, 0)), trust_cell])
     text = _format([header, *body]) + ("\n" + "\n".join(details) if details else "")
-    return text + indicator_table(indicators)
+    return text + effort_table(rows) + indicator_table(indicators)
+
+
+def effort_table(rows: list[Row]) -> str:
+    """The passes each cell spent, ``forward/backward`` per image, beside the accuracy table's
+    columns (sweeps left out, as there); '' when no row recorded them."""
+    cells: dict[str, dict[str, str]] = {}
+    columns: dict[str, None] = {}
+    for r in rows:
+        sweep = r["kind"] in (EvalKind.STEP_SWEEP, EvalKind.EPS_SWEEP)
+        if r.get("forward_passes") is None or r.get("error") or sweep:
+            continue
+        columns[column_label(r)] = None
+        text = f"{r['forward_passes']:.1f}/{r.get('backward_passes') or 0.0:.1f}"
+        cells.setdefault(_row_label(r), {})[column_label(r)] = text
+    if not cells:
+        return ""
+    header = ["passes per image (forward/backward)", *columns]
+    body = [[who, *(cells[who].get(c, "-") for c in columns)] for who in sorted(cells)]
+    return "\n\n" + _format([header, *body])
 
 
 def capacity_text(params: int | None, flops: float | None) -> str:

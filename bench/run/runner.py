@@ -2,9 +2,9 @@
 
 :func:`execute` readies each checkpoint the missing cells need
 (``bench.training.trainer.ensure_trained``) and runs every group of missing cells as soon as its
-models are ready, through the handlers of ``bench.run.handlers``; each row is committed as soon as
-it is done, a failure becomes a row with ``error`` set, and trust checks run at the end.
-Distributed behaviour and the cost rules: ``docs/decisions/planner.md``.
+models are ready, through the handlers of ``bench.run.handlers``; each row (with its model's
+capacity and the passes it spent) is committed as soon as it is done, a failure becomes a row
+with ``error`` set, trust checks run at the end. Cost rules: ``docs/decisions/planner.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bench.attacks.counting import PassCounter, cell_effort
 from bench.plan.cost import model_capacity
 from bench.plan.planner import plan
 from bench.plan.units import Cell, CellGroup, ModelRef, Plan, result_row
@@ -94,6 +95,7 @@ class _Executor:
         self.log = log
         self.models: dict[str, nn.Module] = {}
         self.capacity: dict[str, tuple[int, float | None]] = {}  # hash -> (params, FLOPs/image)
+        self.counter = PassCounter()  # every model's forward and backward passes (effort)
         self.failed_refs: dict[str, str] = {}
         self.data: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         self.handlers = GroupHandlers(
@@ -207,6 +209,7 @@ class _Executor:
                     self._search(ref)
                 model, meta = self._load_or_train(ref)
             self.models[ref.hash] = model.to(self.device).eval()
+            self.counter.attach(self.models[ref.hash])
             self.capacity[ref.hash] = model_capacity(self.models[ref.hash], ref.dataset)
             if self.main:
                 self.store.put_checkpoint(
@@ -300,13 +303,15 @@ class _Executor:
             self.deferred.append((group, cells))
         if not todo:
             return
-        stage = f"{group.kind.value}_s"
-        written: set[str] = set()
-        last = time.perf_counter()
+        stage, written, last = f"{group.kind.value}_s", set(), time.perf_counter()
+        start = previous = self.counter.snapshot()
+        self.counter.marks.clear()
         try:
             for cell, correct in self.handlers.run(group, cells, todo):
                 now = time.perf_counter()
-                self._write(cell, correct, now - last)
+                effort = cell_effort(self.counter, group.kind, cell, start, previous)
+                previous = self.counter.snapshot()
+                self._write(cell, correct, now - last, effort)
                 self.timings[stage] += now - last
                 written.add(cell.key)
                 last = time.perf_counter()
@@ -324,7 +329,7 @@ class _Executor:
         row["params"], row["flops"] = self.capacity.get(cell.target.hash, (None, None))
         return row
 
-    def _write(self, cell: Cell, correct: Tensor, elapsed: float) -> None:
+    def _write(self, cell: Cell, correct: Tensor, elapsed: float, effort: tuple) -> None:
         correct = correct.to("cpu", torch.bool)
         row = self._row(cell)
         row.update(
@@ -332,6 +337,8 @@ class _Executor:
             accuracy=100.0 * float(correct.float().mean()),
             per_sample=correct.numpy(),
             elapsed_s=elapsed,
+            forward_passes=effort[0],
+            backward_passes=effort[1],
         )
         if self.main:
             self.store.put_result(row)
