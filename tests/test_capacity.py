@@ -219,3 +219,30 @@ def test_effort_is_shown_in_the_summary_the_report_and_the_footnote(tmp_path):
                 backward_passes=20.0)  # fmt: skip
     assert effort_text([m]) == "21.0 forward / 20.0 backward passes per image"
     assert effort_text([Measure(50.0, 10, 1, 0.3, 20, 0.01, "pgd", "pgd_at")]) == ""
+
+
+def test_figure3a_effort_view_puts_the_pgd_sweep_and_autoattack_on_one_axis(tmp_path):
+    with ResultStore(tmp_path / "s.db") as store:
+        run = store.begin_run({"preset": "demo", "seed": 0})
+        for model in ("racl_published", "darts"):
+            for kind, attack, steps, correct in [("clean", None, None, 45), *[
+                    ("step_sweep", "pgd", k, 40 - k) for k in (1, 5, 10, 20)],
+                    ("whitebox", "autoattack", None, 12)]:  # fmt: skip
+                bits = np.zeros(N, dtype=bool)
+                bits[:correct] = True
+                store.put_result({
+                    "run_id": run, "kind": kind, "model": model, "checkpoint": f"{model}-c",
+                    "dataset": "mnist", "data_slice": f"test[:{N}]", "n": N,
+                    "training": "pgd_at", "preset": "demo", "seed": 0, "attack": attack,
+                    "attack_key": f"{attack}-{steps}", "eps": None if attack is None else 0.3,
+                    "steps": steps, "step_size": 0.01 if attack == "pgd" else None,
+                    "norm": "linf", "correct": correct, "accuracy": 100.0 * correct / N,
+                    "per_sample": bits,
+                    "forward_passes": None if kind == "clean" else (steps or 90) + 1.0,
+                    "backward_passes": None if kind == "clean" else float(steps or 90),
+                })  # fmt: skip
+        store.finish_run(run, "ok", {})
+    report = build_report(tmp_path / "s.db", tmp_path / "out")
+    assert "figure3a_effort" not in dict(report.skipped_figures)
+    png = (tmp_path / "out" / "figures" / "figure3a_effort.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

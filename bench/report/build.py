@@ -27,9 +27,11 @@ from bench.report.loading import load_store
 from bench.report.paper import NameMap
 from bench.report.render import to_csv, to_latex, to_markdown
 from bench.report.scope import ReportContext, choose_scope
+from bench.report.selection import Query
 from bench.report.sweeps import SWEEPS, Sweep, load_sweep
 from bench.report.table_model import Table
 from bench.report.tables import build_tables
+from core.enums import EvalKind
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,16 @@ def draw_figures(
             continue
         files = figures.sweep_figure(sweep, styles, out_dir, paper_rows, ctx.paper, label)
         drawn.append(FigureFile(key, figures.TITLES[key], tuple(files)))
+    sweep = sweeps.get("figure3a")
+    effort = sweep is not None and any(p.backward_passes for s in sweep.series for p in s.points)
+    if not effort:
+        skipped.append(("figure3a_effort", "no step-sweep rows with their passes (store schema 6)"))
+    else:
+        query = Query(EvalKind.WHITEBOX, "autoattack", training=sweep.training, eps=ctx.scope.eps)
+        found = {s.model: ctx.index.measure(s.model, query) for s in sweep.series}
+        autoattack = {m: a for m, a in found.items() if a is not None}
+        files = figures.effort_figure(sweep, autoattack, styles, out_dir, label)
+        drawn.append(FigureFile("figure3a_effort", figures.TITLES["figure3a_effort"], tuple(files)))
     matrix = tables.get("table3")
     if matrix is None or matrix.skipped:
         skipped.append(("transfer_heatmap", "no transfer-matrix rows"))

@@ -13,6 +13,7 @@ import numpy as np
 
 from bench.report.labels import display
 from bench.report.paper import RACL
+from bench.report.selection import Measure
 from bench.report.sweeps import Sweep
 from bench.report.table_model import Table
 
@@ -28,6 +29,7 @@ TITLES = {
     "figure3b": "Figure 3b: accuracy vs perturbation budget (PGD)",
     "figure3c": "Figure 3c: accuracy vs perturbation budget (FGSM)",
     "transfer_heatmap": "Transfer matrix (Table 3): accuracy under transferred PGD",
+    "figure3a_effort": "Figure 3a by effort: accuracy vs backward passes per image",
 }
 
 
@@ -123,6 +125,33 @@ def sweep_figure(
     ax.legend(fontsize=7, loc="best", frameon=False)
     fig.tight_layout()
     return _save(fig, out_dir, sweep.key)
+
+
+def effort_figure(sweep: Sweep, autoattack: dict[str, Measure], styles: dict[str, Style],
+                  out_dir: Path, dataset_label: str) -> list[Path]:  # fmt: skip
+    """Figure 3a on the effort axis: each model's PGD sweep at the backward passes per image its
+    points spent, and its AutoAttack cell (a star) on the same axis (AttackBench's view)."""
+    fig, ax = _new_figure()
+    for s in sweep.series:
+        st = styles[s.model]
+        pts = [(p.backward_passes, p.accuracy) for p in s.points if p.backward_passes]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), color=st.color, marker=st.marker,
+                    linestyle=st.linestyle, markersize=5, linewidth=1.5,
+                    label=f"{s.model} PGD")  # fmt: skip
+        aa = autoattack.get(s.model)
+        if aa is not None and aa.backward_passes:
+            ax.plot([aa.backward_passes], [aa.accuracy], color=st.color, marker="*",
+                    markersize=12, linestyle="none", label=f"{s.model} AutoAttack")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("backward passes per image spent by the attack (log scale)")
+    ax.set_ylabel("accuracy under attack (%)")
+    ax.set_title(f"{TITLES['figure3a_effort']}\n{dataset_label}, training {sweep.training or '-'}",
+                 fontsize=9)  # fmt: skip
+    ax.grid(True, linewidth=0.4, alpha=0.5)
+    ax.legend(fontsize=6, loc="best", frameon=False)
+    fig.tight_layout()
+    return _save(fig, out_dir, "figure3a_effort")
 
 
 def _overlay_paper(ax, sweep: Sweep, styles: dict[str, Style], paper_rows, paper: dict) -> None:
