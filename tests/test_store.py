@@ -190,15 +190,20 @@ def test_old_eps_sweep_rows_are_set_aside_on_upgrade(tmp_path):
     conn.close()
 
 
-def test_indicator_rows_round_trip_and_a_schema_2_store_gains_the_table(tmp_path):
-    path = tmp_path / "v2.db"
+def _older_store(path, version: int, *statements: str):
+    """A store of one white-box row made to look like schema ``version`` by ``statements``."""
     with ResultStore(path) as store:
         store.put_result(_row(kind="whitebox"))
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE indicators")  # what a schema-2 store looks like
-    conn.execute("UPDATE schema_version SET version = 2")
+    for statement in (*statements, f"UPDATE schema_version SET version = {version}"):
+        conn.execute(statement)
     conn.commit()
     conn.close()
+    return path
+
+
+def test_indicator_rows_round_trip_and_a_schema_2_store_gains_the_table(tmp_path):
+    path = _older_store(tmp_path / "v2.db", 2, "DROP TABLE indicators")
     with ResultStore(path) as store:
         assert len(store.rows()) == 1 and store.indicator_rows() == []  # nothing lost
         counts = {"silent_success": [1, 30], "incomplete_optimization": None}
@@ -235,15 +240,9 @@ def test_indicator_rows_round_trip_and_a_schema_2_store_gains_the_table(tmp_path
 
 
 def test_schema_4_store_gains_capacity_columns_old_rows_keep_null(tmp_path):
-    path = tmp_path / "s.sqlite"
-    with ResultStore(path) as store:
-        store.put_result(_row(kind="whitebox"))
-    conn = sqlite3.connect(path)
-    for column in ("params", "flops", "forward_passes", "backward_passes"):  # a schema-4 store
-        conn.execute(f"ALTER TABLE results DROP COLUMN {column}")
-    conn.execute("UPDATE schema_version SET version = 4")
-    conn.commit()
-    conn.close()
+    added = ("params", "flops", "forward_passes", "backward_passes")  # since schema 4
+    path = _older_store(tmp_path / "s.sqlite", 4,
+                        *(f"ALTER TABLE results DROP COLUMN {c}" for c in added))  # fmt: skip
     with ResultStore(path) as store:
         (old,) = store.rows()
         assert old["params"] is None and old["flops"] is None and old["forward_passes"] is None
