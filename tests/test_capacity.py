@@ -246,3 +246,23 @@ def test_figure3a_effort_view_puts_the_pgd_sweep_and_autoattack_on_one_axis(tmp_
     assert "figure3a_effort" not in dict(report.skipped_figures)
     png = (tmp_path / "out" / "figures" / "figure3a_effort.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_a_compiled_pass_leaves_the_cells_effort_unknown_not_undercounted():
+    from types import SimpleNamespace
+
+    from bench.attacks.counting import PassCounter, cell_effort, uncounted
+
+    model = nn.Linear(3, 2)
+    counter = PassCounter()
+    counter.attach(model)
+    cell = SimpleNamespace(n=4, steps=None)
+    start = counter.snapshot()
+    model(torch.zeros(4, 3))
+    assert cell_effort(counter, "whitebox", cell, start, start) == (1.0, 0.0)
+    previous = counter.snapshot()
+    uncounted(model)  # what Attack.gradient_and_logits notes before a compiled forward
+    model(torch.zeros(4, 3))
+    assert cell_effort(counter, "whitebox", cell, start, previous) == (None, None)
+    assert cell_effort(counter, "whitebox", cell, start, counter.snapshot()) == (0.0, 0.0)
+    assert cell_effort(counter, "transfer", cell, start, counter.snapshot()) == (None, None)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.attacks import counting
 from core import fold
 from core.compiled import static_forward
 from core.enums import Dataset, Norm
@@ -313,6 +314,8 @@ class Attack:
     ) -> tuple[Tensor, Tensor]:
         """:meth:`input_gradient` and the (detached) logits of the same forward pass."""
         x_adv = x_adv.detach().requires_grad_(True)
+        if self.compile:  # the compiled graph bypasses the model's hooks: its passes go uncounted
+            counting.uncounted(model)
         with self._autocast(x_adv.device):
             logits = (
                 static_forward(model, x_adv, self.channels_last) if self.compile else model(x_adv)

@@ -25,6 +25,7 @@ class PassCounter:
     def __init__(self) -> None:
         self.forward = 0
         self.backward = 0
+        self.uncounted = 0  # passes that went through a compiled graph, around the hooks
         self.marks: dict[Hashable, list[int]] = {}
 
     def attach(self, model: nn.Module) -> None:
@@ -44,11 +45,15 @@ class PassCounter:
     def _back(self, rows: int) -> None:
         self.backward += rows
 
-    def snapshot(self) -> tuple[int, int]:
-        return self.forward, self.backward
+    def snapshot(self) -> tuple[int, int, int]:
+        return self.forward, self.backward, self.uncounted
 
-    def since(self, start: tuple[int, int]) -> tuple[int, int]:
+    def since(self, start: tuple[int, int, int]) -> tuple[int, int]:
         return self.forward - start[0], self.backward - start[1]
+
+    def blind_since(self, start: tuple[int, int, int]) -> bool:
+        """Whether a compiled pass (not counted) ran since ``start``."""
+        return self.uncounted != start[2]
 
     def mark(self, key: Hashable, start: tuple[int, int]) -> None:
         """Add the passes since ``start`` to the running total of ``key``."""
@@ -63,17 +68,27 @@ def of(model: nn.Module) -> PassCounter | None:
     return getattr(model, ATTRIBUTE, None)
 
 
+def uncounted(model: nn.Module) -> None:
+    """Note a pass of ``model`` through a compiled graph (its hooks do not see it): a cell that
+    holds one records no effort rather than a count that misses it."""
+    counter = of(model)
+    if counter is not None:
+        counter.uncounted += 1
+
+
 SHARED_RUNS = ("transfer", "eps_sweep")  # one run makes every cell of the group
 
 
-def cell_effort(counter: PassCounter, kind: str, cell: Any, start: tuple[int, int],
-                previous: tuple[int, int]) -> tuple[float, float]:  # fmt: skip
+def cell_effort(counter: PassCounter, kind: str, cell: Any, start: tuple[int, int, int],
+                previous: tuple[int, int, int]) -> tuple[float | None, float | None]:  # fmt: skip
     """(forward, backward) passes per image of ``cell`` (``cell.n`` images, ``cell.steps``) in
     a group of ``kind`` that began at ``start``, the group's previous cell ending at
     ``previous``: a step-sweep cell its PGD prefix and verdict (:meth:`PassCounter.mark`); a
     cell of one shared run (a transfer generation, the overlapped eps sweep) the whole run; any
     other cell the passes since the previous cell (its own attack, and the clean forward when
-    the group computed it)."""
+    the group computed it). ``(None, None)`` when a compiled pass ran: not counted, not guessed."""
+    if counter.blind_since(start if str(kind) in (*SHARED_RUNS, "step_sweep") else previous):
+        return None, None
     key = ("steps", getattr(cell, "steps", None))
     if str(kind) == "step_sweep" and key in counter.marks:
         forward, backward = counter.marks[key]
