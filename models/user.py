@@ -146,11 +146,10 @@ def check_user_model(model: nn.Module, dataset: str, name: str) -> list[str]:
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(2, *info.shape, generator=generator).to(device)
     notes = []
+    random_in_train = False
     if model.training:  # a module is built in train mode: say so only if that mode is random
         probe = copy.deepcopy(model)  # a train-mode forward may update BatchNorm statistics
-        if not torch.equal(_logits(probe, x, name), _logits(probe, x, name)):
-            notes.append(f"{name}: the factory returns the model in train mode, where its output "
-                         "is random (dropout?); the suite evaluates it in eval mode")  # fmt: skip
+        random_in_train = not torch.equal(_logits(probe, x, name), _logits(probe, x, name))
     model.eval()
     first = _logits(model, x, name)
     if first.dim() != 2 or first.shape != (2, info.num_classes):
@@ -159,8 +158,11 @@ def check_user_model(model: nn.Module, dataset: str, name: str) -> list[str]:
             f"it must be logits of shape (N, {info.num_classes})"
         )
     if not torch.equal(first, _logits(model, x, name)):
-        notes.append(f"{name}: its output is random in eval mode (two forwards differ); the "
-                     "unstable-predictions indicator measures how much")  # fmt: skip
+        notes.append(f"{name}: its output is random in eval mode (two forwards differ): "
+                     "randomized_forward wants an EoT attack, e.g. pgd20(eot=10)")  # fmt: skip
+    elif random_in_train:
+        notes.append(f"{name}: the factory returns the model in train mode, where its output "
+                     "is random (dropout?); the suite evaluates it in eval mode")  # fmt: skip
     return notes
 
 

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from bench.attacks import build_attack, parse_attack
 from bench.attacks.pgd import PGD
+from bench.results.names import INDICATORS
 from bench.trust.indicators import cell_indicators, still_rising
 from core.data import eval_tensors
 
@@ -55,11 +56,13 @@ def test_the_normal_model_triggers_nothing(data, small_weights):
     assert counts["unconstrained_failure"] is None  # the runner fills it from the trust cell
 
 
-def test_black_boxes_get_the_model_level_indicators_only(data, small_weights):
+def test_black_boxes_get_no_indicator_only_the_randomness_probe(data, small_weights):
     attack = build_attack(parse_attack("torchattacks:FGSM", eps=0.3, dataset="mnist"))
     counts = cell_indicators(_load("small", small_weights), *data, attack, seed=1)
-    assert counts["silent_success"] is None and counts["paired"] is None
-    assert counts["unavailable_gradients"][0] == 0 and counts["unstable_predictions"][0] == 0
+    assert all(counts[name] is None for name in INDICATORS) and counts["paired"] is None
+    assert counts["random_forward"] == [0, 32]
+    noisy = cell_indicators(_load("noisy", small_weights), *data, attack, seed=1)
+    assert noisy["random_forward"] == [32, 32]
 
 
 class BackAndForth(PGD):
@@ -104,7 +107,7 @@ def test_transfer_failure_fires_when_the_verdict_differs_from_the_attacks_view(d
     assert plain["transfer_failure"][0] == 0  # without autocast the views agree
 
 
-def test_still_rising_follows_the_last_tenth_of_the_steps():
+def test_still_rising_reads_the_running_best_over_the_last_points():
     steps = torch.arange(21, dtype=torch.float32)
     rising = steps[:, None]  # the loss grows linearly to the last step
     plateau = torch.minimum(steps, torch.tensor(10.0))[:, None]  # flat over the second half

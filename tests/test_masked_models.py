@@ -64,7 +64,7 @@ def test_the_normally_trained_model_passes_every_check(tmp_path, capsys, small_w
     [
         ("scaled", {"indicator:unavailable_gradients", "large_eps_near_zero"}),
         ("quantised", {"indicator:unavailable_gradients", "large_eps_near_zero"}),
-        ("noisy", {"indicator:unstable_predictions"}),
+        ("noisy", {"randomized_forward"}),
         ("shattered", {"eps_monotone", "pgd_le_fgsm"}),
     ],
 )

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from bench.attacks.spec import AttackSpec
 
 
+# The count option of the gradient attacks (PGD, MIM, FGSM): ``pgd20(eot=10)``
+EOT_OPTION = {"eot": "mean input gradient of N forward + backward passes per step (EoT)"}
+
+
 def model_device(model: nn.Module) -> torch.device:
     """Device of the model's first parameter or buffer (CPU for a parameterless model)."""
     for tensor in model.parameters():
@@ -128,6 +132,8 @@ class Attack:
     # keyword options its text may carry (name -> one-line meaning); a true option joins the
     # spec's params, hence its key; a false one is dropped, so the plain key is unchanged
     options: ClassVar[dict[str, str]] = {}
+    # whole-number options (name -> meaning), at least 1; 1 is dropped like a false option
+    count_options: ClassVar[dict[str, str]] = {}
     stepwise = True
 
     @classmethod
@@ -146,7 +152,9 @@ class Attack:
     def label(cls, spec: AttackSpec) -> str:
         """Short human label: the title, ``-<steps>`` when steps are keyed, ``-L2`` for l2."""
         steps = f"-{spec.steps}" if "steps" in cls.spec_key_fields(spec) else ""
-        return f"{cls.title}{steps}{'-L2' if spec.norm is Norm.L2 else ''}"
+        eot = eot_samples(spec)
+        eot_text = f"-EoT{eot}" if eot > 1 else ""
+        return f"{cls.title}{steps}{'-L2' if spec.norm is Norm.L2 else ''}{eot_text}"
 
     @classmethod
     def accepts(cls, variant: str | None) -> bool:
@@ -174,17 +182,32 @@ class Attack:
 
     @classmethod
     def parse_options(cls, given: dict[str, object]) -> tuple[tuple[str, object], ...]:
-        """The declared boolean :attr:`options` that are on, as spec params (others refused)."""
-        unknown = sorted(set(given) - set(cls.options))
-        if unknown and not cls.options:
+        """The declared :attr:`options` that are on and :attr:`count_options` above 1, as spec
+        params (others refused)."""
+        declared = {**cls.options, **cls.count_options}
+        unknown = sorted(set(given) - set(declared))
+        if unknown and not declared:
             raise UserError(f"{cls.name} takes no keyword arguments; use --steps / --step-size")
         if unknown:
-            offered = ", ".join(f"{k}=True ({v})" for k, v in cls.options.items())
+            offered = ", ".join(
+                [f"{k}=True ({v})" for k, v in cls.options.items()]
+                + [f"{k}=N ({v})" for k, v in cls.count_options.items()]
+            )
             raise UserError(f"{cls.name} does not take {', '.join(unknown)}; it takes {offered}")
-        for name, value in given.items():
-            if not isinstance(value, bool):
+        kept: list[tuple[str, object]] = []
+        for name, value in sorted(given.items()):
+            if name in cls.count_options:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise UserError(
+                        f"{cls.name} option {name} must be a whole number >= 1, got {value!r}"
+                    )
+                if value > 1:
+                    kept.append((name, int(value)))
+            elif not isinstance(value, bool):
                 raise UserError(f"{cls.name} option {name} must be True or False, got {value!r}")
-        return tuple((name, True) for name, value in sorted(given.items()) if value)
+            elif value:
+                kept.append((name, True))
+        return tuple(kept)
 
     def __init__(
         self,
@@ -312,7 +335,22 @@ class Attack:
     def gradient_and_logits(
         self, model: nn.Module, x_adv: Tensor, y: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """:meth:`input_gradient` and the (detached) logits of the same forward pass."""
+        """:meth:`input_gradient` and the (detached) logits of the same forward pass.
+
+        With ``eot=N`` (Expectation over Transformation, Athalye, Carlini and Wagner, ICML 2018)
+        the gradient is the mean of N forward + backward passes at the same point, the logits
+        those of the last; a deterministic model gets N equal gradients, whose mean has the
+        same signs, so sign-step attacks (PGD, FGSM) take the plain attack's steps."""
+        samples = eot_samples(self.spec)
+        if samples == 1:
+            return self._one_gradient(model, x_adv, y)
+        total, logits = self._one_gradient(model, x_adv, y)
+        for _ in range(samples - 1):
+            grad, logits = self._one_gradient(model, x_adv, y)
+            total = total + grad
+        return total / samples, logits
+
+    def _one_gradient(self, model: nn.Module, x_adv: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         x_adv = x_adv.detach().requires_grad_(True)
         if self.compile:  # the compiled graph bypasses the model's hooks: its passes go uncounted
             counting.uncounted(model)
@@ -327,6 +365,11 @@ class Attack:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.amp_dtype)
+
+
+def eot_samples(spec: object) -> int:
+    """Gradient samples per step of ``spec`` (its ``eot`` option; 1 without)."""
+    return int(dict(getattr(spec, "params", ())).get("eot", 1))
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from bench.attacks.base import Attack
+from bench.attacks.base import EOT_OPTION, Attack
 from core.enums import Dataset
 
 
@@ -17,6 +17,7 @@ class FGSM(Attack):
 
     name = "fgsm"
     title = "FGSM"
+    count_options = EOT_OPTION
 
     @classmethod
     def default_step_size(cls, eps: float, steps: int, dataset: Dataset | None = None) -> float:

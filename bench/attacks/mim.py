@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from bench.attacks.base import Attack
+from bench.attacks.base import EOT_OPTION, Attack
 from core.enums import Dataset
 
 
@@ -23,6 +23,7 @@ class MIM(Attack):
     fixed_step_iterative = True
     key_fields = ("eps", "steps", "step_size", "norm", "decay")
     examples = ("mim", "mim10")
+    count_options = EOT_OPTION
 
     @classmethod
     def default_step_size(cls, eps: float, steps: int, dataset: Dataset | None = None) -> float:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor, nn
 
 from bench.attacks import counting
-from bench.attacks.base import Attack
+from bench.attacks.base import EOT_OPTION, Attack
 from core.enums import Dataset
 from core.errors import UserError
 
@@ -40,6 +40,7 @@ class PGD(Attack):
     key_fields = ("eps", "steps", "step_size", "norm", "random_start")
     examples = ("pgd", "pgd20", "pgd100")
     options = {"best_iterate": "fooled by any iterate, a fooled sample stops early"}
+    count_options = EOT_OPTION
 
     @classmethod
     def label(cls, spec: AttackSpec) -> str:

@@ -147,7 +147,7 @@ PRESETS: dict[str, PresetConfig] = {
         eps_count=5,
         batch_size=100,
         search_preset="demo",
-        n_indicator=16,  # the indicators' attacks cost in proportion: docs/decisions/trust.md
+        n_indicator=100,  # the indicators' attacks cost in proportion: docs/decisions/trust.md
         gap_targets=3,  # each target class is 100 model calls: see docs/decisions/trust.md
     ),
     "paper": PresetConfig(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bench.report.scope import Scope
+from bench.report.scope import Scope, standard_eps
 from bench.report.selection import Measure
 from bench.report.table_model import format_eps
 
@@ -110,6 +110,12 @@ def scope_lines(scope: Scope, paper_dataset: str | None) -> list[str]:
         f"preset: {scope.preset or '-'}; L-inf budget eps = {format_eps(scope.eps)}",
         CELLS_LINE,
     ]
+    standard = standard_eps(scope.dataset)
+    if standard is not None and scope.eps is not None and abs(scope.eps - standard) > 1e-6:
+        lines.append(
+            f"Attacked at eps = {format_eps(scope.eps)}, not the paper's {format_eps(standard)} "
+            f"for {dataset_name(scope.dataset)}: the paper's numbers are a reference, not a target."
+        )
     if scope.preset != "paper" or (paper_dataset and scope.dataset != paper_dataset):
         lines.append(
             "Demo-scale numbers (other dataset, smaller models, fewer images and epochs) are "

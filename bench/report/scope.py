@@ -43,14 +43,20 @@ def in_preset(results: pd.DataFrame, preset: str | None) -> pd.DataFrame:
 
 
 def choose_eps(rows: pd.DataFrame, dataset: str) -> float | None:
-    """The dataset's standard budget if present among attack rows, else the most common one."""
-    attacked = rows[rows["kind"].isin(BUDGET_KINDS)]["eps"].dropna()
+    """The budget of the report: the most common one among the attack rows of the newest run
+    that has any (so a re-run at another budget, such as the demo's move from eps 0.3 to 0.1,
+    is reported over the stale rows), the dataset's standard budget winning a tie."""
+    attacked = rows[rows["kind"].isin(BUDGET_KINDS) & rows["eps"].notna()]
     if attacked.empty:
         return None
+    if "run_id" in attacked and attacked["run_id"].notna().any():
+        attacked = attacked[attacked["run_id"] == attacked["run_id"].max()]
+    counts = attacked["eps"].astype(float).round(8).value_counts()
+    top = sorted(float(e) for e in counts[counts == counts.max()].index)
     standard = standard_eps(dataset)
-    if standard is not None and ((attacked - standard).abs() < 1e-6).any():
+    if standard is not None and any(abs(e - standard) < 1e-6 for e in top):
         return standard
-    return float(most_common(attacked.round(8)))
+    return top[0]
 
 
 def _known(rows: pd.DataFrame, column: str) -> str:

@@ -27,11 +27,14 @@ def capped_iterations(text: str) -> int | None:
 
 
 def members_label(key: str) -> str:
-    """The label of an autoattack key: ``AutoAttack``, ``AutoAttack(APGD-CE+APGD-T)``, or
+    """The label of an autoattack key: ``AutoAttack``, ``AutoAttack (rand, EoT 20)``,
+    ``AutoAttack(APGD-CE+APGD-T)``, or
     ``APGD-CE+APGD-T after PGD-20`` for the gap check's run on a PGD cell's survivors."""
     capped = capped_iterations(key)
     if capped is not None:  # the rehearsal's capped run: never to be read as AutoAttack
         return f"AutoAttack(capped at {capped} iterations)"
+    if "version='rand'" in key:  # APGD-CE + APGD-DLR, each gradient a mean of 20 samples
+        return "AutoAttack (rand, EoT 20)"
     members = re.search(r"attacks='([^']*)'", key)
     if members is None:
         return "AutoAttack"
@@ -50,5 +53,14 @@ def attack_name(row: Mapping[str, Any]) -> str:
     name = {"fgsm": "FGSM", "pgd": "PGD", "mim": "MIM"}.get(attack, attack)
     if attack in ("pgd", "mim") and row.get("steps"):
         name = f"{name}-{row['steps']}"
-    any_iterate = "best_iterate=1" in str(row.get("attack_key") or "")
+    key = str(row.get("attack_key") or "")
+    eot = re.search(r"[(,]eot=(\d+)", key)
+    name = f"{name}-EoT{eot.group(1)}" if eot else name  # pgd20(eot=10): PGD-20-EoT10
+    any_iterate = "best_iterate=1" in key
     return f"{name}-any" if any_iterate else name  # pgd(best_iterate=True): PGD-20-any
+
+
+def uses_eot(key: str) -> bool:
+    """Whether an attack key averages gradient samples (``eot=N``, AutoAttack's rand version,
+    torchattacks' EOTPGD): the attacks a randomized model's evaluation needs."""
+    return bool(re.search(r"[(,]eot=\d+", key)) or "version='rand'" in key or "EOTPGD" in key

@@ -64,6 +64,7 @@ class IndicatorPhase:
         self.batch_size, self.options, self.run_id = batch_size, options, run_id
         self.claims = claims or Claims(None)  # another process on the store: one computes a row
         self.data: dict[str, tuple[Tensor, Tensor]] = {}
+        self.scores: dict[str, dict[int, float]] = {}  # checkpoint -> unstable score per image
         self.errors: list[tuple[Cell, str]] = []  # cells whose indicators could not be computed
 
     def size(self, cell: Cell) -> int:
@@ -136,8 +137,12 @@ class IndicatorPhase:
         attack = as_attack(cell.spec, options_for(self.options, cell.target.hash))
         seed = derive_seed(cell.seed, "indicators")
         model = self.models[cell.target.hash]
-        counts = cell_indicators(model, x, y, attack, seed=seed, batch_size=self.batch_size)
-        counts["unconstrained_failure"] = self._unconstrained(cell.target)
+        scores = self.scores.setdefault(cell.target.hash, {})  # the phase's first n images
+        counts = cell_indicators(
+            model, x, y, attack, seed=seed, batch_size=self.batch_size, scores=scores
+        )
+        if getattr(attack, "stepwise", False):  # the large-budget PGD reads a stepwise attack
+            counts["unconstrained_failure"] = self._unconstrained(cell.target)
         self.store.put_indicators(
             {
                 "key": cell.key,

@@ -7,18 +7,24 @@ Adversarial Examples" (NeurIPS 2022; their code: pralab/IndicatorsOfAttackFailur
 many images triggered it out of how many were examined (``None`` where it does not apply):
 
 - ``silent_success``: an iterate before the last fooled the model, the returned point does not;
-- ``incomplete_optimization``: on an image the attack did not fool, its best loss still rose by
-  more than 5% of its range over the last tenth of the steps (at least 2);
+- ``incomplete_optimization`` (the authors' rule): on an image the attack did not fool, the
+  running best of its loss path, rescaled to [0, 1], still moved by more than 0.05 over the last
+  10 points of the path (start included; the last half of a path shorter than 20 points);
 - ``transfer_failure``: the returned point fools the model as the attack saw it (its own forward,
   in its precision) but not the float32 verdict;
 - ``unavailable_gradients``: the input gradient of the loss is zero or not finite (or the graph
   is cut);
-- ``unstable_predictions``: a repeated forward of the image itself predicts another class (the
-  model is random), or, on an image the attack did not fool, one of 6 random points of the box
-  of half-width eps/4 around it is misclassified (random noise beat the attack).
+- ``unstable_predictions`` (the authors' score): on an image the attack did not fool, the mean
+  over 100 uniform draws in the box of width 8/255 around the clean point (the authors' radius,
+  whatever the attack's eps) of the relative change of the loss, ``|L(x + u) - L(x)| / |L(x)|``
+  (1 where ``L(x) = 0``), capped at 1; triggered above :data:`UNSTABLE_THRESHOLD`.
 
-``unconstrained_failure`` (the large-budget attack fails) comes from the stored large-eps trust
-cell (:mod:`bench.trust.paired_checks`). The tracked run also attacks the clean mistakes, so that
+Indicators belong to the cell whose attack they read: a black-box cell (AutoAttack, a
+torchattacks class) gets none of them; ``unconstrained_failure`` (the large-budget PGD fails,
+from the stored trust cell: :mod:`bench.trust.paired_checks`) goes to stepwise cells only.
+Every cell also records ``random_forward``: on how many of its images five repeated eval-mode
+forwards differ (AutoAttack's randomness check), read by the ``randomized_forward`` trust check
+(:mod:`bench.trust.randomness`). The tracked run also attacks the clean mistakes, so that
 ``robust_le_clean`` can compare the attack's accuracy over all images with the clean accuracy
 (``paired``: clean-wrong-but-attacked-right vs clean-right-but-attacked-wrong).
 Thresholds and choices: docs/decisions/trust.md.
@@ -26,7 +32,6 @@ Thresholds and choices: docs/decisions/trust.md.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +44,14 @@ from bench.attacks.batches import batch_seed, seeded
 from bench.results.names import INDICATORS
 from core.enums import Norm
 
-REVISION = 1  # joins the stored row: a row of another revision is recomputed
-UNSTABLE_REPEATS, UNSTABLE_DRAWS, UNSTABLE_RADIUS = 2, 6, 0.25  # radius: a fraction of eps
-LOSS_TOLERANCE, LOSS_WINDOW_FRACTION, MIN_TRACKED_STEPS = 0.05, 0.1, 4
+REVISION = 2  # joins the stored row: a row of another revision is recomputed
+# the authors' unstable-predictions score: gamma = 100 draws in a box of width 8/255 (their
+# radius); the threshold is ours (docs/decisions/trust.md: SmallNet 0.03, with noise 0.5)
+UNSTABLE_DRAWS, UNSTABLE_WIDTH, UNSTABLE_THRESHOLD = 100, 8 / 255, 0.2
+UNSTABLE_SEED = 0  # image i of a cell's slice draws from a generator seeded UNSTABLE_SEED + i
+# the authors' incomplete-optimisation rule: last 10 points, tolerance 0.05
+LOSS_TOLERANCE, LOSS_WINDOW_POINTS, MIN_TRACKED_STEPS = 0.05, 10, 4
+RANDOM_REPEATS, RANDOM_TOLERANCE = 5, 1e-4  # pyautoattack's check_randomized: n = 5, alpha
 
 Counts = dict[str, Any]
 
@@ -57,34 +67,51 @@ class _Trace:
 
 
 def cell_indicators(
-    model: nn.Module, x: Tensor, y: Tensor, attack: Any, *, seed: int, batch_size: int = 128
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attack: Any,
+    *,
+    seed: int,
+    batch_size: int = 128,
+    scores: dict[int, float] | None = None,
 ) -> Counts:
     """Counts ``{indicator: [triggered, examined] | None, "paired": {...}}`` for ``attack``
-    (an :class:`Attack` or any callable) on the images ``x`` (labels ``y``)."""
+    (an :class:`Attack` or any callable) on the images ``x`` (labels ``y``).
+
+    ``seed`` seeds the attack's random starts. The unstable-predictions score of image ``i``
+    draws from its own generator (seeded ``UNSTABLE_SEED + i``) and reads the model only, so
+    cells of one checkpoint may share ``scores`` (image index -> score): each image is scored
+    once, whichever cell needs it first."""
     device = model_device(model)
     x, y = x.to(device, torch.float32), y.to(device)
+    scores = {} if scores is None else scores
     parts = []
     for i, start in enumerate(range(0, len(x), max(batch_size, 1))):
         rows = slice(start, start + max(batch_size, 1))
         with seeded(batch_seed(seed, i), device):
-            parts.append(_batch_counts(model, x[rows], y[rows], attack))
+            parts.append(_batch_counts(model, x[rows], y[rows], attack, start, scores))
     return _merge(parts)
 
 
-def _batch_counts(model: nn.Module, x: Tensor, y: Tensor, attack: Any) -> Counts:
+def _batch_counts(
+    model: nn.Module, x: Tensor, y: Tensor, attack: Any, first: int, known: dict[int, float]
+) -> Counts:
     with frozen_eval(model):
         clean_ok = float32_verdict(model, x, y).cpu()
-    eps = float(attack.spec.eps) if hasattr(attack, "spec") else 0.0
     norm = attack.spec.norm if hasattr(attack, "spec") else Norm.LINF
     out: Counts = {name: None for name in INDICATORS}
-    out["unavailable_gradients"] = _count(unavailable_gradients(model, x, y), clean_ok)
-    if not (isinstance(attack, Attack) and attack.stepwise):  # a black box: no attack-level ones
-        out["unstable_predictions"] = _count(unstable_predictions(model, x, y, eps, norm), clean_ok)
+    out["random_forward"] = _count(random_forward(model, x), torch.ones(len(y), dtype=torch.bool))
+    if not (isinstance(attack, Attack) and attack.stepwise):  # a black box: none of them
         return out
+    out["unavailable_gradients"] = _count(unavailable_gradients(model, x, y), clean_ok)
     trace = _tracked_run(attack, model, x, y)
-    unstable = unstable_predictions(model, x, y, eps, norm, robust=trace.final_ok)
-    out["unstable_predictions"] = _count(unstable, clean_ok)
     survived = clean_ok & trace.final_ok
+    missing = survived & torch.tensor([first + i not in known for i in range(len(y))])
+    fresh = unstable_scores(model, x, y, UNSTABLE_WIDTH, norm, missing, seed=UNSTABLE_SEED + first)
+    known.update({first + int(i): float(fresh[i]) for i in missing.nonzero().flatten()})
+    scores = torch.tensor([known.get(first + i, 0.0) for i in range(len(y))])
+    out["unstable_predictions"] = _count((scores > UNSTABLE_THRESHOLD) & survived, clean_ok)
     out["silent_success"] = _count(trace.fooled_before & trace.final_ok, clean_ok)
     out["transfer_failure"] = _count(trace.view_fooled & trace.final_ok, clean_ok)
     if attack.spec.steps >= MIN_TRACKED_STEPS:
@@ -104,7 +131,7 @@ def _count(triggered: Tensor, examined: Tensor) -> list[int]:
 
 def _merge(parts: list[Counts]) -> Counts:
     merged: Counts = {}
-    for name in (*INDICATORS, "paired"):
+    for name in (*INDICATORS, "paired", "random_forward"):
         values = [p.get(name) for p in parts]
         if any(v is None for v in values) or not values:
             merged[name] = None
@@ -135,46 +162,78 @@ def unavailable_gradients(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def unstable_predictions(
-    model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: Norm, robust: Tensor | None = None
+def random_forward(model: nn.Module, x: Tensor) -> Tensor:
+    """Per image: :data:`RANDOM_REPEATS` eval-mode forwards differ (the L2 distance of their
+    L2-normalised logits above :data:`RANDOM_TOLERANCE`, or the predicted class changes), as
+    pyautoattack's ``check_randomized`` decides for a batch (CPU bool)."""
+    with frozen_eval(model), torch.autocast(device_type=x.device.type, enabled=False):
+        outs = [model(x.float()).float() for _ in range(RANDOM_REPEATS)]
+    first = F.normalize(outs[0], dim=1, eps=1e-10)
+    differs = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for out in outs[1:]:
+        gap = (F.normalize(out, dim=1, eps=1e-10) - first).norm(dim=1)
+        differs |= (gap > RANDOM_TOLERANCE) | (out.argmax(dim=1) != outs[0].argmax(dim=1))
+    return differs.cpu()
+
+
+@torch.no_grad()
+def unstable_scores(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    width: float,
+    norm: Norm,
+    where: Tensor,
+    *,
+    seed: int,
+    draws: int = UNSTABLE_DRAWS,
 ) -> Tensor:
-    """Per image: a repeated forward of the image itself misclassifies it (the model is random),
-    or - where ``robust`` (the attack's verdict) says the attack failed - a random point of the
-    box of half-width eps/4 around it is misclassified (random noise beat the attack)."""
-    random_model = torch.zeros(len(y), dtype=torch.bool, device=x.device)
-    noise_fools = torch.zeros_like(random_model)
-    radius = UNSTABLE_RADIUS * eps
-    with frozen_eval(model):
-        for _ in range(UNSTABLE_REPEATS):
-            random_model |= ~float32_verdict(model, x, y)
-        draws = robust is not None and radius > 0 and bool(robust.any())
-        for _ in range(UNSTABLE_DRAWS if draws else 0):
-            noise_fools |= ~float32_verdict(model, _random_point(x, radius, norm), y)
-    if robust is not None:
-        noise_fools &= robust.to(x.device)
-    return (random_model | noise_fools).cpu()
+    """Per image (0 where ``where`` is false): the authors' unstable-predictions score, the mean
+    over ``draws`` random points ``x + u`` of ``|L(x + u) - L(x)| / |L(x)|`` (``L`` the
+    cross-entropy, a zero ``L(x)`` divided by 1), capped at 1. ``u`` is uniform in the box of
+    width ``width`` (for L2, that box's draw scaled to L2 length width/2); image
+    ``i`` draws from its own generator (``seed + i``), so a score does not depend on which
+    other images are scored (:func:`unit_draws`)."""
+    scores = torch.zeros(len(y))
+    rows = where.cpu().nonzero().flatten().tolist()
+    if width <= 0 or not rows:
+        return scores
+    with frozen_eval(model), torch.autocast(device_type=x.device.type, enabled=False):
+        for i in rows:
+            xi, yi = x[i : i + 1].float(), y[i : i + 1]
+            reference = F.cross_entropy(model(xi).float(), yi)
+            divisor = reference if float(reference) != 0.0 else torch.ones_like(reference)
+            noise = unit_draws(xi.shape[1:], draws, seed + i).to(x.device)
+            if norm is Norm.L2:
+                lengths = noise.flatten(1).norm(dim=1).clamp_min(1e-12)
+                noise = noise / lengths.view(-1, *([1] * (noise.dim() - 1))) * 0.5
+            points = xi + width * noise  # the authors do not clamp to [0, 1]
+            losses = F.cross_entropy(model(points).float(), yi.expand(draws), reduction="none")
+            relative = (losses - reference).abs() / divisor
+            scores[i] = float(relative.mean().clamp(max=1.0))
+    return scores
 
 
-def _random_point(x: Tensor, radius: float, norm: Norm) -> Tensor:
-    noise = torch.empty_like(x, memory_format=torch.contiguous_format).uniform_(-1.0, 1.0)
-    if norm is Norm.L2:
-        scale = noise.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
-        noise = noise / scale
-    return torch.clamp(x + radius * noise, 0.0, 1.0)
+def unit_draws(shape: torch.Size | tuple[int, ...], draws: int, seed: int) -> Tensor:
+    """``draws`` points uniform in [-1/2, 1/2]^shape from a generator seeded with ``seed`` (the
+    authors' ``torch.rand(...) - 0.5``, to be scaled by the box width)."""
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.rand((draws, *shape), generator=generator) - 0.5
 
 
 def still_rising(losses: Tensor) -> Tensor:
-    """Per image (columns of ``losses``, rows = iterates): the running best loss, rescaled to
-    [0, 1] over the run, rose by more than ``LOSS_TOLERANCE`` over the last window of steps
-    (a tenth of them, at least 2) - Pintor et al.'s incomplete-optimisation rule for a loss the
-    attack maximises."""
+    """Per image (columns of ``losses``, rows = the loss path, start included): the authors'
+    incomplete-optimisation rule for a loss the attack maximises. The path is rescaled to
+    [0, 1], made monotone (its running best), and triggers when its last
+    :data:`LOSS_WINDOW_POINTS` points span more than :data:`LOSS_TOLERANCE`; on a path of fewer
+    than 20 points, its last half (their 10 points assume attacks of about 100 steps: on PGD-10's
+    11 points they would span the whole run and flag any loss that rose at all)."""
     losses = torch.nan_to_num(losses.float(), nan=0.0)
     low, high = losses.min(dim=0).values, losses.max(dim=0).values
     span = (high - low).where(high > low, torch.ones_like(high))
     best = torch.cummax((losses - low) / span, dim=0).values
-    steps = losses.shape[0] - 1
-    window = min(steps, max(2, math.ceil(LOSS_WINDOW_FRACTION * steps)))
-    return ((best[-1] - best[-1 - window]) > LOSS_TOLERANCE).cpu()
+    window = max(1, min(losses.shape[0] // 2, LOSS_WINDOW_POINTS))
+    return ((best[-1] - best[-window]) > LOSS_TOLERANCE).cpu()
 
 
 def _tracked_run(attack: Attack, model: nn.Module, x: Tensor, y: Tensor) -> _Trace:

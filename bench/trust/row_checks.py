@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.trust import paired_checks
+from bench.trust.randomness import randomized_forward
 from core.enums import EvalKind
 
 LARGE_EPS = 0.5
@@ -161,6 +162,7 @@ CHECKS: dict[str, Check] = {
     "transfer_ge_whitebox": _rows_only(transfer_ge_whitebox),
     "large_eps_near_zero": _rows_only(large_eps_near_zero),
     "autoattack_gap": paired_checks.autoattack_gap,
+    "randomized_forward": randomized_forward,
     **paired_checks.INDICATOR_CHECKS,
 }
 
