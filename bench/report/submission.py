@@ -13,9 +13,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.report.loading import load_store, most_common
+from bench.report.outcomes import decode_bits
 from bench.report.scope import standard_eps
 from bench.report.selection import Measure, pool
 from bench.report.submission_checks import (
@@ -73,6 +75,8 @@ class Submission:
     failing: tuple[str, ...]
     external: External | None
     marks: tuple[str, ...] = field(default=())
+    bits: dict[str, np.ndarray] = field(default_factory=dict)  # "clean", "robust" per image
+    created_at: float | None = None  # when the AutoAttack cell was stored
 
 
 def parse_threat_model(text: str) -> tuple[str, str]:
@@ -224,7 +228,28 @@ def build_submission(
         "unreliable": bool(failing),
     }
     validate_entry(entry)
-    return Submission(entry, model, rb_name, aa, clean, row, reported, failing, external, marks)
+    bits = _verdicts(store.results, row)
+    created = pd.to_numeric(pd.Series([row.get("created_at")]), errors="coerce").iloc[0]
+    return Submission(entry, model, rb_name, aa, clean, row, reported, failing, external, marks,
+                      bits, None if pd.isna(created) else float(created))  # fmt: skip
+
+
+def _verdicts(results: pd.DataFrame, row: pd.Series) -> dict[str, np.ndarray]:
+    """The per-image verdicts of the AutoAttack row and of the clean row on its images."""
+    out = {}
+    robust = decode_bits(row["per_sample"], int(row["n"]), int(row["correct"]))
+    if robust is not None:
+        out["robust"] = robust.astype(bool)
+    same = (results["checkpoint"] == row["checkpoint"]) & (
+        results["data_slice"] == row["data_slice"]
+    )
+    clean = results[(results["kind"] == EvalKind.CLEAN) & same]
+    if not clean.empty:
+        first = clean.sort_values("key").iloc[0]
+        bits = decode_bits(first["per_sample"], int(first["n"]), int(first["correct"]))
+        if bits is not None:
+            out["clean"] = bits.astype(bool)
+    return out
 
 
 def _honesty(reported: Reported, failing: tuple[str, ...], external: External | None) -> list[str]:
