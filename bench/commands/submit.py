@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write --store although it is on a network filesystem (NFS, Lustre, GPFS, SMB, "
         "sshfs...; unsafe for several writers: docs/DISTRIBUTED.md); kept in the run record",
     )
-    parser.add_argument("--out", required=True, help="entry JSON (a path ending in .json) or "
-                        "a new or empty bundle folder")  # fmt: skip
+    parser.add_argument("--out", required=True, help="entry JSON (a path ending in .json, or "
+                        "an existing file) or a new or empty bundle folder")  # fmt: skip
     parser.add_argument("--dataset", help="dataset of the entry (needed if several are stored)")
     parser.add_argument("--threat-model", default="Linf", help="Linf (default) or L2")
     parser.add_argument(
@@ -73,7 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _is_bundle(out: str) -> bool:
-    return not str(out).lower().endswith(".json")
+    """A bundle folder unless ``out`` ends in ``.json`` or is an existing file (the entry)."""
+    path = Path(out)
+    return not str(out).lower().endswith(".json") and not (path.exists() and not path.is_dir())
 
 
 def _check_args(args: argparse.Namespace) -> None:
