@@ -83,7 +83,7 @@ def _check_bundle(bundle: Path, name: str) -> dict:
     return entry
 
 
-@pytest.mark.slow  # about 40 s: a smoke training, AutoAttack twice, a fresh robustbench process
+@pytest.mark.slow  # about 30 s: a smoke training, AutoAttack twice, a fresh robustbench process
 def test_a_zoo_model_bundle_is_reevaluated_by_robustbench(tmp_path, robustbench_required):
     store, bundle = tmp_path / "s.sqlite", tmp_path / "bundle"
     args = ["submit", "darts", "--store", str(store), "--out", str(bundle), "--dataset", "mnist",
@@ -100,7 +100,7 @@ def test_a_zoo_model_bundle_is_reevaluated_by_robustbench(tmp_path, robustbench_
     assert f"{100 * result['robust']:.2f}" == entry["autoattack_acc"]
 
 
-@pytest.mark.slow  # about 40 s: AutoAttack with survivors twice, a fresh robustbench process
+@pytest.mark.slow  # about 80 s: AutoAttack with survivors three times, a robustbench process
 def test_a_user_model_bundle_is_reevaluated_by_robustbench(tmp_path, small_weights,
                                                            robustbench_required):  # fmt: skip
     store, bundle = tmp_path / "s.sqlite", tmp_path / "bundle"
