@@ -214,7 +214,7 @@ CASES = [
     (
         "submit-out-dir",
         2,
-        "is a folder",
+        "would overwrite or hold --store",
         "store",
         ["submit", "racl_published", "--store", "{store}", "--out", "{tmp}"],
     ),

@@ -99,7 +99,7 @@ BENCH_ORDER: tuple[tuple[str, ...], ...] = (
     ("evaluate", "trust", "training"),
     ("plan",),
     ("run",),
-    ("studies",),
+    ("studies", "submission"),
     ("commands",),
     ("cli_errors",),
     ("cli",),

@@ -54,3 +54,28 @@ def test_a_broken_robustbench_is_an_import_error(monkeypatch, robustbench_module
     with pytest.raises(ImportError, match="installed but does not import: corruptions_3d"):
         guard.import_robustbench()
     assert "robustbench.half" not in sys.modules  # removed, so a retry fails the same way
+
+
+def test_the_original_autoattack_api_over_pyautoattack(tmp_path):
+    """benchmark()'s calls: ``log_path`` in the constructor, ``bs`` and the images returned (or
+    images and labels); the state's bool flags read as floats for their mean."""
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 10)).eval()
+    x, y = torch.rand(4, 1, 4, 4), torch.arange(4)
+    log = tmp_path / "aa.log"
+    attack = guard.OriginalAutoAttack(model, norm="Linf", eps=0.3, version="standard",
+                                      device="cpu", log_path=str(log))  # fmt: skip
+    x_adv = attack.run_standard_evaluation(x, y, bs=4, state_path=str(tmp_path / "s.json"))
+    assert isinstance(x_adv, torch.Tensor) and x_adv.shape == x.shape
+    assert (x_adv - x).abs().max() <= 0.3 + 1e-6
+    assert "robust accuracy" in log.read_text()
+    pair = attack.run_standard_evaluation(x, y, bs=4, return_labels=True)
+    assert isinstance(pair, tuple) and len(pair) == 2
+    flags = guard._FloatFlagsState.from_disk(str(tmp_path / "s.json")).robust_flags
+    assert flags.dtype == torch.float32 and 0.0 <= flags.mean().item() <= 1.0
+    from pyautoattack.state import EvaluationState
+
+    raw = EvaluationState.from_disk(tmp_path / "s.json").robust_flags
+    with pytest.raises(RuntimeError):  # what benchmark() met before: the mean of bools
+        raw.mean()

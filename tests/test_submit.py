@@ -21,8 +21,10 @@ def test_entry_fields_types_and_two_decimal_strings(validate_entry_with_robustbe
     meta = SubmissionMeta(name="RACL", authors="A, B", link="https://x", venue="NeurIPS 2021")
     entry = build_entry(STORE, "racl_published", meta=meta)
     validate_entry_with_robustbench(entry)
-    assert tuple(entry) == FIELDS
+    assert tuple(entry) == tuple(f for f in FIELDS if f in entry)  # RobustBench's order
+    assert entry["unreliable"] is False and "external" not in entry  # its checks pass
     assert entry["autoattack_acc"] == "86.00" and entry["reported"] == "86.00"
+    assert "'reported' is our own AutoAttack measurement" in entry["footnote"]  # never silently
     assert entry["clean_acc"] == "98.00"  # clean row of the same checkpoint (PGD-AT)
     assert entry["eps"] == "0.3" and entry["dataset"] == "mnist"
     assert entry["additional_data"] is False and entry["number_forward_passes"] == 1

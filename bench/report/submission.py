@@ -1,40 +1,54 @@
 """A RobustBench leaderboard entry (``model_info`` JSON) from a standard AutoAttack result.
 
-Only the store's ``autoattack`` rows (version ``standard``) and the clean row of the same
-checkpoint are read; :func:`validate_entry` checks fields and types, robustbench's own
-``ModelInfo`` too when installed (the ``leaderboard`` extra, imported through
-``core/robustbench_guard.py``). Field rules: docs/decisions/report.md.
+The store's ``autoattack`` rows (version ``standard``) and the clean row of the same checkpoint
+give the accuracies; ``reported``, ``unreliable``, ``external`` and the footnote's marks come
+from :mod:`bench.report.submission_evidence`; :mod:`bench.report.submission_checks` validates
+the entry (our rules, the leaderboard repository's field set, robustbench's ``ModelInfo``).
+Field rules: docs/decisions/submission.md.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.report.loading import load_store, most_common
+from bench.report.outcomes import decode_bits
 from bench.report.scope import standard_eps
 from bench.report.selection import Measure, pool
+from bench.report.submission_checks import (
+    FIELDS,
+    ROBUSTBENCH_DATASETS,
+    leaderboard_check,
+    robustbench_check,
+    validate_entry,
+)
+from bench.report.submission_evidence import (
+    External,
+    Reported,
+    eps_note,
+    external_evaluation,
+    failing_checks,
+    reported_field,
+    subset_note,
+)
 from bench.report.table_model import format_eps
 from bench.results.names import capped_iterations, members_label
 from core.enums import EvalKind
 from core.errors import UserError
 
 THREAT_MODELS = {"linf": ("Linf", "linf"), "l2": ("L2", "l2")}
-ROBUSTBENCH_DATASETS = ("cifar10", "cifar100", "imagenet")
-STRING_FIELDS = ("link", "name", "authors", "dataset", "venue", "architecture", "eps",
-                 "clean_acc", "reported", "autoattack_acc", "footnote")  # fmt: skip
-FIELDS = (*STRING_FIELDS[:3], "additional_data", "number_forward_passes", *STRING_FIELDS[3:])
-ACC_RE = re.compile(r"^\d{1,3}\.\d{2}$")
-EPS_RE = re.compile(r"^(\d+/255|\d+(\.\d+)?)$")
+__all__ = ["FIELDS", "leaderboard_check", "robustbench_check", "validate_entry"]
 
 
 @dataclass(frozen=True)
 class SubmissionMeta:
-    """The descriptive fields a user supplies (the store cannot know them)."""
+    """The descriptive fields a user supplies (the store cannot know them); ``reported`` is the
+    paper's own robust accuracy (``--reported``)."""
 
     name: str = ""
     authors: str = ""
@@ -44,6 +58,25 @@ class SubmissionMeta:
     additional_data: bool = False
     number_forward_passes: int = 1
     footnote: str | None = None
+    reported: str | None = None
+
+
+@dataclass(frozen=True)
+class Submission:
+    """An entry with the facts behind it (the bundle's documents read these)."""
+
+    entry: dict
+    model: str
+    threat_model: str
+    aa: Measure
+    clean: Measure
+    row: pd.Series
+    reported: Reported
+    failing: tuple[str, ...]
+    external: External | None
+    marks: tuple[str, ...] = field(default=())
+    bits: dict[str, np.ndarray] = field(default_factory=dict)  # "clean", "robust" per image
+    created_at: float | None = None  # when the AutoAttack cell was stored
 
 
 def parse_threat_model(text: str) -> tuple[str, str]:
@@ -133,14 +166,34 @@ def build_entry(
 
     ``rehearsal``: built from the rehearsal's capped AutoAttack, its name and footnote say it
     is no leaderboard result (the stage's code path at full size, not a number to submit)."""
+    return build_submission(store_path, model, dataset=dataset, threat_model=threat_model,
+                            meta=meta, rehearsal=rehearsal).entry  # fmt: skip
+
+
+def build_submission(
+    store_path: str | Path,
+    model: str,
+    *,
+    dataset: str | None = None,
+    threat_model: str = "Linf",
+    meta: SubmissionMeta | None = None,
+    rehearsal: bool = False,
+) -> Submission:
+    """:func:`build_entry` with the facts behind the entry."""
     meta = meta or SubmissionMeta()
-    _, norm = parse_threat_model(threat_model)
+    rb_name, norm = parse_threat_model(threat_model)
     store = load_store(store_path)
     aa, clean, row = find_autoattack(store.results, model, dataset, norm, rehearsal=rehearsal)
+    ds, eps, training = str(row["dataset"]), float(row["eps"]), str(row["training"])
+    ours = pct(aa.accuracy)
+    reported = reported_field(meta.reported, model, ds, eps, norm, training, ours)
+    failing = tuple(failing_checks(store.trust, model, ds, training))
+    external = external_evaluation(store.results, row)
+    marks = tuple(m for m in (subset_note(ds, aa.n, str(row["data_slice"])),
+                              eps_note(ds, rb_name, eps)) if m)  # fmt: skip
     footnote = meta.footnote or (
-        f"Evaluated with racl-bench: standard AutoAttack ({norm}) on {aa.n} {row['dataset']} "
-        f"test images (preset {row['preset']}, training {row['training']}); 'reported' repeats "
-        "this measurement."
+        f"Evaluated with racl-bench: standard AutoAttack ({norm}) on {aa.n} {ds} test images "
+        f"(preset {row['preset']}, training {training})."
     )
     if aa.forward_passes is not None and not meta.footnote:
         footnote += (
@@ -148,11 +201,12 @@ def build_entry(
             "backward passes per image (model calls x rows, counted at the model; it attacks "
             "only the images still classified correctly)."
         )
+    footnote = " ".join([footnote, *_honesty(reported, failing, external), *marks])
     name = meta.name or f"{model} (racl-bench)"
     if rehearsal:
         label = members_label(str(aa.attack_key))
         footnote = (
-            f"REHEARSAL, NOT A RESULT: {label} ({norm}) on {aa.n} {row['dataset']} "
+            f"REHEARSAL, NOT A RESULT: {label} ({norm}) on {aa.n} {ds} "
             f"test images of a model trained on two batches (preset {row['preset']})."
         )
         name = f"REHEARSAL (not a result): {name}"
@@ -162,67 +216,57 @@ def build_entry(
         "authors": meta.authors,
         "additional_data": bool(meta.additional_data),
         "number_forward_passes": int(meta.number_forward_passes),
-        "dataset": str(row["dataset"]),
+        "dataset": ds,
         "venue": meta.venue,
         "architecture": meta.architecture or model,
-        "eps": format_eps(float(row["eps"])),
+        "eps": format_eps(eps),
         "clean_acc": pct(clean.accuracy),
-        "reported": pct(aa.accuracy),
-        "autoattack_acc": pct(aa.accuracy),
+        "reported": reported.value,
+        "autoattack_acc": ours,
+        **({"external": pct(external.accuracy)} if external is not None else {}),
         "footnote": footnote,
+        "unreliable": bool(failing),
     }
     validate_entry(entry)
-    return entry
+    bits = _verdicts(store.results, row)
+    created = pd.to_numeric(pd.Series([row.get("created_at")]), errors="coerce").iloc[0]
+    return Submission(entry, model, rb_name, aa, clean, row, reported, failing, external, marks,
+                      bits, None if pd.isna(created) else float(created))  # fmt: skip
 
 
-def validate_entry(entry: dict) -> None:
-    """Our own field/type check (always runs); raises UserError naming the first fault."""
-    missing = [f for f in FIELDS if f not in entry]
-    extra = [f for f in entry if f not in FIELDS]
-    if missing or extra:
-        raise UserError(f"model_info fields wrong: missing {missing}, unexpected {extra}")
-    for name in STRING_FIELDS:
-        if not isinstance(entry[name], str):
-            raise UserError(f"model_info field {name!r} must be a string")
-    if not isinstance(entry["additional_data"], bool):
-        raise UserError("model_info field 'additional_data' must be a boolean")
-    passes = entry["number_forward_passes"]
-    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-        raise UserError("model_info field 'number_forward_passes' must be a positive integer")
-    for name in ("clean_acc", "reported", "autoattack_acc"):
-        if not ACC_RE.match(entry[name]) or not 0 <= float(entry[name]) <= 100:
-            raise UserError(f"model_info field {name!r} must be a percentage like '84.36'")
-    if not EPS_RE.match(entry["eps"]):
-        raise UserError(
-            f"model_info field 'eps' must read like '8/255' or '0.3', got {entry['eps']!r}"
+def _verdicts(results: pd.DataFrame, row: pd.Series) -> dict[str, np.ndarray]:
+    """The per-image verdicts of the AutoAttack row and of the clean row on its images."""
+    out = {}
+    robust = decode_bits(row["per_sample"], int(row["n"]), int(row["correct"]))
+    if robust is not None:
+        out["robust"] = robust.astype(bool)
+    same = (results["checkpoint"] == row["checkpoint"]) & (
+        results["data_slice"] == row["data_slice"]
+    )
+    clean = results[(results["kind"] == EvalKind.CLEAN) & same]
+    if not clean.empty:
+        first = clean.sort_values("key").iloc[0]
+        bits = decode_bits(first["per_sample"], int(first["n"]), int(first["correct"]))
+        if bits is not None:
+            out["clean"] = bits.astype(bool)
+    return out
+
+
+def _honesty(reported: Reported, failing: tuple[str, ...], external: External | None) -> list[str]:
+    """The footnote's sentences on ``reported``, ``unreliable`` and ``external``."""
+    out = []
+    if reported.ours:
+        out.append("'reported' is our own AutoAttack measurement: no paper number was given.")
+    else:
+        out.append(f"'reported' is {reported.source}.")
+    if failing:
+        out.append(f"Marked unreliable: failing trust checks {', '.join(failing)}.")
+    if external is not None:
+        out.append(
+            f"{pct(external.accuracy)}% robust accuracy is due to AutoAttack together with "
+            f"{', '.join(external.attacks)} on the same {external.n} images (worst case per image)."
         )
-    if float(entry["autoattack_acc"]) > float(entry["clean_acc"]):
-        raise UserError("autoattack_acc exceeds clean_acc: the AutoAttack result is suspect")
-
-
-def robustbench_check(entry: dict, threat_model: str = "Linf", *, required: bool = False) -> str:
-    """Validate with robustbench's ModelInfo and enums; returns a one-line note.
-
-    robustbench is imported through :func:`core.robustbench_guard.import_robustbench`. Without
-    it the check is skipped with a note, or, with ``required``, refused with a UserError."""
-    try:
-        from core.robustbench_guard import import_robustbench
-
-        import_robustbench()
-        from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
-        from robustbench.utils import ModelInfo
-    except Exception as err:  # not installed, or its import fails
-        if required:
-            raise UserError(f"robustbench is needed to validate the entry: {err}") from None
-        return f"robustbench not importable ({type(err).__name__}); its validation was skipped"
-    try:
-        ModelInfo(**entry)
-        ThreatModel(parse_threat_model(threat_model)[0])
-        if entry["dataset"] in ROBUSTBENCH_DATASETS:
-            BenchmarkDataset(entry["dataset"])
-    except (TypeError, ValueError) as err:
-        raise UserError(f"robustbench rejects the entry: {err}") from None
-    return "validated with robustbench.utils.ModelInfo"
+    return out
 
 
 def dataset_note(entry: dict) -> str | None:
