@@ -66,7 +66,7 @@ def test_the_option_keys_apart_and_leaves_plain_pgd_alone():
         ("pgd20(best=True)", "pgd does not take best; it takes best_iterate=True"),
         ("pgd20(best_iterate=1)", "must be True or False"),
         ("mim(best_iterate=True)", "mim does not take best_iterate; it takes eot=N"),
-            ("mim(eot=0)", "whole number >= 1"),
+        ("mim(eot=0)", "whole number >= 1"),
     ],
 )
 def test_bad_options_are_refused(text, message):
