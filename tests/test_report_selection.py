@@ -42,3 +42,18 @@ def test_more_images_win_over_a_newer_run():
     rows = pd.DataFrame([_row("k1", 1, 400, "aaaa", n=1000), _row("k2", 2, 70, "ffff")])
     measure = pool(rows)
     assert (measure.n, measure.accuracy) == (1000, 40.0)
+
+
+def test_the_plain_attack_wins_over_its_variants_of_the_same_name():
+    plain = _row("k1", 1, 40, "aaaa")
+    variants = []
+    for i, key in enumerate(
+        ("pgd(eps=0.3,steps=10,eot=10)", "pgd(eps=0.3,steps=10,best_iterate=1)")
+    ):
+        row = _row(f"v{i}", 5 + i, 20, "aaaa", n=1000)  # more images and a newer run
+        row["attack_key"] = key
+        variants.append(row)
+    measure = pool(pd.DataFrame([plain, *variants]))
+    assert (measure.accuracy, measure.attack_key) == (40.0, "pgd-10")
+    only_variants = pool(pd.DataFrame(variants))  # without a plain row, a variant answers
+    assert only_variants.n == 1000

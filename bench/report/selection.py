@@ -93,22 +93,31 @@ def _config_key(rows: pd.DataFrame) -> pd.Series:
     return key
 
 
+def _plain(keys: pd.Series) -> pd.Series:
+    """Whether each attack key is the plain attack a paper column names: not an EoT variant
+    (``eot=N``) nor early-stopping PGD (``best_iterate``), which share its name and steps."""
+    text = keys.map(str)
+    return ~(text.str.contains(r"[(,]eot=\d", regex=True) | text.str.contains("best_iterate=1"))
+
+
 def pool(rows: pd.DataFrame) -> Measure:
-    """Pick one configuration (most images, most steps, then the newest run) of the matching
-    rows; one row per seed.
+    """Pick one configuration (the plain attack before its EoT or best-iterate variants, then
+    most images, most steps, the newest run) of the matching rows; one row per seed.
 
     The accuracy and ``n`` are the first (lowest) seed's; several rows of one seed (e.g. an
     older checkpoint of the model) give way to the newest run's row. Configurations that differ
     only in their source checkpoint (a transfer source retrained since) also give way to the
     newest run's.
     """
-    configs = rows.assign(_cfg=_config_key(rows), _run=rows["run_id"].fillna(-1))
+    configs = rows.assign(
+        _cfg=_config_key(rows), _run=rows["run_id"].fillna(-1), _plain=_plain(rows["attack_key"])
+    )
     totals = configs.groupby("_cfg").agg(
-        n=("n", "sum"), steps=("steps", "max"), run=("_run", "max")
+        plain=("_plain", "max"), n=("n", "sum"), steps=("steps", "max"), run=("_run", "max")
     )
     totals = totals.fillna({"steps": -1}).reset_index()
-    order = ["n", "steps", "run", "_cfg"]
-    totals = totals.sort_values(order, ascending=[False, False, False, True])
+    order = ["plain", "n", "steps", "run", "_cfg"]
+    totals = totals.sort_values(order, ascending=[False, False, False, False, True])
     chosen = configs[configs["_cfg"] == totals.iloc[0]["_cfg"]]
     seeds = _per_seed(chosen)
     first = chosen.iloc[0]
