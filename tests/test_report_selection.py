@@ -57,3 +57,25 @@ def test_the_plain_attack_wins_over_its_variants_of_the_same_name():
     assert (measure.accuracy, measure.attack_key) == (40.0, "pgd-10")
     only_variants = pool(pd.DataFrame(variants))  # without a plain row, a variant answers
     assert only_variants.n == 1000
+
+
+def test_a_random_models_plain_white_box_cells_are_marked():
+    from bench.report.selection import FlagBook
+
+    indicators = pd.DataFrame(
+        [
+            {"model": "noisy", "training": "natural", "dataset": "mnist",
+             "counts_json": '{"random_forward": [16, 16]}'},
+            {"model": "small", "training": "natural", "dataset": "mnist",
+             "counts_json": '{"random_forward": [0, 16]}'},
+        ]
+    )  # fmt: skip
+    empty = pd.DataFrame(columns=["run_id", "check_name", "model", "dataset", "training",
+                                  "detail", "passed"])  # fmt: skip
+    flags = FlagBook(empty, pd.DataFrame(columns=["kind", "model"]), "mnist", indicators)
+    mark = flags.random_plain("noisy", "natural", "pgd(eps=0.1,steps=20)")
+    assert mark is not None and "no EoT" in flags.text(mark)
+    assert flags.random_plain("noisy", "natural", "pgd(eps=0.1,steps=20,eot=10)") is None
+    assert flags.random_plain("noisy", "natural", "autoattack(version='rand')") is None
+    assert flags.random_plain("small", "natural", "pgd(eps=0.1,steps=20)") is None
+    assert flags.random_plain("noisy", "pgd_at", "pgd(eps=0.1,steps=20)") is None

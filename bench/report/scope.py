@@ -107,7 +107,7 @@ class ReportContext:
         failed = failed[failed["dataset"] == scope.dataset]
         from bench.report.sources import checkpoint_trainings
 
-        flags = FlagBook(store.trust, failed, scope.dataset)
+        flags = FlagBook(store.trust, failed, scope.dataset, store.indicators)
         trainings = checkpoint_trainings(store.results, store.checkpoints)
         paper = load_paper_results()
         return cls(store, scope, names, ResultIndex(rows), preset_rows, flags, paper, trainings)

@@ -4,12 +4,14 @@ beside it (failed trust checks, failed cells). Pooling and flag rules: docs/deci
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from bench.report.outcomes import SeedResult, decode_bits
+from bench.results.names import uses_eot
 
 EPS_TOL = 1e-6
 MAX_DETAIL = 160
@@ -211,14 +213,48 @@ def latest_failures(trust: pd.DataFrame) -> pd.DataFrame:
     return failing.sort_values(keys + ["detail"], key=lambda s: s.astype(str))
 
 
+def random_models(indicators: pd.DataFrame | None, dataset: str) -> set[tuple[str, str]]:
+    """``(model, training)`` pairs whose stored indicator rows on ``dataset`` saw a random
+    eval forward (``counts_json``'s ``random_forward``: :mod:`bench.trust.randomness`)."""
+    if indicators is None or indicators.empty or "counts_json" not in indicators:
+        return set()
+    out = set()
+    for _, row in indicators[indicators["dataset"] == dataset].iterrows():
+        try:
+            seen = json.loads(str(row["counts_json"])).get("random_forward")
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if seen and int(seen[0]) > 0:
+            out.add((str(row["model"]), str(row["training"])))
+    return out
+
+
 class FlagBook:
     """Hands out footnote numbers for trust failures and failed cells of one scope."""
 
-    def __init__(self, trust: pd.DataFrame, failed: pd.DataFrame, dataset: str) -> None:
+    def __init__(
+        self,
+        trust: pd.DataFrame,
+        failed: pd.DataFrame,
+        dataset: str,
+        indicators: pd.DataFrame | None = None,
+    ) -> None:
         self.failures = latest_failures(trust)
         self.failed = ResultIndex(failed)
         self.dataset = dataset
         self.notes: dict[str, int] = {}
+        self.random = random_models(indicators, dataset)
+
+    def random_plain(self, model: str, training: str | None, attack_key: str | None) -> int | None:
+        """A mark for a white-box cell of a model whose eval forward is random (its indicator
+        rows' ``random_forward``) when the cell's attack takes one gradient sample per step
+        (no EoT): its number is an upper bound an EoT attack may lower. None otherwise."""
+        if (model, training) not in self.random or attack_key is None or uses_eot(attack_key):
+            return None
+        return self._number(
+            f"{model} ({training}): its eval forward is random, and this attack takes one "
+            "gradient sample per step (no EoT): an upper bound an EoT attack may lower"
+        )
 
     def _number(self, text: str) -> int:
         if text not in self.notes:

@@ -79,6 +79,9 @@ def _cell(
     else:
         for name in (model, *also):
             marks.update(ctx.flags.for_model(name, query.training))
+        if str(query.kind) == "whitebox":  # one gradient sample per step on a random model
+            mark = ctx.flags.random_plain(model, measure.training, measure.attack_key)
+            marks.update([mark] if mark is not None else [])
     return measured_cell(measure, paper, marks, failed), measure
 
 
