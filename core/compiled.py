@@ -118,8 +118,10 @@ def static_forward(model: nn.Module, x: Tensor, channels_last: bool = False) -> 
         entry.rows = n  # a new static graph: the first batch, or one above a small first
     if n > entry.rows:  # chunks of the graph's batch, the last padded (no second graph)
         parts = [_padded(entry, net, x[i : i + entry.rows]) for i in range(0, n, entry.rows)]
-        return torch.cat(parts)
-    return _padded(entry, net, x)
+        out = torch.cat(parts)
+    else:
+        out = _padded(entry, net, x)
+    return out if net is model else fold.run_hooks(model, x, out)  # the copy has no hooks
 
 
 def _padded(entry: _Entry, net: nn.Module, x: Tensor) -> Tensor:

@@ -4,17 +4,29 @@ In eval mode a ``BatchNorm2d`` is the per-channel affine map ``gamma * (z - mean
 eps) + beta``; after a ``Conv2d`` it can be folded into that convolution's weight and bias
 (``torch.nn.utils.fusion.fuse_conv_bn_eval``), which is the same function up to float rounding
 and one elementwise pass less, forward and backward. Inductor's ``freezing`` does the same for
-inference under ``no_grad`` only; an attack needs the input gradient, so the compiled attack
-step (:func:`core.compiled.static_forward`) folds here, on a copy, before compiling. The eager
-attack step keeps the model as it is: it is the reference path that the tests compare with
-torchattacks, and the verdicts of both paths are forwards of the original model.
+inference under ``no_grad`` only; an attack needs the input gradient, so both attack steps fold
+here, on a copy: the eager one (:func:`call`, the suite's gradient attacks) and the compiled one
+(:func:`core.compiled.static_forward`, which compiles the copy). Verdicts stay forwards of the
+original model; the copy only supplies gradients (docs/decisions/speed.md, "Eager PGD").
 
-Only what is the same function is folded: a ``Conv2d`` directly followed by a ``BatchNorm2d``
-inside a container that runs ``nn.Sequential.forward`` unchanged, the batch norm in eval mode
-with running statistics, neither module carrying hooks (nor any hook registered for all
-modules). Anything else is left as it is, so a model with nothing to fold is attacked unchanged.
-It assumes the block is called as a whole: a model whose forward calls a sequential block's
-children one by one, skipping the block's own forward, would not run the same function.
+Only what is the same function is folded, in one of two ways:
+
+- the zoo's networks (every module a ``torch.nn`` class or one of :mod:`models`, whose forwards
+  are pure tensor code: no ``no_grad`` region, no Python randomness, no data-dependent branch)
+  are traced with ``torch.fx`` and every convolution whose output feeds only an eval-mode batch
+  norm is folded, wherever the pair sits (ResNet's ``bn1(conv1(x))`` included); the identity
+  modules are dropped from the graph;
+- any other model (a user's own code, which tracing could change: a ``no_grad`` region or a
+  Python random draw would be fixed at trace time) folds only a ``Conv2d`` directly followed by a
+  ``BatchNorm2d`` inside a container that runs ``nn.Sequential.forward`` unchanged.
+
+Either way the batch norm must be in eval mode with running statistics, and the model may carry
+hooks only as plain forward hooks on itself (the pass counter of ``bench.attacks.counting``):
+those are not copied but run by :func:`call` on the copy's output, as the model's own call would
+run them; a hook anywhere else (or one registered for all modules) leaves the model unfolded.
+Anything else is left as it is, so a model with nothing to fold is attacked unchanged. The
+Sequential rule assumes the block is called as a whole: a model whose forward calls a sequential
+block's children one by one, skipping the block's own forward, would not run the same function.
 
 :func:`folded` keeps one folded copy per model and memory format and makes a new one when any
 parameter or buffer of the model has changed since: another tensor, storage or in-place version
@@ -22,12 +34,13 @@ counter (an optimizer step, ``load_state_dict``, ``.data = ...``; the entry hold
 it was made from, so a freed address cannot come back with other values and the same
 signature). Not seen: a write that bypasses the version counter, such as an in-place operation
 on ``p.data`` or through a NumPy view; after one, :func:`reset` (or a new model object) is needed.
-The copy's parameters never require gradients: an eval-mode compiled pass gives input gradients
-only, and the model's own parameters receive none from it.
+The copy's parameters never require gradients: an attack takes input gradients only, and the
+model's own parameters receive none from it.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -36,7 +49,7 @@ import weakref
 from collections.abc import Iterator
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.nn.modules import module as torch_module
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -80,26 +93,116 @@ def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
     )
 
 
+def _top_hooks_only(model: nn.Module) -> bool:
+    """Whether the model's only hooks are plain forward hooks on the model itself (run by
+    :func:`call` on the copy's output); a hook on any submodule, a pre-hook, a backward hook or
+    a hook that takes keyword arguments or always runs leaves the model unfolded."""
+    if (
+        model._forward_pre_hooks
+        or model._backward_hooks
+        or model._backward_pre_hooks
+        or getattr(model, "_forward_hooks_with_kwargs", None)
+        or getattr(model, "_forward_hooks_always_called", None)
+    ):
+        return False
+    return not any(_hooked(m) for m in model.modules() if m is not model)
+
+
+def _zoo_module(module: nn.Module) -> bool:
+    """A ``torch.nn`` class or one of the zoo's (:mod:`models`): code this suite can trace."""
+    return type(module).__module__.split(".", 1)[0] in ("torch", "models")
+
+
+def _traceable(model: nn.Module) -> bool:
+    return all(_zoo_module(m) and not m.training for m in model.modules())
+
+
+def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
+    parent, _, name = target.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, module)
+
+
+def _fold_traced(model: nn.Module) -> tuple[nn.Module, int]:
+    """``model`` traced with ``torch.fx``, every foldable conv -> batch norm pair folded (the
+    conv's output used by the batch norm alone, the conv called once) and identity modules
+    dropped; and how many pairs were folded."""
+    graph_module = fx.symbolic_trace(model)
+    graph = graph_module.graph
+    modules = dict(graph_module.named_modules())
+    calls = collections.Counter(n.target for n in graph.nodes if n.op == "call_module")
+    count = 0
+    for node in list(graph.nodes):
+        if node.op != "call_module":
+            continue
+        module = modules[node.target]
+        source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
+        if type(module) is nn.Identity and isinstance(source, fx.Node):
+            node.replace_all_uses_with(source)
+            graph.erase_node(node)
+            continue
+        if not (
+            type(module) is nn.BatchNorm2d
+            and isinstance(source, fx.Node)
+            and source.op == "call_module"
+            and len(source.users) == 1
+            and calls[source.target] == 1
+            and _foldable(modules[source.target], module)
+        ):
+            continue
+        fused = fuse_conv_bn_eval(modules[source.target], module)
+        _set_submodule(graph_module, source.target, fused)
+        modules[source.target] = fused
+        node.replace_all_uses_with(source)
+        graph.erase_node(node)
+        count += 1
+    graph.eliminate_dead_code()
+    graph.lint()
+    graph_module.recompile()
+    graph_module.delete_all_unused_submodules()
+    return graph_module, count
+
+
+def _fold_sequential(model: nn.Module) -> tuple[nn.Module, int]:
+    """Every foldable conv + batch norm pair of a plain ``nn.Sequential`` folded, in place."""
+    count = 0
+    for module in list(model.modules()):
+        if not _plain_sequential(module) or _hooked(module):
+            continue
+        for first, second in itertools.pairwise(list(module._modules)):
+            conv, bn = module._modules[first], module._modules[second]
+            if conv is None or bn is None or not _foldable(conv, bn):
+                continue
+            module._modules[first] = fuse_conv_bn_eval(conv, bn)
+            module._modules[second] = nn.Identity()
+            count += 1
+    return model, count
+
+
 def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
     """A copy of an eval-mode ``model`` with every foldable conv + batch norm pair folded, and
     how many pairs were folded (0: the copy is the model's function unchanged). The copy's
-    parameters do not require gradients."""
+    parameters do not require gradients and it carries none of the model's own forward hooks
+    (:func:`call` runs them); a model with hooks elsewhere is copied unfolded."""
+    foldable = _top_hooks_only(model)
     with torch.no_grad(), torch.autocast("cpu", enabled=False):
-        model = copy.deepcopy(model)
-        count = 0
-        for module in list(model.modules()):
-            if not _plain_sequential(module) or _hooked(module):
-                continue
-            for first, second in itertools.pairwise(list(module._modules)):
-                conv, bn = module._modules[first], module._modules[second]
-                if conv is None or bn is None or not _foldable(conv, bn):
-                    continue
-                module._modules[first] = fuse_conv_bn_eval(conv, bn)
-                module._modules[second] = nn.Identity()
-                count += 1
-    for p in model.parameters():
+        hooks = model._forward_hooks
+        model._forward_hooks = collections.OrderedDict()  # not copied: call() runs them
+        try:
+            copy_ = copy.deepcopy(model)
+        finally:
+            model._forward_hooks = hooks
+        if not foldable:
+            copy_, count = copy_, 0
+        elif _traceable(copy_):
+            try:
+                copy_, count = _fold_traced(copy_)
+            except Exception:  # noqa: BLE001 - not traceable after all: the Sequential rule
+                copy_, count = _fold_sequential(copy_)
+        else:
+            copy_, count = _fold_sequential(copy_)
+    for p in copy_.parameters():
         p.requires_grad_(False)
-    return model, count
+    return copy_, count
 
 
 def _tensors(model: nn.Module) -> list[torch.Tensor]:
@@ -145,11 +248,13 @@ def folded_entry(model: nn.Module, channels_last: bool = False) -> _Folded | Non
     again here), or None in training mode, with a global module hook, or when the model's
     tensors cannot be read. ``entry.module`` is None when there was nothing to fold or the
     model cannot be copied (the model itself is used; the failure is kept, not retried)."""
-    if model.training or _global_hooks():
+    if model.training:
         return None
     scope = _FIXED.get(model)
     if scope is not None and channels_last in scope:
         return scope[channels_last]
+    if _global_hooks() or not _top_hooks_only(model):
+        return None
     try:
         tensors = _tensors(model)
         signature = _signature(tensors)
@@ -179,6 +284,22 @@ def folded(model: nn.Module, channels_last: bool = False) -> nn.Module:
     cannot be copied."""
     entry = folded_entry(model, channels_last)
     return model if entry is None or entry.module is None else entry.module
+
+
+def call(model: nn.Module, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """``model(x)`` through the folded copy (:func:`folded`) when there is one, the model's own
+    forward hooks then run on the copy's output as ``model(x)`` runs them."""
+    net = folded(model, channels_last)
+    return model(x) if net is model else run_hooks(model, x, net(x))
+
+
+def run_hooks(model: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The model's forward hooks on ``out`` (a hook's non-None return replaces the output)."""
+    for hook in list(model._forward_hooks.values()):
+        result = hook(model, (x,), out)
+        if result is not None:
+            out = result
+    return out
 
 
 def reset() -> None:

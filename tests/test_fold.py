@@ -184,8 +184,10 @@ def test_channels_last_compiled_attacks_fold_once_and_leave_the_model_alone(monk
     outs = [fast(model, x[i : i + 4], y[i : i + 4]) for i in (0, 4, 0)]  # three batches
     assert len(calls) == 1  # one fold for all of them
     assert model[0].weight.is_contiguous()  # the model's own layout is as it was
-    assert fold.folded(model, channels_last=True)[0].weight.is_contiguous(
-        memory_format=torch.channels_last
+    assert (
+        fold.folded(model, channels_last=True)
+        .get_submodule("0")
+        .weight.is_contiguous(memory_format=torch.channels_last)
     )
     eager = build_attack(spec)(model, x[:4], y[:4])
     assert torch.allclose(outs[0], eager, atol=1e-6)

@@ -3,8 +3,10 @@
 In the spirit of torchattacks' ``Attack.__call__`` (Kim 2020), the base does everything an attack
 must get right so a subclass writes only its step: eval mode, frozen weights, the model's device,
 clamping to [0, 1] and projection onto the eps ball after every step (speed knobs:
-``channels_last``, ``amp_dtype``, ``compile``: the gradient passes through
-:func:`core.compiled.static_forward`). Each class also declares what it is (name, default steps,
+``channels_last``, ``amp_dtype``, ``compile``). The gradient passes through the model's
+batch-norm-folded copy (:func:`core.fold.call`, or :func:`core.compiled.static_forward` when
+compiling): the same function up to float rounding, one elementwise pass less per batch norm;
+verdicts are the model's own forwards. Each class also declares what it is (name, default steps,
 step rule, label, key fields), which :class:`bench.attacks.spec.AttackSpec` reads through the
 registry. Design notes: docs/decisions/attacks.md.
 """
@@ -44,16 +46,24 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @contextlib.contextmanager
-def frozen_eval(model: nn.Module, channels_last: bool = False) -> Iterator[None]:
+def frozen_eval(
+    model: nn.Module, channels_last: bool = False, folds: bool = False
+) -> Iterator[None]:
     """Eval mode and ``requires_grad=False`` on every parameter; both restored on exit. The
-    weights are held fixed inside (``core.fold.weights_fixed``: the compiled step's fold checks
-    them once per scope)."""
+    weights are held fixed inside (``core.fold.weights_fixed``: the attack step's fold checks
+    them once per scope). ``channels_last`` converts the model for the scope, unless the
+    attack ``folds`` and the model has a batch-norm-folded copy (which carries the layout)."""
     was_training = model.training
     flags = [(p, p.requires_grad) for p in model.parameters()]
-    restore_format = channels_last and not _is_channels_last(model)
     model.eval()
     for p, _ in flags:
         p.requires_grad_(False)
+    # a folded copy carries the layout itself (core.fold); only an unfolded model is converted
+    restore_format = (
+        channels_last
+        and not _is_channels_last(model)
+        and not (folds and fold.folded(model, True) is not model)
+    )
     if restore_format:
         model.to(memory_format=torch.channels_last)
     try:
@@ -128,7 +138,7 @@ class Attack:
     usage: ClassVar[str] = ""  # how to write it in error messages ("" = name, or name[N])
     examples: ClassVar[tuple[str, ...]] = ()  # spellings offered as close matches (() = name)
     # execution details (see as_attack), each a keyword of __init__ and an attribute
-    run_options: ClassVar[tuple[str, ...]] = ("channels_last", "amp_dtype", "compile")
+    run_options: ClassVar[tuple[str, ...]] = ("channels_last", "amp_dtype", "compile", "fold")
     # keyword options its text may carry (name -> one-line meaning); a true option joins the
     # spec's params, hence its key; a false one is dropped, so the plain key is unchanged
     options: ClassVar[dict[str, str]] = {}
@@ -216,21 +226,28 @@ class Attack:
         channels_last: bool = False,
         amp_dtype: torch.dtype | None = None,
         compile: bool = False,
+        fold: bool = True,
     ) -> None:
         self.spec = spec
         self.channels_last = channels_last
         self.amp_dtype = amp_dtype
         self.compile = compile  # gradient passes through core.compiled.static_forward
+        self.fold = fold  # eager: the folded copy's gradient; False: the model's (reference)
 
     def __repr__(self) -> str:
         return self.spec.key()
 
     @property
     def converts_model(self) -> bool:
-        """Whether the attack turns the model itself to channels_last for its run: not when it
-        compiles, where the batch-norm-folded copy carries the layout (``core.fold``), so the
-        model's weights, and with them the fold's signature, stay as they are."""
+        """Whether the attack may turn the model itself to channels_last for its run (when it
+        has no batch-norm-folded copy: :func:`frozen_eval`): not when it compiles, where the
+        folded copy carries the layout (``core.fold``), so the model's weights, and with them
+        the fold's signature, stay as they are."""
         return self.channels_last and not self.compile
+
+    def frozen(self, model: nn.Module) -> contextlib.AbstractContextManager:
+        """:func:`frozen_eval` for this attack's run on ``model``."""
+        return frozen_eval(model, self.converts_model, self.fold and not self.compile)
 
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, *, init_delta: Tensor | None = None
@@ -250,7 +267,7 @@ class Attack:
         y = y.detach().to(device=device)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with frozen_eval(model, self.converts_model):
+        with self.frozen(model):
             for x_adv in self.iterate(model, x, y, init_delta):
                 yield x_adv.detach()
 
@@ -276,7 +293,7 @@ class Attack:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         correct = torch.ones(len(y), dtype=torch.bool, device=device)
-        with frozen_eval(model, self.converts_model):
+        with self.frozen(model):
             if not self.stepwise:
                 x_adv = x
                 for x_adv in self.iterate(model, x, y, init_delta):  # noqa: B007 - the last
@@ -354,10 +371,13 @@ class Attack:
         x_adv = x_adv.detach().requires_grad_(True)
         if self.compile:  # the compiled graph bypasses the model's hooks: its passes go uncounted
             counting.uncounted(model)
-        with self._autocast(x_adv.device):
-            logits = (
-                static_forward(model, x_adv, self.channels_last) if self.compile else model(x_adv)
-            )
+        with self._autocast(x_adv.device):  # both paths: batch norms folded (core.fold)
+            if self.compile:
+                logits = static_forward(model, x_adv, self.channels_last)
+            elif self.fold:
+                logits = fold.call(model, x_adv, self.channels_last)
+            else:
+                logits = model(x_adv)
         loss = F.cross_entropy(logits.float(), y)
         return torch.autograd.grad(loss, x_adv)[0], logits.detach()
 

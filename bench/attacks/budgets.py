@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from bench.attacks.base import Attack, float32_verdict, frozen_eval, model_device, project
+from bench.attacks.base import Attack, float32_verdict, model_device, project
 from bench.attacks.batches import Batch, sharded_rows
 
 
@@ -68,7 +68,7 @@ def correct_over_budgets(
     waiting = correct.clone()
     cohorts: list[_Cohort] = []
     t = 0
-    with frozen_eval(model, first.converts_model):
+    with first.frozen(model):
         while True:
             waiting &= correct
             active = sum(len(c.rows) for c in cohorts)

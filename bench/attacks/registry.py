@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
-
 from bench.attacks.autoattack import AutoAttack
 from bench.attacks.base import Attack
 from bench.attacks.external import TorchattacksAttack
@@ -34,8 +32,8 @@ def find_attack(spec_name: str) -> type[Attack] | None:
     return cls
 
 
-def build_attack(
-    spec: AttackSpec, *, channels_last: bool = False, amp_dtype: torch.dtype | None = None
-) -> Attack:
-    """The attack object for a spec (``torchattacks:<Name>`` goes to the adapter)."""
-    return find_attack(spec.name)(spec, channels_last=channels_last, amp_dtype=amp_dtype)
+def build_attack(spec: AttackSpec, **run_options: object) -> Attack:
+    """The attack object for a spec (``torchattacks:<Name>`` goes to the adapter), with its
+    run options (``channels_last``, ``amp_dtype``, ``compile``, ``fold``: see
+    :class:`bench.attacks.base.Attack`)."""
+    return find_attack(spec.name)(spec, **run_options)

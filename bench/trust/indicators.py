@@ -242,7 +242,7 @@ def _tracked_run(attack: Attack, model: nn.Module, x: Tensor, y: Tensor) -> _Tra
         x = x.contiguous(memory_format=torch.channels_last)
     spec = attack.spec
     losses, fooled = [], torch.zeros(len(y), dtype=torch.bool, device=x.device)
-    with frozen_eval(model, attack.converts_model):
+    with attack.frozen(model):
         x_adv, state = attack.start(x, None), {}
         for _ in range(spec.steps):
             grad, logits = attack.gradient_and_logits(model, x_adv, y)

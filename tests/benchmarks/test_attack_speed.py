@@ -2,9 +2,17 @@
 
 ResNet-18 (width 16) on an MNIST-shaped batch of 64, PGD-10 at eps 0.06 (step 0.015). Labels
 are the model's own clean predictions, so robust accuracy is meaningful for an untrained net. The
-side-by-side test interleaves ours, torchattacks, channels_last and bf16 + channels_last in one
-run and stores the throughput ratios (variant / torchattacks) in ``extra_info`` (and prints
-them); the verdict is always computed in float32. Each variant is also benchmarked on its own.
+side-by-side test interleaves ours (the default: gradients through the batch-norm-folded copy,
+``core.fold``), torchattacks, our reference path (``fold=False``), channels_last and bf16 +
+channels_last in one run and stores the throughput ratios (variant / torchattacks) in
+``extra_info`` (and prints them); the verdict is always computed in float32. Each variant is also
+benchmarked on its own.
+
+The same attack, checked two ways: the reference path gives torchattacks' images on the model
+(max difference <= 1e-5), and the default gives torchattacks' images on the folded copy (the
+same loop; the copy is the model's function up to float rounding, which tips the sign of
+near-zero gradient entries, so images on the model itself differ while verdicts agree:
+docs/decisions/speed.md, "Eager PGD"); robust accuracies of ours and torchattacks are equal.
 
 Run: ``pytest tests/benchmarks/test_attack_speed.py --benchmark-enable -s``
 """
@@ -18,6 +26,7 @@ import torch
 import torchattacks
 
 from bench.attacks import AttackSpec, build_attack
+from core import fold
 from models import create_model
 
 EPS, STEP, STEPS, BATCH = 0.06, 0.015, 10, 64  # robust accuracy neither 0 nor 1
@@ -81,6 +90,7 @@ def test_pgd10_side_by_side_ratio(benchmark, setup):
     variants = {
         "ours": build_attack(spec),
         "theirs": theirs,
+        "ours_reference": build_attack(spec, fold=False),
         "ours_channels_last": build_attack(spec, channels_last=True),
         "ours_bf16_channels_last": build_attack(spec, channels_last=True, amp_dtype=torch.bfloat16),
     }
@@ -98,8 +108,11 @@ def test_pgd10_side_by_side_ratio(benchmark, setup):
     accs = {k: robust_accuracy(model, v, y) for k, v in outputs.items()}  # float32 verdicts
     benchmark.extra_info.update(throughput_ratio_vs_torchattacks=ratios, robust_acc=accs)
     print(f"\nPGD-10 throughput vs torchattacks: {ratios}; robust accuracy: {accs}")
-    assert (outputs["ours"] - outputs["theirs"]).abs().max().item() <= 1e-5
-    assert accs["ours"] == accs["theirs"]
+    assert (outputs["ours_reference"] - outputs["theirs"]).abs().max().item() <= 1e-5
+    on_copy = theirs(fold.folded(model), x, y)  # torchattacks on the copy ours differentiates
+    assert fold.folded(model) is not model
+    assert (outputs["ours"] - on_copy).abs().max().item() <= 1e-5
+    assert accs["ours"] == accs["theirs"] == accs["ours_reference"]
     assert abs(accs["ours_channels_last"] - accs["ours"]) <= 0.05
     if not benchmark.disabled:  # a speed verdict only where benchmarks are enabled
-        assert ratios["ours"] >= 1.0, ratios
+        assert ratios["ours"] >= 1.1, ratios
