@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -176,7 +177,15 @@ def test_run_options_of_a_plan():
     )  # too little work for any architecture
     assert auto == {"compile": False, "train_compile": False, "compile_checkpoints": frozenset()}
     options = compile_policy.run_options("on", "bf16", p, "cpu")
-    assert options == {"compile": True, "train_compile": True, "amp_dtype": torch.bfloat16}
+    cells = frozenset(p.refs)  # the smoke plan's models are all cell networks
+    assert options == {"compile": True, "train_compile": True, "amp_dtype": torch.bfloat16,
+                       "channels_last_checkpoints": cells}  # fmt: skip
+    for h in p.refs:  # compiled cell networks run channels_last on a CPU
+        assert compile_policy.options_for(options, h)["channels_last"] is True
+    first = next(iter(p.refs.values()))
+    p.refs[next(iter(p.refs))] = dataclasses.replace(first, factory="user.py:net")  # a user's
+    kept = compile_policy.run_options("on", "off", p, "cpu")["channels_last_checkpoints"]
+    assert kept == cells - {next(iter(p.refs))}
     assert compile_policy.run_options("off", "off", p, "cpu") == {
         "compile": False,
         "train_compile": False,
@@ -197,8 +206,10 @@ def test_auto_compiles_only_the_architectures_whose_work_repays_it():
     assert options["compile"] and not options["train_compile"]  # training stays eager on a CPU
     for h in by_model["darts"]:
         assert compile_policy.options_for(options, h)["compile"] is True
+        assert compile_policy.options_for(options, h)["channels_last"] is True
     for h in by_model["pc_darts"]:
         assert compile_policy.options_for(options, h)["compile"] is False
+        assert "channels_last" not in compile_policy.options_for(options, h)
     plain = {"compile": True}
     assert compile_policy.options_for(plain, "any") is plain  # --compile on: every checkpoint
 

@@ -91,6 +91,11 @@ def run_options(compile_flag: str, amp: str, plan: Any, device: str) -> dict[str
         # train-mode graphs with weight gradients are a second compile per architecture that
         # the CPU presets' short training does not repay: auto compiles training on CUDA only
         options["train_compile"] = options["compile"] and dev.type == "cuda"
+    if options["compile"] and dev.type == "cpu":  # compiled cell networks: channels_last too
+        compiled_ones = options.get("compile_checkpoints", plan.refs.keys())
+        options["channels_last_checkpoints"] = frozenset(
+            h for h in compiled_ones if h in plan.refs and is_cell_network(plan.refs[h])
+        )
     if amp == "bf16":
         options["amp_dtype"] = torch.bfloat16
     return options
@@ -98,11 +103,14 @@ def run_options(compile_flag: str, amp: str, plan: Any, device: str) -> dict[str
 
 def options_for(options: Mapping[str, Any], checkpoint: str) -> Mapping[str, Any]:
     """``options`` for the attacks run on ``checkpoint``: ``compile`` is its own where
-    ``compile_checkpoints`` (``--compile auto``) names the ones that compile."""
+    ``compile_checkpoints`` (``--compile auto``) names the ones that compile, and a compiled
+    checkpoint in ``channels_last_checkpoints`` (a cell network on a CPU) runs channels_last:
+    its compiled step measured faster so (docs/decisions/speed.md, "The `auto` rule")."""
     chosen = options.get("compile_checkpoints")
-    if chosen is None:
-        return options
-    return {**options, "compile": checkpoint in chosen}
+    out = options if chosen is None else {**options, "compile": checkpoint in chosen}
+    if out.get("compile") and checkpoint in options.get("channels_last_checkpoints", ()):
+        return {**out, "channels_last": True}
+    return out
 
 
 def steps_compile(flag: str, device: str) -> bool:
