@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchattacks
+from test_fold import _count_bn, _random_statistics
 from torch import nn
 
 from bench.attacks import AttackSpec, build_attack, counting
@@ -25,19 +26,6 @@ def fresh_cache():
     compiled.reset()
 
 
-def _random_statistics(model: nn.Module) -> nn.Module:
-    """Running statistics and affine terms far from a fresh batch norm's, so a wrong fold shows."""
-    gen = torch.Generator().manual_seed(3)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d) and m.track_running_stats:
-            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) * 2 + 0.2)
-            if m.affine:
-                m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-                m.bias.data.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-    return model.eval()
-
-
 def _data(n: int = 8, channels: int = 1, side: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
     return torch.rand(n, channels, side, side, generator=gen), torch.arange(n) % 10
@@ -46,10 +34,6 @@ def _data(n: int = 8, channels: int = 1, side: int = 28) -> tuple[torch.Tensor, 
 def _input_gradient(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x = x.detach().requires_grad_(True)
     return torch.autograd.grad(F.cross_entropy(net(x), y), x)[0]
-
-
-def _count_bn(model: nn.Module) -> int:
-    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
 @pytest.mark.parametrize(
