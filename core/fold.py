@@ -122,14 +122,20 @@ def _set_submodule(root: nn.Module, target: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, name, module)
 
 
+def _attributes_read(graph: fx.Graph) -> list[str]:
+    """The module attributes (parameters, buffers) a traced forward reads directly."""
+    return [str(n.target) for n in graph.nodes if n.op == "get_attr"]
+
+
 def _fold_traced(model: nn.Module) -> tuple[nn.Module, int]:
     """``model`` traced with ``torch.fx``, every foldable conv -> batch norm pair folded (the
-    conv's output used by the batch norm alone, the conv called once) and identity modules
-    dropped; and how many pairs were folded."""
+    conv's output used by the batch norm alone, the conv called once, its weights read nowhere
+    else in the forward) and identity modules dropped; and how many pairs were folded."""
     graph_module = fx.symbolic_trace(model)
     graph = graph_module.graph
     modules = dict(graph_module.named_modules())
     calls = collections.Counter(n.target for n in graph.nodes if n.op == "call_module")
+    read = _attributes_read(graph)
     count = 0
     for node in list(graph.nodes):
         if node.op != "call_module":
@@ -146,6 +152,7 @@ def _fold_traced(model: nn.Module) -> tuple[nn.Module, int]:
             and source.op == "call_module"
             and len(source.users) == 1
             and calls[source.target] == 1
+            and not any(t.startswith(f"{source.target}.") for t in read)  # e.g. conv.weight
             and _foldable(modules[source.target], module)
         ):
             continue

@@ -162,3 +162,31 @@ def test_channels_last_eager_attack_leaves_the_models_layout_alone():
     reference = build_attack(SPEC, channels_last=True, fold=False)(model, x, y)
     assert model.stem[0].weight.is_contiguous()  # converted for the run, then restored
     assert out.shape == reference.shape and (out - x).abs().max() <= 0.1 + 1e-6
+
+
+class ReadsItsWeights(nn.Module):
+    """A conv -> batch norm pair whose forward also reads the conv's weight: folding would
+    change that weight, so the pair must stay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4 * 28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bn(self.conv(x)).flatten(1)) * self.conv.weight.abs().mean()
+
+
+def test_a_convolution_whose_weights_the_forward_reads_is_not_folded(monkeypatch):
+    monkeypatch.setattr(fold, "_zoo_module", lambda module: True)  # traced as a zoo model
+    model = _random_statistics(ReadsItsWeights())
+    x, _ = _data()
+    copy_, count = fold.fold_batchnorm(model)
+    assert count == 0
+    with torch.no_grad():
+        assert torch.allclose(copy_(x), model(x), rtol=1e-5, atol=1e-6)
+    # the check fires: without it the pair folds and the forward reads the folded weight
+    monkeypatch.setattr(fold, "_attributes_read", lambda graph: [])
+    changed, count = fold.fold_batchnorm(model)
+    with torch.no_grad():
+        assert count == 1 and not torch.allclose(changed(x), model(x), rtol=1e-3, atol=1e-4)
