@@ -44,9 +44,12 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import functools
 import itertools
+import sys
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import fx, nn
@@ -108,9 +111,27 @@ def _top_hooks_only(model: nn.Module) -> bool:
     return not any(_hooked(m) for m in model.modules() if m is not model)
 
 
+# the zoo's package, beside this one (core imports nothing of ours: it is found by place)
+_ZOO = Path(__file__).resolve().parent.parent / "models"
+
+
+@functools.cache
+def _zoo_class(cls: type) -> bool:
+    name = cls.__module__
+    if name.split(".", 1)[0] == "torch":
+        return True
+    source = getattr(sys.modules.get(name), "__file__", None)  # not merely named models.*
+    return (
+        name.split(".", 1)[0] == "models"
+        and bool(source)
+        and Path(source).resolve().is_relative_to(_ZOO)
+    )
+
+
 def _zoo_module(module: nn.Module) -> bool:
-    """A ``torch.nn`` class or one of the zoo's (:mod:`models`): code this suite can trace."""
-    return type(module).__module__.split(".", 1)[0] in ("torch", "models")
+    """A ``torch.nn`` class or one of the zoo's (:mod:`models`, this suite's own files):
+    code this suite can trace."""
+    return _zoo_class(type(module))
 
 
 def _traceable(model: nn.Module) -> bool:

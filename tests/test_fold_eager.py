@@ -4,6 +4,9 @@ be folded: a user's code (never traced), hooks (run as the model runs them), the
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -100,6 +103,17 @@ class UserNet(nn.Module):
         with torch.no_grad():
             masked = self.side(x)
         return self.head((self.bn(self.conv(x)) + masked).flatten(1))
+
+
+def test_only_the_suites_own_model_files_count_as_zoo_code(monkeypatch):
+    torch.manual_seed(0)
+    zoo = create_model("resnet18", dataset="mnist", width=8)
+    assert all(fold._zoo_module(m) for m in zoo.modules())
+    assert not fold._zoo_module(UserNet())
+    impostor = type("Impostor", (nn.Module,), {"__module__": "models.impostor"})
+    monkeypatch.setitem(sys.modules, "models.impostor", types.ModuleType("models.impostor"))
+    sys.modules["models.impostor"].__file__ = "/elsewhere/models/impostor.py"
+    assert not fold._zoo_module(impostor())  # a user's package also named models
 
 
 def test_a_users_model_is_not_traced_so_its_no_grad_region_stays(monkeypatch):
