@@ -204,3 +204,26 @@ def test_a_convolution_whose_weights_the_forward_reads_is_not_folded(monkeypatch
     changed, count = fold.fold_batchnorm(model)
     with torch.no_grad():
         assert count == 1 and not torch.allclose(changed(x), model(x), rtol=1e-3, atol=1e-4)
+
+
+class SharedConv(nn.Module):
+    """One convolution called twice, once into a batch norm: folding it would change the other
+    call's output too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4 * 28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = self.conv(x.repeat(1, 4, 1, 1))
+        return self.head((self.bn(self.conv(first))).flatten(1))
+
+
+def test_a_convolution_called_twice_is_not_folded(monkeypatch):
+    monkeypatch.setattr(fold, "_zoo_module", lambda module: True)
+    model = _random_statistics(SharedConv())
+    x, _ = _data()
+    copy_, count = fold.fold_batchnorm(model)
+    with torch.no_grad():
+        assert count == 0 and torch.allclose(copy_(x), model(x), rtol=1e-5, atol=1e-6)
