@@ -91,8 +91,6 @@ def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
         and bn.running_mean is not None
         and bn.running_var is not None
         and bn.num_features == conv.out_channels
-        and not _hooked(conv)
-        and not _hooked(bn)
     )
 
 
@@ -191,10 +189,11 @@ def _fold_traced(model: nn.Module) -> tuple[nn.Module, int]:
 
 
 def _fold_sequential(model: nn.Module) -> tuple[nn.Module, int]:
-    """Every foldable conv + batch norm pair of a plain ``nn.Sequential`` folded, in place."""
+    """Every foldable conv + batch norm pair of a plain ``nn.Sequential`` folded, in place (the
+    caller has checked that no submodule carries hooks: :func:`_top_hooks_only`)."""
     count = 0
     for module in list(model.modules()):
-        if not _plain_sequential(module) or _hooked(module):
+        if not _plain_sequential(module):
             continue
         for first, second in itertools.pairwise(list(module._modules)):
             conv, bn = module._modules[first], module._modules[second]
@@ -219,8 +218,8 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
             copy_ = copy.deepcopy(model)
         finally:
             model._forward_hooks = hooks
-        if not foldable:
-            copy_, count = copy_, 0
+        if not foldable:  # hooks inside the network: the copy unfolded
+            count = 0
         elif _traceable(copy_):
             try:
                 copy_, count = _fold_traced(copy_)

@@ -369,7 +369,7 @@ class Attack:
 
     def _one_gradient(self, model: nn.Module, x_adv: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         x_adv = x_adv.detach().requires_grad_(True)
-        if self.compile:  # the compiled graph bypasses the model's hooks: its passes go uncounted
+        if self.compile:  # an unfolded model's hooks run inside the compiled graph: uncounted
             counting.uncounted(model)
         with self._autocast(x_adv.device):  # both paths: batch norms folded (core.fold)
             if self.compile:

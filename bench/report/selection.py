@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench.report.outcomes import SeedResult, decode_bits
-from bench.results.names import uses_eot
+from bench.results.names import ANY_ITERATE_KEY, EOT_KEY, uses_eot
 
 EPS_TOL = 1e-6
 MAX_DETAIL = 160
@@ -98,8 +98,7 @@ def _config_key(rows: pd.DataFrame) -> pd.Series:
 def _plain(keys: pd.Series) -> pd.Series:
     """Whether each attack key is the plain attack a paper column names: not an EoT variant
     (``eot=N``) nor early-stopping PGD (``best_iterate``), which share its name and steps."""
-    text = keys.map(str)
-    return ~(text.str.contains(r"[(,]eot=\d", regex=True) | text.str.contains("best_iterate=1"))
+    return ~keys.map(lambda key: bool(EOT_KEY.search(str(key))) or ANY_ITERATE_KEY in str(key))
 
 
 def pool(rows: pd.DataFrame) -> Measure:

@@ -9,6 +9,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+# in an attack key: the EoT count option (``pgd20(eot=10)``) and early-stopping PGD
+EOT_KEY = re.compile(r"[(,]eot=(\d+)")
+ANY_ITERATE_KEY = "best_iterate=1"
+
 INDICATORS = (
     "silent_success",
     "incomplete_optimization",
@@ -54,13 +58,13 @@ def attack_name(row: Mapping[str, Any]) -> str:
     if attack in ("pgd", "mim") and row.get("steps"):
         name = f"{name}-{row['steps']}"
     key = str(row.get("attack_key") or "")
-    eot = re.search(r"[(,]eot=(\d+)", key)
+    eot = EOT_KEY.search(key)
     name = f"{name}-EoT{eot.group(1)}" if eot else name  # pgd20(eot=10): PGD-20-EoT10
-    any_iterate = "best_iterate=1" in key
+    any_iterate = ANY_ITERATE_KEY in key
     return f"{name}-any" if any_iterate else name  # pgd(best_iterate=True): PGD-20-any
 
 
 def uses_eot(key: str) -> bool:
     """Whether an attack key averages gradient samples (``eot=N``, AutoAttack's rand version,
     torchattacks' EOTPGD): the attacks a randomized model's evaluation needs."""
-    return bool(re.search(r"[(,]eot=\d+", key)) or "version='rand'" in key or "EOTPGD" in key
+    return bool(EOT_KEY.search(key)) or "version='rand'" in key or "EOTPGD" in key
