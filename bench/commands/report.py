@@ -22,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME=PAPER_ROW",
         help="compare store model NAME with the paper's row (e.g. my_search=racl); repeatable",
     )
+    parser.add_argument(
+        "--matched-store",
+        metavar="STORE",
+        help="a `bench run --match` store of the same dataset, preset and budget: the paper's "
+        "claims judged on it beside this store's (claims at matched capacity)",
+    )
     parser.add_argument("--no-figures", action="store_true", help="skip the figures (faster)")
     parser.set_defaults(func=run)
 
@@ -31,13 +37,17 @@ def run(args: argparse.Namespace) -> int:
     from bench.report import ReportOptions, build_report
     from bench.report.paper import parse_model_map
 
-    check_output_dir(args.out, inputs={"--store": args.store})
+    inputs = {"--store": args.store}
+    if args.matched_store:
+        inputs["--matched-store"] = args.matched_store
+    check_output_dir(args.out, inputs=inputs)
 
     options = ReportOptions(
         dataset=args.dataset,
         preset=args.preset,
         model_map=parse_model_map(args.map),
         figures=not args.no_figures,
+        matched_store=args.matched_store,
     )
     report = build_report(args.store, args.out, options)
     skipped = [t.key for t in report.tables if t.skipped]

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from bench.report.claims import Claim, check_claims
+from bench.report.matched import MatchedClaims, matched_markdown
 from bench.report.stats import (
     ALPHA,
     BOOTSTRAP_RESAMPLES,
@@ -127,8 +128,10 @@ STATS_LINES = (
 )
 
 
-def agreement_markdown(taus: list[Tau], claims: list[Claim]) -> str:
-    """The agreement section (Markdown)."""
+def agreement_markdown(
+    taus: list[Tau], claims: list[Claim], matched: MatchedClaims | None = None
+) -> str:
+    """The agreement section (Markdown); with ``matched``, the claims at matched capacity."""
     lines = [
         "## Agreement with the paper",
         "",
@@ -147,4 +150,6 @@ def agreement_markdown(taus: list[Tau], claims: list[Claim]) -> str:
     for c in claims:
         cells = [c.text, c.where, c.ours, c.paper, c.needed, c.detail]
         lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
+    if matched is not None:
+        lines += ["", matched_markdown(claims, matched).rstrip("\n")]
     return "\n".join(lines) + "\n"

@@ -24,6 +24,7 @@ from bench.report.index_html import index_html
 from bench.report.index_md import index_markdown
 from bench.report.labels import dataset_name
 from bench.report.loading import load_store
+from bench.report.matched import matched_claims
 from bench.report.paper import NameMap
 from bench.report.render import to_csv, to_latex, to_markdown
 from bench.report.scope import ReportContext, choose_scope
@@ -32,6 +33,7 @@ from bench.report.sweeps import SWEEPS, Sweep, load_sweep
 from bench.report.table_model import Table
 from bench.report.tables import build_tables
 from core.enums import EvalKind
+from core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class ReportOptions:
     preset: str | None = None
     model_map: Mapping[str, str] = field(default_factory=dict)
     figures: bool = True
+    matched_store: str | Path | None = None  # a `bench run --match` store (report/matched.py)
 
 
 def _write(path: Path, text: str) -> None:
@@ -115,6 +118,11 @@ def build_report(
         drawn, skipped_figs = draw_figures(ctx, sweeps, by_key, out_dir / "figures")
     taus = [tau for t in tables for tau in column_taus(t)]
     claims = check_claims(by_key, sweeps, ctx.names.is_racl)
+    matched = None
+    if options.matched_store is not None:
+        if Path(options.matched_store).resolve() == Path(store_path).resolve():
+            raise UserError("--matched-store is the --store itself: give the `--match` run's store")
+        matched = matched_claims(options.matched_store, scope, ctx.names)
     report = Report(
         Path(store_path),
         scope,
@@ -127,8 +135,9 @@ def build_report(
         len(store.failed),
         out_dir,
         build_checks(store, scope),
+        matched,
     )
-    _write(out_dir / "agreement.md", agreement_markdown(taus, claims))
+    _write(out_dir / "agreement.md", agreement_markdown(taus, claims, matched))
     _write(out_dir / "checks.md", checks_markdown(report.checks))
     _write(out_dir / "index.md", index_markdown(report))
     _write(out_dir / "index.html", index_html(report))

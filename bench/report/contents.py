@@ -9,6 +9,7 @@ from pathlib import Path
 from bench.report.agreement import Claim, Tau
 from bench.report.checks import ChecksSection
 from bench.report.environment import RunInfo
+from bench.report.matched import MatchedClaims
 from bench.report.scope import Scope
 from bench.report.table_model import Table
 
@@ -35,6 +36,7 @@ class Report:
     failed_cells: int
     out_dir: Path
     checks: ChecksSection | None = None  # trust verdicts and indicators (report/checks.py)
+    matched: MatchedClaims | None = None  # the claims at matched capacity (report/matched.py)
 
     @property
     def files(self) -> list[Path]:

@@ -12,6 +12,7 @@ from bench.report.contents import Report
 from bench.report.environment import RUN_HEADER, run_cells
 from bench.report.index_md import skipped_lines, summary_lines
 from bench.report.labels import display
+from bench.report.matched import MATCHED_HEADER, comparison_rows, matched_intro
 from bench.report.table_model import Cell, Table, cell_text
 
 CSS = """
@@ -109,6 +110,12 @@ def _agreement_html(report: Report) -> str:
         "</tbody>",
         "</table>",
     ]
+    if report.matched is not None:
+        intro = matched_intro(report.matched)
+        parts += [f"<p>{escape(line.replace('`', ''))}</p>" for line in intro]
+        rows = comparison_rows(report.claims, report.matched)
+        caption = "Claims at matched capacity"
+        parts.append(_simple_table(caption, list(MATCHED_HEADER), rows, "claims-matched"))
     return "\n".join(parts)
 
 

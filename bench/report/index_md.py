@@ -72,5 +72,5 @@ def index_markdown(report: Report) -> str:
         ]
     if report.checks is not None:
         lines += [checks_markdown(report.checks)]
-    lines.append(agreement_markdown(report.taus, report.claims))
+    lines.append(agreement_markdown(report.taus, report.claims, report.matched))
     return "\n".join(lines).rstrip("\n") + "\n"
