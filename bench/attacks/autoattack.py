@@ -23,12 +23,14 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
-from bench.attacks.base import Attack, AttackText, project
+from bench.attacks.base import Attack, AttackText, frozen_eval, project
 from bench.attacks.kwarg_types import ArgType, check_kwargs
 from bench.inputs import check_seed
 from bench.results.names import members_label
+from core import fold
 from core.enums import Norm
 from core.errors import UserError
 
@@ -95,6 +97,19 @@ class AutoAttack(Attack):
         """``AutoAttack``, its members for a custom version, or the gap check's label."""
         return members_label(spec.key()) + ("-L2" if spec.norm is Norm.L2 else "")
 
+    @property
+    def folds(self) -> bool:
+        """Whether AutoAttack's model calls go through the batch-norm-folded copy: for a
+        ``version='custom'`` member subset (the gap check's APGD-CE + APGD-T) unless ``fold``
+        is off; never for the standard, plus and rand versions, which run the original code on
+        the model itself, as RobustBench's ``benchmark()`` does, so a leaderboard entry's images
+        are the ones its re-run makes (docs/decisions/speed.md, "AutoAttack and the fold")."""
+        return self.fold and dict(self.spec.params).get("version") == "custom"
+
+    def frozen(self, model: nn.Module) -> contextlib.AbstractContextManager:
+        """:func:`frozen_eval` with this attack's own fold rule (:attr:`folds`)."""
+        return frozen_eval(model, self.converts_model, self.folds)
+
     def iterate(
         self, model: nn.Module, x: Tensor, y: Tensor, init_delta: Tensor | None
     ) -> Iterator[Tensor]:
@@ -103,8 +118,9 @@ class AutoAttack(Attack):
         params = dict(self.spec.params)
         version = str(params.get("version", "standard"))
         members = str(params["attacks"]).split(",") if "attacks" in params else None
+        net = _FoldedView(model, self.channels_last) if self.folds else model
         runner = Original(
-            model,
+            net,
             norm="Linf" if self.spec.norm is Norm.LINF else "L2",
             eps=self.spec.eps,
             version=version,
@@ -123,6 +139,22 @@ class AutoAttack(Attack):
             log.debug("autoattack output:\n%s", stray.getvalue())
         x_adv = result[0] if isinstance(result, tuple) else result
         yield project(x_adv.float().to(x.device), x, self.spec.eps, self.spec.norm)
+
+
+class _FoldedView(nn.Module):
+    """The model as a folding AutoAttack calls it: through :func:`core.fold.call` (the folded
+    copy where there is one, the model's own forward hooks, the effort counter's among them, run
+    on its output), the images turned channels_last where the attack runs so."""
+
+    def __init__(self, model: nn.Module, channels_last: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.channels_last = channels_last
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return fold.call(self.model, x, self.channels_last)
 
 
 def _cap(runner: Any, iters: int) -> None:

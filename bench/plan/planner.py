@@ -20,6 +20,7 @@ from bench.plan.experiments import AttackPlan, Experiment, sweep_budgets
 from bench.plan.presets import PresetConfig
 from bench.plan.trust_cells import add_trust_cells
 from bench.plan.units import Cell, CellGroup, ModelRef, Plan, Skipped, derive_seed
+from bench.training.config import warm_start_inputs
 from core.datasets import dataset_info
 from core.enums import Dataset, EvalKind, Training
 from core.errors import UserError
@@ -108,9 +109,12 @@ class Planner:
         cfg, extra, recipe = self.preset.train_config(model, training, dataset)
         overrides.update(extra)
         cfg = dataclasses.replace(cfg, seed=self.req.seed)
-        h = config_hash(model, overrides, dataset, cfg)
+        parent = None
+        if self.preset.warm_start and training is not Training.NATURAL:
+            parent = self.ref(model, Training.NATURAL, dataset).hash
+        h = config_hash(model, overrides, dataset, cfg, warm_start_inputs(parent))
         items = tuple(sorted(overrides.items()))
-        ref = ModelRef(model, training, dataset, items, h, cfg, needs_search, recipe)
+        ref = ModelRef(model, training, dataset, items, h, cfg, needs_search, recipe, parent=parent)
         self.refs.setdefault(h, ref)
         return self.refs[h]
 
@@ -313,6 +317,8 @@ def plan(
     (:mod:`bench.plan.capacity_match`), its own checkpoints.
     """
     experiments = list(experiments)
+    if eps is None:
+        eps = preset.eps
     if attacks:
         experiments.append(custom_experiment(models, attacks, training, preset))
     req = PlanRequest(experiments, preset, models, dataset, eps, n, seed, user_model, match)

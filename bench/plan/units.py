@@ -34,6 +34,7 @@ class ModelRef:
     needs_search: bool = False
     recipe: str | None = field(default=None, compare=False)
     factory: Any = field(default=None, compare=False, hash=False, repr=False)  # a UserModel
+    parent: str | None = None  # the natural checkpoint it fine-tunes (PresetConfig.warm_start)
 
     @property
     def label(self) -> str:

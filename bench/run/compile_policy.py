@@ -11,7 +11,7 @@ import torch
 
 # The CPU side of the ``auto`` rule: a cell network's compiled/eager attack step and one
 # architecture's first compile, from the figures in docs/decisions/speed.md, "The `auto` rule".
-CPU_SPEEDUP = 1.5  # cell networks, compiled + channels_last over the folded eager step
+CPU_SPEEDUP = 1.15  # cell networks, compiled + channels_last over eager folded + channels_last
 CPU_COMPILE_S = 70.0  # the slowest first compile on an idle CPU (its checkpoints share the graph)
 # eager forward-equivalents per second of that attack step at two threads (image-steps/s x 3):
 # a floor under the planner's estimate, whose forward rate misses the input backward
@@ -91,10 +91,9 @@ def run_options(compile_flag: str, amp: str, plan: Any, device: str) -> dict[str
         # train-mode graphs with weight gradients are a second compile per architecture that
         # the CPU presets' short training does not repay: auto compiles training on CUDA only
         options["train_compile"] = options["compile"] and dev.type == "cuda"
-    if options["compile"] and dev.type == "cpu":  # compiled cell networks: channels_last too
-        compiled_ones = options.get("compile_checkpoints", plan.refs.keys())
+    if dev.type == "cpu":  # zoo networks whose batch norms fold: channels_last, eager or not
         options["channels_last_checkpoints"] = frozenset(
-            h for h in compiled_ones if h in plan.refs and is_cell_network(plan.refs[h])
+            h for h, ref in plan.refs.items() if channels_last_on_cpu(ref)
         )
     if amp == "bf16":
         options["amp_dtype"] = torch.bfloat16
@@ -103,14 +102,34 @@ def run_options(compile_flag: str, amp: str, plan: Any, device: str) -> dict[str
 
 def options_for(options: Mapping[str, Any], checkpoint: str) -> Mapping[str, Any]:
     """``options`` for the attacks run on ``checkpoint``: ``compile`` is its own where
-    ``compile_checkpoints`` (``--compile auto``) names the ones that compile, and a compiled
-    checkpoint in ``channels_last_checkpoints`` (a cell network on a CPU) runs channels_last:
-    its compiled step measured faster so (docs/decisions/speed.md, "The `auto` rule")."""
+    ``compile_checkpoints`` (``--compile auto``) names the ones that compile, and a checkpoint
+    in ``channels_last_checkpoints`` (a zoo network on a CPU: :func:`channels_last_on_cpu`)
+    runs channels_last, compiled or eager (docs/decisions/speed.md, "channels_last on a CPU")."""
     chosen = options.get("compile_checkpoints")
     out = options if chosen is None else {**options, "compile": checkpoint in chosen}
-    if out.get("compile") and checkpoint in options.get("channels_last_checkpoints", ()):
+    if checkpoint in options.get("channels_last_checkpoints", ()):
         return {**out, "channels_last": True}
     return out
+
+
+# zoo families whose attack steps measured faster channels_last on a CPU (the batch-norm-folded
+# copy carries the layout; docs/decisions/speed.md, "channels_last on a CPU"); DenseNet (batch
+# norm before each convolution, nothing folds) was not measured and stays as it is
+CHANNELS_LAST_FAMILIES = ("darts-cell", "robnet", "resnet", "vgg")
+
+
+def channels_last_on_cpu(ref: Any) -> bool:
+    """Whether a plan's checkpoint runs its attacks channels_last on a CPU: a zoo model of
+    :data:`CHANNELS_LAST_FAMILIES`; never a user's own model (its layout is its own)."""
+    if getattr(ref, "factory", None) is not None:
+        return False
+    from core.errors import UserError
+    from models import get_model_info
+
+    try:
+        return get_model_info(ref.model).family in CHANNELS_LAST_FAMILIES
+    except UserError:  # a searched Table 5 variant: a cell network built from its genotype
+        return True
 
 
 def steps_compile(flag: str, device: str) -> bool:

@@ -240,6 +240,7 @@ class _Executor:
 
     def _load_or_train(self, ref: ModelRef) -> tuple[nn.Module, dict[str, Any]]:
         """A user's model with its weights, else the zoo checkpoint (trained when absent)."""
+        from bench.training.config import warm_start_inputs
         from bench.training.trainer import ensure_trained
 
         if ref.factory is not None:
@@ -250,6 +251,10 @@ class _Executor:
             config = {"factory": user.factory.text, "weights": str(user.weights or "")}
             path = None if user.weights is None else str(user.weights)
             return model, {"config": config, "content_hash": user.weights_sha256, "path": path}
+        init = None
+        if ref.parent is not None:  # a warm start: the natural checkpoint's weights (trained
+            parent, _ = self._load_or_train(self.plan.refs[ref.parent])  # first when missing)
+            init = parent.state_dict()
         model, meta = ensure_trained(
             ref.model,
             ref.dataset,
@@ -260,7 +265,9 @@ class _Executor:
             data_dir=self.data_dir,
             progress=self.progress,
             compile=bool(self.handlers.options.get("train_compile", False)),
+            inputs=warm_start_inputs(ref.parent),
             save_every_s=self.handlers.options.get("save_every_s"),
+            init=init,
         )
         return model, {**meta, "config": ref.cfg.to_dict()}
 

@@ -151,6 +151,12 @@ def config_hash(
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def warm_start_inputs(parent: str | None) -> dict[str, str] | None:
+    """The ``inputs`` of a checkpoint that starts from another one's weights (a preset's
+    ``warm_start``): that checkpoint's config hash, so a changed parent is a new key."""
+    return None if parent is None else {"init": parent}
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise UserError(message)

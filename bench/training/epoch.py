@@ -115,7 +115,8 @@ def budget_at(cfg: TrainConfig, step: int, total_steps: int) -> TrainConfig:
     With ``eps_warmup = w > 0`` the budget (eps and the attack step size together) grows linearly
     over the first ``w * total_steps`` steps, reaching the full budget there; ``w = 0`` is Madry's
     full budget from the first step. A ramp is the usual remedy for PGD-AT at MNIST's eps 0.3
-    stalling at chance in short runs (docs/decisions/planner.md, "The demo's short PGD-AT").
+    stalling at chance in short runs (docs/decisions/planner.md, "The demo's short PGD-AT before
+    issue 28").
     """
     warm_steps = cfg.eps_warmup * total_steps
     if warm_steps <= 0 or step + 1 >= warm_steps:

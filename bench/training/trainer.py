@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -148,6 +148,7 @@ def ensure_trained(
     compile: bool = False,
     inputs: dict[str, str] | None = None,
     save_every_s: float | None = None,
+    init: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[nn.Module, dict]:
     """Load the checkpoint of this configuration, training and saving it first if absent.
 
@@ -156,6 +157,8 @@ def ensure_trained(
     ``builder`` makes the untrained model instead of the zoo (a user's factory, ``model_name``
     then being its name); ``inputs`` are content hashes the key includes (``config_hash``);
     ``save_every_s`` (default ``train_saver.SAVE_EVERY_S``) and ``compile`` are not hashed.
+    ``init``: the state dict training starts from (a warm start; its checkpoint's hash belongs
+    in ``inputs``, see ``config.warm_start_inputs``), instead of the model's initialisation.
     """
     from bench.training import checkpoint as ckpt
     from bench.training import state as train_state
@@ -171,6 +174,8 @@ def ensure_trained(
         return ckpt.load_checkpoint(stem, device=dev, model=builder() if builder else None)
     seed_everything(cfg.seed)
     model = builder() if builder else ckpt.build_model(model_name, ds.value, overrides)
+    if init is not None:
+        model.load_state_dict(init)
     from bench.training.holdout import holdout_split
     from bench.training.saver import SAVE_EVERY_S
 
@@ -188,6 +193,7 @@ def ensure_trained(
         "dataset": ds.value,
         "training": cfg.to_dict(),
         "config_hash": digest,
+        **({"inputs": dict(sorted(inputs.items()))} if inputs else {}),
         "seeds": {"torch": cfg.seed, "numpy": cfg.seed, "python": cfg.seed, "data": cfg.seed},
         "metrics": metrics,
         "torch_version": torch.__version__,
