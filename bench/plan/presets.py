@@ -7,7 +7,7 @@ trained models the suite's own checks call robust): the cell networks have 8 cha
 (normal, reduction, reduction, normal; fewer cells learn too little in one epoch); natural
 training sees 4,000 MNIST images for one epoch, and PGD-AT and TRADES fine-tune those
 checkpoints for one epoch over 2,000 images with 3 attack steps at eps 0.1, the budget of every
-evaluation. White-box and transfer cells read 400 test images, the sweeps 200 (5 of the 7 eps
+evaluation. White-box and transfer cells read 300 test images, the sweeps 200 (5 of the 7 eps
 budgets, PGD checkpoints up to 20 steps); the trust checks' subsets are smaller (n_trust,
 n_indicator, n_mono, n_gap). Attack steps run eager, channels_last (``--compile auto`` does not
 repay a compile at these sizes). The figures behind these choices: docs/decisions/planner.md,
@@ -141,7 +141,7 @@ PRESETS: dict[str, PresetConfig] = {
         name="demo",
         dataset=Dataset.MNIST,
         experiments=("table1", "table2", "table3", "table4", "fig3"),
-        n_eval=400,
+        n_eval=300,
         n_sweep=200,  # the sweeps' survivors are attacked further at eps 0.1: fewer images
         n_trust=64,
         # RACL, its baseline PC-DARTS, a hand-designed network and the black-box source: with
@@ -159,7 +159,7 @@ PRESETS: dict[str, PresetConfig] = {
         batch_size=100,
         search_preset="demo",
         n_indicator=100,  # the indicators' attacks cost in proportion: docs/decisions/trust.md
-        n_gap=64,  # APGD-CE + APGD-T run to the end on every survivor (about 85 % at eps 0.1)
+        n_gap=48,  # APGD-CE + APGD-T run to the end on every survivor (about 85 % at eps 0.1)
         gap_targets=3,  # each target class is 100 model calls: see docs/decisions/trust.md
         eps=DEMO_EPS,
         warm_start=True,
