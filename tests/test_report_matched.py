@@ -82,3 +82,40 @@ def test_another_budget_or_the_same_store_is_refused(tmp_path, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert main([*argv, "--matched-store", str(other)]) == 2
     assert main(argv) == 0
+
+
+def test_an_indicator_marks_only_the_cell_whose_attack_it_read(tmp_path):
+    """Issue 28: MIM-10's incomplete optimisation marks the MIM cell, not the model's PGD-20,
+    FGSM or clean cells; a model-level check (here pgd_le_fgsm) still marks every cell."""
+    from test_capacity import ATTACKS
+
+    path = tmp_path / "s.db"
+    with ResultStore(path) as store:
+        run = store.begin_run({"preset": "demo", "seed": 0})
+        for attack, correct in (("clean", 45), ("fgsm", 30), ("mim", 25), ("pgd", 20)):
+            _put(store, run, "racl_published", 1000, attack, correct)
+        for attack, hits in (("fgsm", None), ("mim", [40, 45]), ("pgd", [0, 45])):
+            store.put_indicators({
+                "key": f"ind-{attack}", "run_id": run, "model": "racl_published",
+                "checkpoint": "racl_published-c", "dataset": "mnist", "training": "pgd_at",
+                "attack": attack, "attack_key": ATTACKS[attack][2], "label": attack,
+                "eps": 0.3, "data_slice": "test[:50]", "n": 50, "revision": 1,
+                "counts": {"incomplete_optimization": hits},
+            })  # fmt: skip
+        store.add_trust(run, "indicator:incomplete_optimization", model="racl_published",
+                        dataset="mnist", training="pgd_at", detail="MIM-10: 40/45",
+                        passed=False)  # fmt: skip
+        store.finish_run(run, "ok", {})
+    report = build_report(path, tmp_path / "out", ReportOptions(figures=False))
+    table = next(t for t in report.tables if t.key == "table1_with_at")
+    (row,) = table.rows
+    marks = dict(zip(table.columns, (c.marks for c in row.cells), strict=True))
+    assert marks["MIM"] and not marks["PGD20"] and not marks["FGSM"] and not marks["Clean"]
+    with ResultStore(path) as store:  # a model-level check marks the model's every cell
+        store.add_trust(None, "pgd_le_fgsm", model="racl_published", dataset="mnist",
+                        training="pgd_at", detail="pgd-10 above FGSM", passed=False)  # fmt: skip
+    report = build_report(path, tmp_path / "out2", ReportOptions(figures=False))
+    table = next(t for t in report.tables if t.key == "table1_with_at")
+    (row,) = table.rows
+    marks = dict(zip(table.columns, (c.marks for c in row.cells), strict=True))
+    assert all(marks[c] for c in ("Clean", "FGSM", "PGD20")) and len(marks["MIM"]) == 2

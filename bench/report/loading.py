@@ -38,8 +38,8 @@ RUN_COLUMNS = (
 )
 TRUST_COLUMNS = ("run_id", "check_name", "model", "dataset", "training", "detail", "passed")
 CHECKPOINT_COLUMNS = ("hash", "model", "dataset", "training", "config_json", "metrics_json")
-INDICATOR_COLUMNS = ("key", "run_id", "model", "checkpoint", "dataset", "training", "label", "eps",
-                     "data_slice", "n", "counts_json")  # fmt: skip
+INDICATOR_COLUMNS = ("key", "run_id", "model", "checkpoint", "dataset", "training", "attack_key",
+                     "label", "eps", "data_slice", "n", "counts_json")  # fmt: skip
 
 
 def most_common(values: pd.Series, key: Callable[[Any], Any] | None = str) -> Any:

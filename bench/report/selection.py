@@ -12,6 +12,7 @@ import pandas as pd
 
 from bench.report.outcomes import SeedResult, decode_bits
 from bench.results.names import ANY_ITERATE_KEY, EOT_KEY, uses_eot
+from bench.trust.paired_checks import indicator_triggered
 
 EPS_TOL = 1e-6
 MAX_DETAIL = 160
@@ -212,6 +213,31 @@ def latest_failures(trust: pd.DataFrame) -> pd.DataFrame:
     return failing.sort_values(keys + ["detail"], key=lambda s: s.astype(str))
 
 
+INDICATOR_PREFIX = "indicator:"
+
+
+def indicator_counts(indicators: pd.DataFrame | None) -> dict[tuple, dict]:
+    """``(model, training, dataset, attack_key)`` -> that white-box cell's indicator counts
+    (``counts_json``; the latest row where a cell has several)."""
+    if indicators is None or indicators.empty or "counts_json" not in indicators:
+        return {}
+    out: dict[tuple, dict] = {}
+    rows = indicators
+    if "run_id" in rows:
+        rows = rows.sort_values("run_id", kind="stable", key=lambda s: pd.to_numeric(s, "coerce"))
+    for _, row in rows.iterrows():
+        try:
+            counts = json.loads(str(row["counts_json"]))
+        except ValueError:
+            continue
+        if isinstance(counts, dict):
+            ident = [row.get(c) for c in ("model", "training", "dataset", "attack_key")]
+            ident[1] = ident[1] or ""
+            key = tuple(str(x) for x in ident)
+            out[key] = counts
+    return out
+
+
 def random_models(indicators: pd.DataFrame | None, dataset: str) -> set[tuple[str, str]]:
     """``(model, training)`` pairs whose stored indicator rows on ``dataset`` saw a random
     eval forward (``counts_json``'s ``random_forward``: :mod:`bench.trust.randomness`)."""
@@ -243,6 +269,7 @@ class FlagBook:
         self.dataset = dataset
         self.notes: dict[str, int] = {}
         self.random = random_models(indicators, dataset)
+        self.indicator_counts = indicator_counts(indicators)
 
     def random_plain(self, model: str, training: str | None, attack_key: str | None) -> int | None:
         """A mark for a white-box cell of a model whose eval forward is random (its indicator
@@ -267,9 +294,18 @@ class FlagBook:
         raise KeyError(number)
 
     def for_model(
-        self, model: str, training: str | None, dataset: str | None = None
+        self,
+        model: str,
+        training: str | None,
+        dataset: str | None = None,
+        attack_key: str | None = None,
     ) -> tuple[int, ...]:
-        """Marks for the failed trust checks that concern ``model`` trained with ``training``."""
+        """Marks for the failed trust checks that concern ``model`` trained with ``training``.
+
+        An indicator of attack failure belongs to the cell whose attack it read (issue 28): its
+        mark goes only on the white-box cell of ``attack_key`` when that cell's own indicator row
+        triggered it (the check's rule, ``bench.trust.paired_checks.indicator_triggered``); the
+        other checks concern the model and mark every cell of it."""
         if self.failures.empty:
             return ()
         dataset = dataset or self.dataset
@@ -281,6 +317,12 @@ class FlagBook:
         )
         marks = []
         for _, row in f[hit].iterrows():
+            name = str(row["check_name"])
+            if name.startswith(INDICATOR_PREFIX):
+                counts = self.indicator_counts.get((model, training or "", dataset, attack_key))
+                value = (counts or {}).get(name[len(INDICATOR_PREFIX) :])
+                if attack_key is None or not indicator_triggered(value):
+                    continue
             scope = ", ".join(x for x in (row["model"], row["dataset"], row["training"]) if x)
             text = f"trust check '{row['check_name']}' failed ({scope}): {_short(row['detail'])}"
             marks.append(self._number(text))

@@ -77,8 +77,11 @@ def _cell(
             marks.add(mark)
             failed = True
     else:
+        # an indicator's mark goes on the white-box cell whose attack it read (selection.py)
+        own = measure.attack_key if str(query.kind) == "whitebox" else None
         for name in (model, *also):
-            marks.update(ctx.flags.for_model(name, query.training))
+            key = own if name == model else None
+            marks.update(ctx.flags.for_model(name, query.training, attack_key=key))
         if str(query.kind) == "whitebox":  # one gradient sample per step on a random model
             mark = ctx.flags.random_plain(model, measure.training, measure.attack_key)
             marks.update([mark] if mark is not None else [])
@@ -339,7 +342,7 @@ def _table4_cell(
         model, Query(EvalKind.WHITEBOX, "pgd", None, training, None, eps)
     )
     paper = _section_value(section, prow, dataset)
-    marks = ctx.flags.for_model(model, training, dataset) if measure else ()
+    marks = ctx.flags.for_model(model, training, dataset, measure.attack_key) if measure else ()
     return measured_cell(measure, paper, marks), measure
 
 

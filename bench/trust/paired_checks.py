@@ -153,6 +153,15 @@ def robust_le_clean(rows: list[Row], indicators: list[Row]) -> Outcome:
     return compared, bad, ""
 
 
+def indicator_triggered(value: object) -> bool:
+    """Whether an indicator's ``[hits, examined]`` of one cell fails it: more than
+    :data:`INDICATOR_SHARE` of the examined images and at least :data:`INDICATOR_MIN`."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or not value[1]:
+        return False
+    hit, seen = int(value[0]), int(value[1])
+    return hit >= INDICATOR_MIN and hit > INDICATOR_SHARE * seen
+
+
 def indicator_check(name: str):  # noqa: ANN201 - a check function of CHECKS
     """The check of one indicator: triggered on > 5% (and >= 2) of a cell's examined images."""
 
@@ -164,7 +173,7 @@ def indicator_check(name: str):  # noqa: ANN201 - a check function of CHECKS
                 continue
             compared += 1
             hit, seen = int(value[0]), int(value[1])
-            if hit >= INDICATOR_MIN and hit > INDICATOR_SHARE * seen:
+            if indicator_triggered(value):
                 bad.append(f"{label(ind)}: {hit}/{seen} images ({100.0 * hit / seen:.1f}%)")
         return compared, bad, ""
 
