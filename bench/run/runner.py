@@ -212,18 +212,10 @@ class _Executor:
             self.counter.attach(self.models[ref.hash])
             self.capacity[ref.hash] = model_capacity(self.models[ref.hash], ref.dataset)
             if self.main:
-                self.store.put_checkpoint(
-                    ref.hash,
-                    model=ref.model,
-                    dataset=ref.dataset.value,
-                    training=ref.training.value,
-                    config=meta["config"],
-                    metrics={
-                        "metrics": meta.get("metrics"),
-                        "content_hash": meta.get("content_hash"),
-                    },
-                    path=meta.get("path"),
-                )
+                kept = {"metrics": meta.get("metrics"), "content_hash": meta.get("content_hash")}
+                self.store.put_checkpoint(ref.hash, model=ref.model, dataset=ref.dataset.value,
+                                          training=ref.training.value, config=meta["config"],
+                                          metrics=kept, path=meta.get("path"))  # fmt: skip
         except DatasetUnavailable:
             raise
         except Exception as err:  # a failed checkpoint fails its cells, not the run
@@ -251,10 +243,7 @@ class _Executor:
             config = {"factory": user.factory.text, "weights": str(user.weights or "")}
             path = None if user.weights is None else str(user.weights)
             return model, {"config": config, "content_hash": user.weights_sha256, "path": path}
-        init = None
-        if ref.parent is not None:  # a warm start: the natural checkpoint's weights (trained
-            parent, _ = self._load_or_train(self.plan.refs[ref.parent])  # first when missing)
-            init = parent.state_dict()
+        parent = ref.parent and self._load_or_train(self.plan.refs[ref.parent])[0]  # warm start
         model, meta = ensure_trained(
             ref.model,
             ref.dataset,
@@ -267,7 +256,7 @@ class _Executor:
             compile=bool(self.handlers.options.get("train_compile", False)),
             inputs=warm_start_inputs(ref.parent),
             save_every_s=self.handlers.options.get("save_every_s"),
-            init=init,
+            init=None if parent is None else parent.state_dict(),  # trained first when missing
         )
         return model, {**meta, "config": ref.cfg.to_dict()}
 
