@@ -54,14 +54,12 @@ def matched_claims(path: str | Path, scope: Scope, names: NameMap) -> MatchedCla
     preset and budget; anything else is a UserError naming what differs)."""
     store = load_store(path)
     theirs = choose_scope(store.results, scope.dataset, scope.preset)
-    if (theirs.eps is None) != (scope.eps is None) or (
-        theirs.eps is not None and abs(theirs.eps - scope.eps) > 1e-9
-    ):
+    if (theirs.eps is None) != (scope.eps is None):
+        raise UserError(f"--matched-store {path}: it has no attack rows at the report's budget")
+    if theirs.eps is not None and abs(theirs.eps - scope.eps) > 1e-9:
         raise UserError(
             f"--matched-store {path}: its attack budget eps={theirs.eps:g} differs from the "
             f"report's eps={scope.eps:g}; run the matched plan at the same budget"
-            if theirs.eps is not None and scope.eps is not None
-            else f"--matched-store {path}: it has no attack rows at the report's budget"
         )
     ctx = ReportContext.build(store, theirs, names)
     tables = {t.key: t for t in build_tables(ctx)}

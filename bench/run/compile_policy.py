@@ -51,18 +51,26 @@ def eval_seconds_by_architecture(plan: Any) -> dict[tuple, float]:
     return out
 
 
-def is_cell_network(ref: Any) -> bool:
-    """Whether a plan's model is a DARTS-space cell network (a zoo model built from a
-    genotype with ``init_channels``); a user's own model is not."""
-    if getattr(ref, "factory", None) is not None:
-        return False
+def _zoo_info(name: str) -> Any | None:
+    """The zoo's entry for ``name``, None when the zoo has none (a Table 5 variant before its
+    search)."""
     from core.errors import UserError
     from models import get_model_info
 
     try:
-        return "init_channels" in get_model_info(ref.model).defaults
-    except UserError:  # not a zoo name (a searched Table 5 variant): treated as a plain network
+        return get_model_info(name)
+    except UserError:
+        return None
+
+
+def is_cell_network(ref: Any) -> bool:
+    """Whether a plan's model is a DARTS-space cell network (a zoo model built from a
+    genotype with ``init_channels``); a user's own model is not, nor a name the zoo lacks (a
+    searched Table 5 variant: treated as a plain network)."""
+    if getattr(ref, "factory", None) is not None:
         return False
+    info = _zoo_info(ref.model)
+    return info is not None and "init_channels" in info.defaults
 
 
 def run_options(compile_flag: str, amp: str, plan: Any, device: str) -> dict[str, Any]:
@@ -120,16 +128,12 @@ CHANNELS_LAST_FAMILIES = ("darts-cell", "robnet", "resnet", "vgg")
 
 def channels_last_on_cpu(ref: Any) -> bool:
     """Whether a plan's checkpoint runs its attacks channels_last on a CPU: a zoo model of
-    :data:`CHANNELS_LAST_FAMILIES`; never a user's own model (its layout is its own)."""
+    :data:`CHANNELS_LAST_FAMILIES`, or a name the zoo lacks (a searched Table 5 variant: a cell
+    network built from its genotype); never a user's own model (its layout is its own)."""
     if getattr(ref, "factory", None) is not None:
         return False
-    from core.errors import UserError
-    from models import get_model_info
-
-    try:
-        return get_model_info(ref.model).family in CHANNELS_LAST_FAMILIES
-    except UserError:  # a searched Table 5 variant: a cell network built from its genotype
-        return True
+    info = _zoo_info(ref.model)
+    return info is None or info.family in CHANNELS_LAST_FAMILIES
 
 
 def steps_compile(flag: str, device: str) -> bool:

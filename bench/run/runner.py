@@ -243,7 +243,9 @@ class _Executor:
             config = {"factory": user.factory.text, "weights": str(user.weights or "")}
             path = None if user.weights is None else str(user.weights)
             return model, {"config": config, "content_hash": user.weights_sha256, "path": path}
-        parent = ref.parent and self._load_or_train(self.plan.refs[ref.parent])[0]  # warm start
+        parent = None  # a warm start: the natural checkpoint, trained first when missing
+        if ref.parent is not None:
+            parent = self._load_or_train(self.plan.refs[ref.parent])[0]
         model, meta = ensure_trained(
             ref.model,
             ref.dataset,
@@ -256,7 +258,7 @@ class _Executor:
             compile=bool(self.handlers.options.get("train_compile", False)),
             inputs=warm_start_inputs(ref.parent),
             save_every_s=self.handlers.options.get("save_every_s"),
-            init=None if parent is None else parent.state_dict(),  # trained first when missing
+            init=None if parent is None else parent.state_dict(),
         )
         return model, {**meta, "config": ref.cfg.to_dict()}
 
