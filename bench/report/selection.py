@@ -8,6 +8,7 @@ import json
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from bench.report.outcomes import SeedResult, decode_bits
@@ -53,32 +54,35 @@ class Measure:
     backward_passes: float | None = None
 
 
-def _same_eps(series: pd.Series, eps: float) -> pd.Series:
-    return (series - eps).abs() <= EPS_TOL * max(1.0, abs(eps))
-
-
 class ResultIndex:
     """Successful result rows of one dataset and preset, grouped by (kind, model)."""
 
     def __init__(self, results: pd.DataFrame) -> None:
         self.frame = results
         self._groups = {key: sub for key, sub in results.groupby(["kind", "model"], sort=True)}
+        self._arrays: dict[tuple, dict[str, np.ndarray]] = {}
 
     def models(self, kind: str) -> list[str]:
         return sorted(model for k, model in self._groups if k == kind)
 
     def rows(self, model: str, query: Query) -> pd.DataFrame:
-        """The rows of ``model`` that match ``query``."""
+        """The rows of ``model`` that match ``query`` (masks over the group's NumPy columns:
+        a table asks a few hundred queries of groups of a few hundred rows)."""
         sub = self._groups.get((query.kind, model))
         if sub is None:
             return self.frame.iloc[0:0]
-        mask = pd.Series(True, index=sub.index)
+        arrays = self._arrays.get((query.kind, model))
+        if arrays is None:
+            arrays = {c: sub[c].to_numpy() for c in (*EXACT_FIELDS, "eps")}
+            self._arrays[(query.kind, model)] = arrays
+        mask = np.ones(len(sub), dtype=bool)
         for col in EXACT_FIELDS:
             value = getattr(query, col)
             if value is not None:
-                mask &= sub[col] == value
+                mask &= arrays[col] == value
         if query.eps is not None:
-            mask &= _same_eps(sub["eps"], query.eps)
+            eps = arrays["eps"].astype(float)
+            mask &= np.abs(eps - query.eps) <= EPS_TOL * max(1.0, abs(query.eps))
         return sub[mask]
 
     def measure(self, model: str, query: Query) -> Measure | None:
@@ -89,17 +93,35 @@ class ResultIndex:
         return pool(rows)
 
 
-def _config_key(rows: pd.DataFrame) -> pd.Series:
-    key = rows["attack_key"].map(str)
-    for col in ("eps", "steps", "training", "source", "source_checkpoint", "data_slice"):
-        key = key + "|" + rows[col].map(str)
-    return key
+CONFIG_FIELDS = (
+    "attack_key", "eps", "steps", "training", "source", "source_checkpoint", "data_slice"
+)  # fmt: skip
 
 
-def _plain(keys: pd.Series) -> pd.Series:
-    """Whether each attack key is the plain attack a paper column names: not an EoT variant
+def _config_keys(cols: dict[str, list]) -> list[str]:
+    """One configuration key per row: the attack key and every field that tells runs apart."""
+    columns = [cols[f] for f in CONFIG_FIELDS]
+    return ["|".join(str(v) for v in values) for values in zip(*columns, strict=True)]
+
+
+def _is_plain(key: object) -> bool:
+    """Whether an attack key is the plain attack a paper column names: not an EoT variant
     (``eot=N``) nor early-stopping PGD (``best_iterate``), which share its name and steps."""
-    return ~keys.map(lambda key: bool(EOT_KEY.search(str(key))) or ANY_ITERATE_KEY in str(key))
+    return not (bool(EOT_KEY.search(str(key))) or ANY_ITERATE_KEY in str(key))
+
+
+def _null(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _columns(rows: pd.DataFrame, names: tuple[str, ...]) -> dict[str, list]:
+    """The named columns as Python lists (``None`` for a column the rows lack)."""
+    return {c: rows[c].tolist() if c in rows else [None] * len(rows) for c in names}
+
+
+POOL_COLUMNS = ("attack_key", "eps", "steps", "training", "source", "source_checkpoint",
+                "data_slice", "run_id", "n", "correct", "accuracy", "seed", "key", "per_sample",
+                "step_size", "params", "flops", "forward_passes", "backward_passes")  # fmt: skip
 
 
 def pool(rows: pd.DataFrame) -> Measure:
@@ -109,66 +131,74 @@ def pool(rows: pd.DataFrame) -> Measure:
     The accuracy and ``n`` are the first (lowest) seed's; several rows of one seed (e.g. an
     older checkpoint of the model) give way to the newest run's row. Configurations that differ
     only in their source checkpoint (a transfer source retrained since) also give way to the
-    newest run's.
+    newest run's. Plain Python over the rows' columns: the report pools a few hundred cells of
+    a few dozen rows each, where pandas' per-call overhead would be most of the time.
     """
-    configs = rows.assign(
-        _cfg=_config_key(rows), _run=rows["run_id"].fillna(-1), _plain=_plain(rows["attack_key"])
-    )
-    totals = configs.groupby("_cfg").agg(
-        plain=("_plain", "max"), n=("n", "sum"), steps=("steps", "max"), run=("_run", "max")
-    )
-    totals = totals.fillna({"steps": -1}).reset_index()
-    order = ["plain", "n", "steps", "run", "_cfg"]
-    totals = totals.sort_values(order, ascending=[False, False, False, False, True])
-    chosen = configs[configs["_cfg"] == totals.iloc[0]["_cfg"]]
+    cols = _columns(rows, POOL_COLUMNS)
+    keys = _config_keys(cols)
+    totals: dict[str, list] = {}  # cfg -> [plain, images, steps, run]
+    for i, cfg in enumerate(keys):
+        n, steps, run = cols["n"][i], cols["steps"][i], cols["run_id"][i]
+        t = totals.setdefault(cfg, [False, 0, -1, -1])
+        t[0] = t[0] or _is_plain(cols["attack_key"][i])
+        t[1] += 0 if _null(n) else n
+        t[2] = t[2] if _null(steps) else max(t[2], steps)
+        t[3] = t[3] if _null(run) else max(t[3], run)
+    best = min(totals, key=lambda c: (not totals[c][0], -totals[c][1], -totals[c][2],
+                                      -totals[c][3], c))  # fmt: skip
+    chosen = {c: [v for v, k in zip(values, keys, strict=True) if k == best]
+              for c, values in cols.items()}  # fmt: skip
     seeds = _per_seed(chosen)
-    first = chosen.iloc[0]
     if seeds:
         accuracy, n = seeds[0].accuracy, seeds[0].n
     else:  # rows without counts: the image-weighted mean of their accuracies
-        weights = chosen["n"].fillna(1).clip(lower=1)
-        accuracy = float((chosen["accuracy"] * weights).sum() / weights.sum())
-        n = int(chosen["n"].fillna(0).sum())
+        weights = [1 if _null(w) else max(w, 1) for w in chosen["n"]]
+        accs = chosen["accuracy"]
+        accuracy = sum(a * w for a, w in zip(accs, weights, strict=True) if not _null(a))
+        accuracy /= sum(weights)
+        n = int(sum(0 if _null(v) else v for v in chosen["n"]))
+    attack_key = chosen["attack_key"][0]
     return Measure(
-        accuracy=accuracy,
+        accuracy=float(accuracy),
         n=n,
-        rows=len(chosen),
-        eps=_opt_float(first["eps"]),
-        steps=_opt_int(first["steps"]),
-        step_size=_opt_float(first["step_size"]),
-        attack_key=None if first["attack_key"] is None else str(first["attack_key"]),
-        training=first["training"],
+        rows=len(chosen["key"]),
+        eps=_opt_float(chosen["eps"][0]),
+        steps=_opt_int(chosen["steps"][0]),
+        step_size=_opt_float(chosen["step_size"][0]),
+        attack_key=None if attack_key is None else str(attack_key),
+        training=chosen["training"][0],
         seeds=seeds,
         data_slice=seeds[0].data_slice if seeds else None,
-        params=_opt_int(_first_known(chosen, "params")),
-        flops=_opt_float(_first_known(chosen, "flops")),
-        forward_passes=_opt_float(_first_known(chosen, "forward_passes")),
-        backward_passes=_opt_float(_first_known(chosen, "backward_passes")),
+        params=_opt_int(_first_known(chosen["params"])),
+        flops=_opt_float(_first_known(chosen["flops"])),
+        forward_passes=_opt_float(_first_known(chosen["forward_passes"])),
+        backward_passes=_opt_float(_first_known(chosen["backward_passes"])),
     )
 
 
-def _first_known(rows: pd.DataFrame, column: str):
-    """The first non-null value of ``column`` in ``rows`` (None when none is, or no column)."""
-    if column not in rows.columns:
-        return None
-    known = rows[column].dropna()
-    return None if known.empty else known.iloc[0]
+def _first_known(values: list):
+    """The first non-null value (None when none is)."""
+    return next((v for v in values if not _null(v)), None)
 
 
-def _per_seed(rows: pd.DataFrame) -> tuple[SeedResult, ...]:
+def _per_seed(cols: dict[str, list]) -> tuple[SeedResult, ...]:
     """One :class:`SeedResult` per seed (newest run's row), ascending seeds; () without counts."""
-    if rows.empty or not (rows["correct"].notna() & rows["n"].gt(0)).all():
+    rows = range(len(cols["key"]))
+    pairs = zip(cols["correct"], cols["n"], strict=True)
+    if not rows or not all(not _null(c) and not _null(n) and n > 0 for c, n in pairs):
         return ()
-    ordered = rows.assign(_seed=rows["seed"].fillna(0).astype(int), _run=rows["run_id"].fillna(-1))
-    ordered = ordered.sort_values(["_seed", "_run", "key"], ascending=[True, False, False])
-    ordered = ordered.drop_duplicates("_seed")
-    blobs = ordered["per_sample"] if "per_sample" in ordered else [None] * len(ordered)
-    columns = (ordered[c] for c in ("_seed", "n", "correct", "data_slice"))
-    out = []
-    for seed, n, correct, data_slice, blob in zip(*columns, blobs, strict=True):
-        n, correct = int(n), int(correct)
-        bits = decode_bits(blob, n, correct)
-        out.append(SeedResult(int(seed), correct, n, _opt_str(data_slice), bits))
+    seed = [0 if _null(s) else int(s) for s in cols["seed"]]
+    run = [-1 if _null(r) else r for r in cols["run_id"]]
+    order = sorted(rows, key=lambda i: str(cols["key"][i]), reverse=True)  # ties: highest key
+    order.sort(key=lambda i: (seed[i], -run[i]))  # stable: ascending seed, newest run first
+    out, seen = [], set()
+    for i in order:
+        if seed[i] in seen:
+            continue
+        seen.add(seed[i])
+        n, correct = int(cols["n"][i]), int(cols["correct"][i])
+        bits = decode_bits(cols["per_sample"][i], n, correct)
+        out.append(SeedResult(seed[i], correct, n, _opt_str(cols["data_slice"][i]), bits))
     return tuple(out)
 
 
