@@ -59,6 +59,25 @@ def test_the_plain_attack_wins_over_its_variants_of_the_same_name():
     assert only_variants.n == 1000
 
 
+def test_one_row_per_seed_the_newest_run_and_seeds_ascending():
+    rows = [_row("k1", 1, 40, "aaaa"), _row("k2", 3, 50, "aaaa"), _row("k3", 2, 60, "aaaa")]
+    rows[0]["seed"], rows[1]["seed"], rows[2]["seed"] = 2, 2, 0
+    measure = pool(pd.DataFrame(rows))
+    assert [(s.seed, s.correct) for s in measure.seeds] == [(0, 60), (2, 50)]
+    assert (measure.accuracy, measure.rows) == (60.0, 3)  # the first (lowest) seed's
+
+
+def test_rows_without_counts_pool_to_their_image_weighted_mean():
+    rows = [_row("k1", 1, 0, "aaaa", n=100), _row("k2", 1, 0, "aaaa", n=300)]
+    rows[0]["seed"] = 1
+    for row, acc in zip(rows, (20.0, 60.0), strict=True):
+        row["correct"], row["accuracy"], row["steps"] = None, acc, None
+        row["data_slice"] = "test[:400]"
+    measure = pool(pd.DataFrame(rows))
+    assert measure.seeds == () and measure.steps is None
+    assert (measure.accuracy, measure.n) == (50.0, 400)
+
+
 def test_a_random_models_plain_white_box_cells_are_marked():
     from bench.report.selection import FlagBook
 
