@@ -73,7 +73,8 @@ class ResultIndex:
             return self.frame.iloc[0:0]
         arrays = self._arrays.get((query.kind, model))
         if arrays is None:
-            arrays = {c: sub[c].to_numpy() for c in (*EXACT_FIELDS, "eps")}
+            arrays = {c: sub[c].to_numpy() for c in EXACT_FIELDS}
+            arrays["eps"] = sub["eps"].to_numpy(dtype=float, na_value=np.nan)
             self._arrays[(query.kind, model)] = arrays
         mask = np.ones(len(sub), dtype=bool)
         for col in EXACT_FIELDS:
@@ -81,8 +82,7 @@ class ResultIndex:
             if value is not None:
                 mask &= arrays[col] == value
         if query.eps is not None:
-            eps = arrays["eps"].astype(float)
-            mask &= np.abs(eps - query.eps) <= EPS_TOL * max(1.0, abs(query.eps))
+            mask &= np.abs(arrays["eps"] - query.eps) <= EPS_TOL * max(1.0, abs(query.eps))
         return sub[mask]
 
     def measure(self, model: str, query: Query) -> Measure | None:
@@ -119,8 +119,7 @@ def _columns(rows: pd.DataFrame, names: tuple[str, ...]) -> dict[str, list]:
     return {c: rows[c].tolist() if c in rows else [None] * len(rows) for c in names}
 
 
-POOL_COLUMNS = ("attack_key", "eps", "steps", "training", "source", "source_checkpoint",
-                "data_slice", "run_id", "n", "correct", "accuracy", "seed", "key", "per_sample",
+POOL_COLUMNS = (*CONFIG_FIELDS, "run_id", "n", "correct", "accuracy", "seed", "key", "per_sample",
                 "step_size", "params", "flops", "forward_passes", "backward_passes")  # fmt: skip
 
 
@@ -203,7 +202,7 @@ def _per_seed(cols: dict[str, list]) -> tuple[SeedResult, ...]:
 
 
 def _opt_str(value: object) -> str | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return None if _null(value) else str(value)
 
 
 def _opt_float(value: object) -> float | None:
