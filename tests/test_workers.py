@@ -12,12 +12,14 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from test_leases import _foreign
 
 from bench.results.store import ResultStore
 from bench.run import workers
+from bench.run.leases import Leases
 from core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,18 +83,23 @@ def other():
 
 
 def _run_while_held(tmp_path: Path, key: str, other: subprocess.Popen) -> Path:
-    """The run on a new store whose lease ``key`` ``other`` holds for its first 3 s."""
+    """The run on a new store whose lease ``key`` ``other`` holds until the run has nothing else
+    to do and waits for it (``Leases.wait_free`` on ``key``): then ``other`` leaves. No timer, so
+    a slow machine cannot let the lease lapse before the run has passed it over."""
     from bench.cli import main
 
     store = tmp_path / "second" / "r.db"
     with ResultStore(store) as s:
         _foreign(s, key, other.pid, socket.gethostname())
-    timer = threading.Timer(3.0, other.leave)  # type: ignore[attr-defined]
-    timer.start()
-    try:
+    wait_free = Leases.wait_free
+
+    def leave_when_waited_on(self: Leases, waited: str, **kwargs: float) -> None:
+        if waited == key:
+            other.leave()  # type: ignore[attr-defined]
+        wait_free(self, waited, **kwargs)
+
+    with mock.patch.object(Leases, "wait_free", leave_when_waited_on):
         assert main([*RUN, "--threads", "1", "--store", str(store)]) == 0
-    finally:
-        timer.cancel()
     return store
 
 
