@@ -57,7 +57,9 @@ def correct_over_budgets(
     the full calls. Each row follows its own budget's step rule from ``starts[j]`` (rows that
     start together share the step state, e.g. momentum), so its iterates are those of a run of
     ``attacks[j]``, up to batch-size-dependent float rounding. Verdicts as in
-    :meth:`Attack.correct_over_iterates`.
+    :meth:`Attack.correct_over_iterates`: an iterate that takes a step is judged on the logits
+    of its gradient pass; a run's last iterate, which takes none, by a float32 forward of the
+    model alone (no backward), and its rows' places go to waiting rows in the same round.
     """
     first = attacks[0]
     steps, size = first.spec.steps, max(max_rows, 1)
@@ -70,6 +72,15 @@ def correct_over_budgets(
     t = 0
     with first.frozen(model):
         while True:
+            # a run's last iterate takes no step: judged by a float32 forward of the model
+            # itself (as Attack.correct_over_iterates judges it), no backward, its rows freed
+            last = [c for c in cohorts if t - c.begun >= steps]
+            if last:
+                cohorts = [c for c in cohorts if t - c.begun < steps]
+                rows = torch.cat([c.rows for c in last])
+                ok = float32_verdict(model, torch.cat([c.x_adv for c in last]), y[rows])
+                for c, ok_c in zip(last, ok.split([len(c.rows) for c in last]), strict=True):
+                    correct[c.rows[~ok_c], c.budget :] = False
             waiting &= correct
             active = sum(len(c.rows) for c in cohorts)
             for j in range(len(attacks)):
@@ -92,8 +103,6 @@ def correct_over_budgets(
                 correct[c.rows[~ok], c.budget :] = False  # fooled here: at every larger budget
             for c, g in zip(cohorts, grads.split(sizes), strict=True):
                 keep = correct[c.rows, c.budget]
-                if t - c.begun >= steps:  # its last iterate was just judged: the run is over
-                    keep = torch.zeros_like(keep)
                 c.rows, c.x_adv, g = c.rows[keep], c.x_adv[keep], g[keep]
                 c.state = {name: value[keep] for name, value in c.state.items()}
                 spec = attacks[c.budget].spec
