@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from core import fold
+from core.pooling import opaque_pools
 
 # A batch larger than the static graph's is run in chunks of the graph's batch once that batch
 # has at least this many rows (below it, a larger batch compiles a larger graph instead): an
@@ -112,8 +113,9 @@ def static_forward(model: nn.Module, x: Tensor, channels_last: bool = False) -> 
     else:
         net = holder.module
         entry = holder.extra.get("compiled")
-        if entry is None:
-            entry = holder.extra["compiled"] = _compile(net)
+        if entry is None:  # channels_last on a CPU: max pools as ATen's kernels (core.pooling)
+            graph = opaque_pools(net) if channels_last and x.device.type == "cpu" else net
+            entry = holder.extra["compiled"] = _compile(graph)
     if n > entry.rows and entry.rows < CHUNK_ROWS:
         entry.rows = n  # a new static graph: the first batch, or one above a small first
     if n > entry.rows:  # chunks of the graph's batch, the last padded (no second graph)
