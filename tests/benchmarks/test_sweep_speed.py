@@ -110,6 +110,7 @@ def at_model():
     Accuracy falls gradually, the unfavourable case for survivor-only attacks: a model that
     breaks at the first budget would make the sweep look cheaper than it usually is.
     """
+    torch.set_num_threads(1)  # trained at one thread whichever fixture runs first
     torch.manual_seed(0)
     model = create_model("resnet18", dataset="mnist", width=4)
     cfg = TrainConfig.paper("pgd_at", "mnist", n_train=2048, batch_size=64, attack_steps=2,
