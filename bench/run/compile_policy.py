@@ -11,7 +11,7 @@ import torch
 
 # The CPU side of the ``auto`` rule: a cell network's compiled/eager attack step and one
 # architecture's first compile, from the figures in docs/decisions/speed.md, "The `auto` rule".
-CPU_SPEEDUP = 1.15  # cell networks, compiled + channels_last over eager folded + channels_last
+CPU_SPEEDUP = 1.3  # cell networks, compiled + channels_last over eager folded + channels_last
 CPU_COMPILE_S = 70.0  # the slowest first compile on an idle CPU (its checkpoints share the graph)
 # eager forward-equivalents per second of that attack step at two threads (image-steps/s x 3):
 # a floor under the planner's estimate, whose forward rate misses the input backward
