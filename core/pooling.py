@@ -1,4 +1,4 @@
-"""Max pooling as one opaque operator for a compiled channels_last graph on a CPU.
+"""Max pooling as opaque operators for a compiled channels_last graph on a CPU.
 
 Inductor lowers ``max_pool2d_with_indices_backward`` of an overlapping window (DARTS's
 ``max_pool_3x3``, stride 1 or 2) to a gather that tests, for every input position, each window
