@@ -20,8 +20,7 @@ import torch
 from torch import Tensor, nn
 
 
-@torch.library.custom_op("racl_bench::max_pool2d_with_indices", mutates_args=())
-def max_pool2d_with_indices(
+def _pool(
     x: Tensor,
     kernel_size: list[int],
     stride: list[int],
@@ -35,15 +34,7 @@ def max_pool2d_with_indices(
     )
 
 
-@max_pool2d_with_indices.register_fake
-def _(x, kernel_size, stride, padding, dilation, ceil_mode):
-    return torch.ops.aten.max_pool2d_with_indices(
-        x, kernel_size, stride, padding, dilation, ceil_mode
-    )
-
-
-@torch.library.custom_op("racl_bench::max_pool2d_backward", mutates_args=())
-def max_pool2d_backward(
+def _pool_backward(
     grad: Tensor,
     x: Tensor,
     indices: Tensor,
@@ -59,11 +50,16 @@ def max_pool2d_backward(
     )
 
 
-@max_pool2d_backward.register_fake
-def _(grad, x, indices, kernel_size, stride, padding, dilation, ceil_mode):
-    return torch.ops.aten.max_pool2d_with_indices_backward(
-        grad, x, kernel_size, stride, padding, dilation, ceil_mode, indices
-    )
+# Each ATen function is both the operator and its fake (shape) implementation: ATen's meta
+# kernels give the fake tensors their shapes and strides.
+max_pool2d_with_indices = torch.library.custom_op(
+    "racl_bench::max_pool2d_with_indices", _pool, mutates_args=()
+)
+max_pool2d_with_indices.register_fake(_pool)
+max_pool2d_backward = torch.library.custom_op(
+    "racl_bench::max_pool2d_backward", _pool_backward, mutates_args=()
+)
+max_pool2d_backward.register_fake(_pool_backward)
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -90,7 +86,7 @@ class OpaqueMaxPool2d(nn.Module):
     def __init__(self, pool: nn.MaxPool2d) -> None:
         super().__init__()
         self.kernel_size = _pair(pool.kernel_size)
-        self.stride = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+        self.stride = _pair(pool.stride or pool.kernel_size)
         self.padding = _pair(pool.padding)
         self.dilation = _pair(pool.dilation)
         self.ceil_mode = bool(pool.ceil_mode)
